@@ -1,0 +1,108 @@
+"""`homelab-tunnel`: thin commands over the library. Exit 0 ok, 1 problem found, 2 bad input."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, ParamSpec, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from homelab_tunnel.config import TunnelConfig, load_config
+from homelab_tunnel.errors import InputError
+
+app = typer.Typer(
+    help="One config file to a DigitalOcean edge VM for your homelab.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+console = Console()
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+ConfigOption = Annotated[
+    Path,
+    typer.Option("--config", "-c", help="homelab-tunnel TOML config file."),
+]
+
+
+def reports_input_errors(command: Callable[P, R]) -> Callable[P, R]:
+    """Bad input becomes one stderr line per problem and exit code 2."""
+
+    @functools.wraps(command)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return command(*args, **kwargs)
+        except InputError as exc:
+            for line in exc.lines():
+                typer.echo(line, err=True)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+def _config_table(config: TunnelConfig) -> Table:
+    table = Table(title=f"{config.name} ({config.region}, {config.size})", show_lines=False)
+    table.add_column("public name")
+    table.add_column("goes to")
+    for site in config.sites:
+        table.add_row(site.domain, f"{site.scheme}://{config.upstream_host(site)}:{site.port}")
+    table.add_row(config.headscale.domain, "Headscale on the edge (127.0.0.1:8080)")
+    return table
+
+
+def _config_facts(config: TunnelConfig) -> list[str]:
+    ssh = ", ".join(config.ssh_allowed_cidrs) if config.ssh_allowed_cidrs else "closed"
+    zone = "created by this stack" if config.dns.create_zone else "existing"
+    return [
+        f"DNS zone: {config.dns.zone} ({zone})",
+        f"tailnet base domain: {config.headscale.base_domain}",
+        f"SSH (TCP 22): {ssh}",
+        f"reserved IPv6: {'yes' if config.reserved_ipv6 else 'no'}",
+        f"state volume: {config.volume_name}, {config.volume.size_gb} GiB",
+        f"Terraform state: {config.backend.type}",
+    ]
+
+
+@app.command()
+@reports_input_errors
+def check(config: ConfigOption = Path("homelab-tunnel.toml")) -> None:
+    """Validate a config file and show what it describes."""
+    loaded = load_config(config)
+    console.print(_config_table(loaded))
+    for fact in _config_facts(loaded):
+        console.print(fact)
+    console.print(f"[green]ok[/green]: {config} is valid")
+
+
+@app.command()
+@reports_input_errors
+def synth(
+    config: ConfigOption = Path("homelab-tunnel.toml"),
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output directory.")] = Path("cdktf.out"),
+) -> None:
+    """Synthesize the Terraform JSON for the edge into --out."""
+    loaded = load_config(config)
+    from homelab_tunnel.stacks.app import synthesize  # cdktf is slow to import
+    from homelab_tunnel.synth_summary import summarize_stack
+
+    summary = summarize_stack(synthesize(loaded, out))
+    console.print(f"stack [bold]{summary.stack}[/bold] -> {summary.path}")
+    console.print(
+        f"{summary.resource_count} resources: "
+        + ", ".join(f"{count} {kind}" for kind, count in sorted(summary.resources.items()))
+    )
+    console.print(
+        "reserved IP: known after apply "
+        f"({summary.outputs['reserved_ip']}; `terraform output -raw reserved_ip`)"
+    )
+    console.print("sites: " + ", ".join(site.domain for site in loaded.sites))
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,1 @@
+"""Pure renderers: config in, file text out. No I/O, no cdktf."""
