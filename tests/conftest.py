@@ -1,0 +1,49 @@
+"""Shared fixtures: the example config, and one synthesis per variant per session."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers import EXAMPLE, config_with, example_raw
+
+from homelab_tunnel.config import TunnelConfig, parse_config
+
+
+def _synth(config: TunnelConfig, outdir: Path) -> dict[str, Any]:
+    from homelab_tunnel.stacks.app import synthesize
+
+    path = synthesize(config, outdir)
+    return json.loads(path.read_text())
+
+
+@pytest.fixture(scope="session")
+def example_config() -> TunnelConfig:
+    return parse_config(example_raw(), str(EXAMPLE))
+
+
+@pytest.fixture(scope="session")
+def stack(example_config: TunnelConfig, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The example config, synthesized once for the whole session."""
+    return _synth(example_config, tmp_path_factory.mktemp("synth") / "cdktf.out")
+
+
+@pytest.fixture(scope="session")
+def full_stack(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """Optional parts switched: SSH allowlist, IPv6, created zone, Spaces state, no alerts."""
+    config = config_with(
+        alert_email=None,
+        ssh_allowed_cidrs=["203.0.113.7/32", "2001:db8::/64"],
+        reserved_ipv6=True,
+        dns={"create_zone": True},
+        backend={
+            "type": "spaces",
+            "bucket": "homelab-state",
+            "key": "edge/terraform.tfstate",
+            "region": "fra1",
+        },
+        ssh_keys=["3b:16:bf:e4:8b:00:8b:b8:59:8c:a9:d3:f0:19:45:fa"],
+    )
+    return _synth(config, tmp_path_factory.mktemp("synth-full") / "cdktf.out")
