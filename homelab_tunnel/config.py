@@ -24,6 +24,7 @@ from pydantic import (
 )
 
 from homelab_tunnel.errors import InputError
+from homelab_tunnel.versions import HEADSCALE_VERSION
 
 # ---------------------------------------------------------------------------
 # Value types
@@ -53,6 +54,9 @@ _NAME = re.compile(r"^[a-z][a-z0-9-]{0,38}[a-z0-9]$")
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _FINGERPRINT = re.compile(r"^([0-9a-f]{2}:){15}[0-9a-f]{2}$")
+_VERSION = re.compile(r"^v?\d+\.\d+\.\d+$")
+_SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
+_HTTPS_URL = re.compile(r"^https://[^\s\"'\\]+$")
 _TAILNET_V4 = ipaddress.ip_network("100.64.0.0/10")
 _TAILNET_V6 = ipaddress.ip_network("fd7a:115c:a1e0::/48")
 
@@ -144,6 +148,24 @@ def _check_state_key(value: str) -> str:
     return value
 
 
+def _check_version(value: str) -> str:
+    if not _VERSION.match(value):
+        raise ValueError(f"{value!r} is not a version; expected MAJOR.MINOR.PATCH, e.g. '1.90.2'")
+    return value.removeprefix("v")
+
+
+def _check_sha256(value: str) -> str:
+    if not _SHA256.match(value):
+        raise ValueError(f"{value!r} is not a sha256 digest (64 hex characters)")
+    return value.lower()
+
+
+def _check_https_url(value: str) -> str:
+    if not _HTTPS_URL.match(value):
+        raise ValueError(f"{value!r} is not an https:// URL")
+    return value
+
+
 def _check_upstream(value: str) -> str:
     try:
         address = ipaddress.ip_address(value)
@@ -179,6 +201,9 @@ Cidr = Annotated[str, BeforeValidator(_check_cidr)]
 Upstream = Annotated[str, BeforeValidator(_normalise_domain), AfterValidator(_check_upstream)]
 Bucket = Annotated[str, AfterValidator(_check_bucket)]
 StateKey = Annotated[str, AfterValidator(_check_state_key)]
+Version = Annotated[str, AfterValidator(_check_version)]
+Sha256 = Annotated[str, AfterValidator(_check_sha256)]
+HttpsUrl = Annotated[str, AfterValidator(_check_https_url)]
 SshKey = Annotated[str, AfterValidator(_check_ssh_key)]
 Port = Annotated[int, Field(ge=1, le=65535)]
 
@@ -212,6 +237,34 @@ class DnsConfig(_Model):
 class HeadscaleConfig(_Model):
     domain: Fqdn = Field(description="public name of the Headscale server")
     base_domain: Fqdn = Field(description="MagicDNS base domain of the tailnet")
+    version: Version = Field(
+        default=HEADSCALE_VERSION, description="Headscale release installed on the edge"
+    )
+    deb_sha256: Sha256 | None = Field(
+        default=None, description="expected sha256 of the Headscale .deb, on top of the release's"
+    )
+    derp_urls: list[HttpsUrl] = Field(
+        default_factory=list,
+        description="public DERP maps to add; empty keeps relaying on the edge's own DERP",
+    )
+
+
+class HomelabConfig(_Model):
+    """The machine at home that serves the sites."""
+
+    tailscale_version: Version | None = Field(
+        default=None, description="Tailscale version the homelab runs, checked against Headscale"
+    )
+
+
+class TlsConfig(_Model):
+    email: Email | None = Field(
+        default=None, description="ACME account email (default: alert_email)"
+    )
+    staging: bool = Field(
+        default=False,
+        description="use Let's Encrypt's staging CA (untrusted certificates, no rate limits)",
+    )
 
 
 class VolumeConfig(_Model):
@@ -256,6 +309,8 @@ class TunnelConfig(_Model):
     dns: DnsConfig
     headscale: HeadscaleConfig
     volume: VolumeConfig = VolumeConfig()
+    homelab: HomelabConfig = HomelabConfig()
+    tls: TlsConfig = TlsConfig()
     backend: Backend = LocalBackend()
     sites: list[Site] = Field(min_length=1)
 
@@ -293,6 +348,10 @@ class TunnelConfig(_Model):
     def domains(self) -> list[str]:
         """Every public name the edge answers for: sites, then Headscale."""
         return [site.domain for site in self.sites] + [self.headscale.domain]
+
+    @property
+    def acme_email(self) -> str | None:
+        return self.tls.email or self.alert_email
 
     @property
     def volume_name(self) -> str:

@@ -8,6 +8,7 @@ from helpers import resources
 
 from homelab_tunnel.config import TunnelConfig
 from homelab_tunnel.render.cloud_init import render_user_data
+from homelab_tunnel.stacks.user_data import from_terraform_literal, terraform_literal
 
 RESERVED_IP = "${digitalocean_reserved_ip.edge.ip_address}"
 RESERVED_IPV6 = "${digitalocean_reserved_ipv6.edge.ip}"
@@ -176,7 +177,19 @@ def test_droplet_settings(stack: dict[str, Any], example_config: TunnelConfig) -
     assert droplet["monitoring"] is True
     assert droplet["graceful_shutdown"] is True
     assert set(droplet["tags"]) == {"homelab-tunnel", "homelab-edge"}
-    assert droplet["user_data"] == render_user_data(example_config)
+
+
+def test_droplet_runs_exactly_the_rendered_user_data(
+    stack: dict[str, Any], example_config: TunnelConfig
+) -> None:
+    user_data = resources(stack, "digitalocean_droplet")["edge"]["user_data"]
+    assert from_terraform_literal(user_data) == render_user_data(example_config)
+
+
+def test_user_data_has_no_unescaped_terraform_templates() -> None:
+    escaped = terraform_literal('echo "${HOME}" %{ if } $${x}')
+    assert escaped == 'echo "$${HOME}" %%{ if } $$${x}'
+    assert from_terraform_literal(escaped) == 'echo "${HOME}" %{ if } $${x}'
 
 
 def test_ssh_keys_by_name_and_by_fingerprint(

@@ -15,6 +15,7 @@ from homelab_tunnel.constructs.monitoring import EdgeAlerts
 from homelab_tunnel.constructs.project import EdgeProject
 from homelab_tunnel.constructs.storage import EdgeStorage
 from homelab_tunnel.stacks.backend import configure_backend
+from homelab_tunnel.stacks.user_data import terraform_literal
 
 
 class EdgeStack(TerraformStack):
@@ -60,7 +61,7 @@ class EdgeStack(TerraformStack):
             self,
             "host",
             config=config,
-            user_data=user_data,
+            user_data=terraform_literal(user_data),
             volume=self.storage.volume,
             depends_on=ready_first,
         )
