@@ -13,6 +13,7 @@ from rich.table import Table
 
 from homelab_tunnel.config import TunnelConfig, load_config
 from homelab_tunnel.errors import InputError
+from homelab_tunnel.gate import version_gate
 
 app = typer.Typer(
     help="One config file to a DigitalOcean edge VM for your homelab.",
@@ -71,13 +72,31 @@ def _config_facts(config: TunnelConfig) -> list[str]:
 
 @app.command()
 @reports_input_errors
-def check(config: ConfigOption = Path("homelab-tunnel.toml")) -> None:
-    """Validate a config file and show what it describes."""
+def check(
+    config: ConfigOption = Path("homelab-tunnel.toml"),
+    upgrade_from: Annotated[
+        str | None,
+        typer.Option(
+            "--upgrade-from",
+            metavar="X.Y.Z",
+            help="Headscale release the edge runs now; fail if moving to the config's is refused.",
+        ),
+    ] = None,
+) -> None:
+    """Validate a config file, show what it describes, and run the version gate."""
     loaded = load_config(config)
+    results = version_gate(loaded, upgrade_from=upgrade_from)
     console.print(_config_table(loaded))
     for fact in _config_facts(loaded):
         console.print(fact)
     console.print(f"[green]ok[/green]: {config} is valid")
+    for result in results:
+        mark = "[green]ok[/green]" if result.ok else "[red]problem[/red]"
+        console.print(f"{mark}: {result.line}", highlight=False, soft_wrap=True)
+    failed = [result for result in results if not result.ok]
+    if failed:
+        console.print(f"[red]version gate failed[/red]: {len(failed)} problem(s)")
+        raise typer.Exit(1)
 
 
 @app.command()
