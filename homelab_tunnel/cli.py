@@ -3,17 +3,25 @@
 from __future__ import annotations
 
 import functools
+import json
+import sys
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
+from homelab_tunnel import doctor as doctor_lib
 from homelab_tunnel.config import TunnelConfig, load_config
 from homelab_tunnel.errors import InputError
 from homelab_tunnel.gate import version_gate
+from homelab_tunnel.join import join_steps
+from homelab_tunnel.remote import ssh_runner
+from homelab_tunnel.versions import HEADSCALE_VERSION
 
 app = typer.Typer(
     help="One config file to a DigitalOcean edge VM for your homelab.",
@@ -121,6 +129,200 @@ def synth(
         f"({summary.outputs['reserved_ip']}; `terraform output -raw reserved_ip`)"
     )
     console.print("sites: " + ", ".join(site.domain for site in loaded.sites))
+
+
+# ---------------------------------------------------------------------------
+# doctor
+# ---------------------------------------------------------------------------
+
+
+def _read_text(source: str) -> str:
+    """A file's text, or stdin for '-'; unreadable input is bad input naming the file."""
+    if source == "-":
+        return sys.stdin.read()
+    try:
+        return Path(source).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(source, ["no such file"]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(source, [f"cannot read: {exc}"]) from None
+
+
+def _parsed(source: str, parse: Callable[[str], R], text: str) -> R:
+    try:
+        return parse(text)
+    except doctor_lib.SourceError as exc:
+        raise InputError(source, [str(exc)]) from None
+
+
+def _site_upstreams(config: TunnelConfig) -> list[str]:
+    hosts: list[str] = []
+    for site in config.sites:
+        host = config.upstream_host(site)
+        if host not in hosts:
+            hosts.append(host)
+    return hosts
+
+
+def _gather(
+    status: str | None,
+    ssh: str | None,
+    whois: Path | None,
+    journal: Path | None,
+    upstreams: list[str],
+) -> tuple[str, doctor_lib.Evidence]:
+    if (status is None) == (ssh is None):
+        raise InputError("doctor", ["give exactly one of --status FILE (or - for stdin) and --ssh"])
+    if ssh is not None:
+        try:
+            run = ssh_runner(ssh)
+        except ValueError as exc:
+            raise InputError("--ssh", [str(exc)]) from None
+        source = f"ssh {ssh}"
+        try:
+            evidence = doctor_lib.collect(run, upstreams=upstreams, journal_since="-1h", source=ssh)
+        except doctor_lib.SourceError as exc:
+            raise InputError(source, [str(exc)]) from None
+        if journal is not None:
+            evidence = doctor_lib.Evidence(
+                evidence.status, evidence.whois, _read_text(str(journal)), evidence.notes
+            )
+        return source, evidence
+    assert status is not None
+    source = "stdin" if status == "-" else status
+    return source, doctor_lib.Evidence(
+        status=_read_text(status),
+        whois=_read_text(str(whois)) if whois is not None else "",
+        journal=_read_text(str(journal)) if journal is not None else None,
+    )
+
+
+def _doctor_table(report: doctor_lib.Report) -> Table:
+    minimum = report.minimum.series if report.minimum else "?"
+    table = Table(
+        title=f"tailnet seen from the edge (Headscale {report.headscale_version}, "
+        f"clients {minimum}+)"
+    )
+    for column in ("node", "tailnet address", "path", "client", "node key"):
+        table.add_column(column)
+    for node in report.nodes:
+        name = escape(node.name) + (" (this node)" if node.path is None else "")
+        if node.upstream:
+            name += " (site upstream)"
+        if node.path is None:
+            path = "-"
+        else:
+            colour = "green" if node.path.kind == "direct" else "red" if node.upstream else "yellow"
+            path = f"[{colour}]{escape(str(node.path))}[/{colour}]"
+        client = escape(node.version or "unknown")
+        if node.supported is False:
+            client = f"[red]{client} (unsupported)[/red]"
+        key = node.key_note or (
+            node.key_expiry.date().isoformat() if node.key_expiry else "no expiry"
+        )
+        table.add_row(name, node.addresses[0] if node.addresses else "", path, client, key)
+    return table
+
+
+@app.command()
+@reports_input_errors
+def doctor(
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", "-c", help="Config whose sites' upstreams must be direct."),
+    ] = None,
+    upstream: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--upstream", help="Tailnet name or address that must be direct (repeatable)."
+        ),
+    ] = None,
+    status: Annotated[
+        str | None,
+        typer.Option(
+            "--status", metavar="FILE", help="Saved `tailscale status --json`; - for stdin."
+        ),
+    ] = None,
+    ssh: Annotated[
+        str | None,
+        typer.Option(
+            "--ssh",
+            metavar="root@IP",
+            help="Run on the edge over ssh: ping each upstream, read status, whois, journal.",
+        ),
+    ] = None,
+    whois: Annotated[
+        Path | None,
+        typer.Option(
+            "--whois", metavar="FILE", help="Saved `tailscale whois --json` outputs (versions)."
+        ),
+    ] = None,
+    journal: Annotated[
+        Path | None,
+        typer.Option("--journal", metavar="FILE", help="Saved Headscale journal text."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable report.")] = False,
+) -> None:
+    """Verdict per tailnet peer: direct or relayed, client version, key expiry."""
+    loaded = load_config(config) if config is not None else None
+    upstreams = _site_upstreams(loaded) if loaded else []
+    upstreams += [name for name in upstream or [] if name not in upstreams]
+    source, evidence = _gather(status, ssh, whois, journal, upstreams)
+    document = _parsed(source, doctor_lib.parse_status, evidence.status)
+    peer_versions = (
+        _parsed(str(whois) if whois else source, doctor_lib.parse_whois, evidence.whois)
+        if evidence.whois.strip() or ssh is not None
+        else None
+    )
+    report = _parsed(
+        source,
+        lambda _: doctor_lib.diagnose(
+            document,
+            upstreams=upstreams,
+            headscale_version=loaded.headscale.version if loaded else HEADSCALE_VERSION,
+            now=datetime.now(UTC),
+            peer_versions=peer_versions,
+            journal=evidence.journal,
+        ),
+        "",
+    )
+    report.warnings.extend(evidence.notes)
+    if not upstreams:
+        report.notes.append("no site upstreams given (--config or --upstream): paths not judged")
+    if as_json:
+        typer.echo(json.dumps(report.to_json(), indent=2))
+    else:
+        console.print(_doctor_table(report))
+        lines = [f"journal: {escape(rejection.example)}" for rejection in report.rejections]
+        lines += [f"[red]problem[/red]: {escape(line)}" for line in report.problems]
+        lines += [f"[yellow]warning[/yellow]: {escape(line)}" for line in report.warnings]
+        lines += [f"note: {escape(line)}" for line in report.notes]
+        verdict = "[green]ok[/green]" if report.ok else "[red]problems found[/red]"
+        lines.append(f"{verdict}: {escape(report.summary())}")
+        for line in lines:
+            console.print(line, highlight=False, soft_wrap=True)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+# ---------------------------------------------------------------------------
+# join-command
+# ---------------------------------------------------------------------------
+
+
+@app.command("join-command")
+@reports_input_errors
+def join_command(
+    config: ConfigOption = Path("homelab-tunnel.toml"),
+    edge: Annotated[
+        str,
+        typer.Option(
+            "--edge", help="The edge's reserved IP, if known (`terraform output -raw reserved_ip`)."
+        ),
+    ] = "",
+) -> None:
+    """Print the steps that join the homelab to the edge's Headscale and check the path."""
+    typer.echo(join_steps(load_config(config), config_path=str(config), edge=edge), nl=False)
 
 
 def main() -> None:
