@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import json
-import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,12 +15,11 @@ from rich.markup import escape
 from rich.table import Table
 
 from homelab_tunnel import doctor as doctor_lib
+from homelab_tunnel.checkup import examine, site_upstreams
 from homelab_tunnel.config import TunnelConfig, load_config
 from homelab_tunnel.errors import InputError
 from homelab_tunnel.gate import version_gate
 from homelab_tunnel.join import join_steps
-from homelab_tunnel.remote import ssh_runner
-from homelab_tunnel.versions import HEADSCALE_VERSION
 
 app = typer.Typer(
     help="One config file to a DigitalOcean edge VM for your homelab.",
@@ -136,67 +134,6 @@ def synth(
 # ---------------------------------------------------------------------------
 
 
-def _read_text(source: str) -> str:
-    """A file's text, or stdin for '-'; unreadable input is bad input naming the file."""
-    if source == "-":
-        return sys.stdin.read()
-    try:
-        return Path(source).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError(source, ["no such file"]) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(source, [f"cannot read: {exc}"]) from None
-
-
-def _parsed(source: str, parse: Callable[[str], R], text: str) -> R:
-    try:
-        return parse(text)
-    except doctor_lib.SourceError as exc:
-        raise InputError(source, [str(exc)]) from None
-
-
-def _site_upstreams(config: TunnelConfig) -> list[str]:
-    hosts: list[str] = []
-    for site in config.sites:
-        host = config.upstream_host(site)
-        if host not in hosts:
-            hosts.append(host)
-    return hosts
-
-
-def _gather(
-    status: str | None,
-    ssh: str | None,
-    whois: Path | None,
-    journal: Path | None,
-    upstreams: list[str],
-) -> tuple[str, doctor_lib.Evidence]:
-    if (status is None) == (ssh is None):
-        raise InputError("doctor", ["give exactly one of --status FILE (or - for stdin) and --ssh"])
-    if ssh is not None:
-        try:
-            run = ssh_runner(ssh)
-        except ValueError as exc:
-            raise InputError("--ssh", [str(exc)]) from None
-        source = f"ssh {ssh}"
-        try:
-            evidence = doctor_lib.collect(run, upstreams=upstreams, journal_since="-1h", source=ssh)
-        except doctor_lib.SourceError as exc:
-            raise InputError(source, [str(exc)]) from None
-        if journal is not None:
-            evidence = doctor_lib.Evidence(
-                evidence.status, evidence.whois, _read_text(str(journal)), evidence.notes
-            )
-        return source, evidence
-    assert status is not None
-    source = "stdin" if status == "-" else status
-    return source, doctor_lib.Evidence(
-        status=_read_text(status),
-        whois=_read_text(str(whois)) if whois is not None else "",
-        journal=_read_text(str(journal)) if journal is not None else None,
-    )
-
-
 def _doctor_table(report: doctor_lib.Report) -> Table:
     minimum = report.minimum.series if report.minimum else "?"
     table = Table(
@@ -265,30 +202,17 @@ def doctor(
 ) -> None:
     """Verdict per tailnet peer: direct or relayed, client version, key expiry."""
     loaded = load_config(config) if config is not None else None
-    upstreams = _site_upstreams(loaded) if loaded else []
+    upstreams = site_upstreams(loaded) if loaded else []
     upstreams += [name for name in upstream or [] if name not in upstreams]
-    source, evidence = _gather(status, ssh, whois, journal, upstreams)
-    document = _parsed(source, doctor_lib.parse_status, evidence.status)
-    peer_versions = (
-        _parsed(str(whois) if whois else source, doctor_lib.parse_whois, evidence.whois)
-        if evidence.whois.strip() or ssh is not None
-        else None
+    report = examine(
+        config=loaded,
+        upstreams=upstreams,
+        status=status,
+        ssh=ssh,
+        whois=whois,
+        journal=journal,
+        now=datetime.now(UTC),
     )
-    report = _parsed(
-        source,
-        lambda _: doctor_lib.diagnose(
-            document,
-            upstreams=upstreams,
-            headscale_version=loaded.headscale.version if loaded else HEADSCALE_VERSION,
-            now=datetime.now(UTC),
-            peer_versions=peer_versions,
-            journal=evidence.journal,
-        ),
-        "",
-    )
-    report.warnings.extend(evidence.notes)
-    if not upstreams:
-        report.notes.append("no site upstreams given (--config or --upstream): paths not judged")
     if as_json:
         typer.echo(json.dumps(report.to_json(), indent=2))
     else:

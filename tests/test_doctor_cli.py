@@ -166,6 +166,14 @@ def test_a_status_source_is_required() -> None:
 def test_status_and_ssh_together_are_refused() -> None:
     result = _doctor("--status", _status("direct"), "--ssh", "root@203.0.113.10")
     assert result.exit_code == 2
+    assert "give exactly one of --status" in result.stderr
+
+
+def test_saved_whois_with_ssh_is_refused() -> None:
+    whois = str(TAILSCALE / "whois-homelab.json")
+    result = _doctor("--ssh", "root@203.0.113.10", "--whois", whois)
+    assert result.exit_code == 2
+    assert result.stderr.startswith("--whois: goes with --status")
 
 
 # ---------------------------------------------------------------------------
