@@ -12,6 +12,7 @@ same file runs on the edge (/usr/local/lib/homelab-tunnel) as the health timer,
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import os
 import re
@@ -50,7 +51,23 @@ STATUS_COMMAND = ("tailscale", "status", "--json")
 
 def ping_command(upstream: str) -> tuple[str, ...]:
     """One disco ping: starts path discovery so an idle upstream gets a current path."""
-    return ("tailscale", "ping", "-c", "1", "--timeout", "5s", upstream)
+    return ("tailscale", "ping", "-c", "1", "--timeout", "5s", _ping_target(upstream))
+
+
+def _ping_target(upstream: str) -> str:
+    """The upstream as `tailscale ping` finds it among its peers.
+
+    It matches a peer by short name or by the full DNSName, trailing dot
+    included (cmd/tailscale/cli/ping.go, `tailscaleIPFromArg`); any other name
+    goes to the system resolver, which on the edge (--accept-dns=false) knows
+    no MagicDNS names, and the ping fails before warming anything.
+    """
+    try:
+        ipaddress.ip_address(upstream)
+    except ValueError:
+        if "." in upstream and not upstream.endswith("."):
+            return upstream + "."
+    return upstream
 
 
 def whois_command(address: str) -> tuple[str, ...]:

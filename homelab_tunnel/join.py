@@ -46,7 +46,6 @@ def join_steps(
         else "SSH to the edge is closed (ssh_allowed_cidrs is empty): add your address/32\n"
         "#    there and apply, or use the DigitalOcean droplet console."
     )
-    edge_fqdn = f"{config.name}.{config.headscale.base_domain}"
     version = config.headscale.version
     edge = shlex.quote(edge) if edge else ""
     repo = "https://pkgs.tailscale.com/stable/$ID/$VERSION_CODENAME"
@@ -89,7 +88,8 @@ sudo tailscale up --login-server {config.headscale_url} --auth-key "$KEY" \\
 #    --accept-dns=false: the homelab needs no tailnet names; its resolver stays as is.
 #    Joined to another server before? Add --reset so no old setting lingers.
 {more}
-# 4. Verify the path is direct (not via DERP).
-tailscale ping {edge_fqdn}    # on the homelab: wants "pong ... via <ip>:<port>"
+# 4. Verify the path is direct (not via DERP). The edge joined as its host name,
+#    {config.name}; tailscale ping finds peers by that short name without DNS.
+tailscale ping {config.name}    # on the homelab: wants "pong ... via <ip>:<port>"
 homelab-tunnel doctor --config {config_path} --ssh root@"$EDGE"    # yours: wants exit 0
 """

@@ -17,6 +17,7 @@ from homelab_tunnel.doctor import (
     parse_status,
     parse_whois,
     path_of,
+    ping_command,
     scan_journal,
 )
 
@@ -128,6 +129,20 @@ def test_peers_that_are_not_upstreams_are_reported_but_not_problems() -> None:
     report = _diagnose("mixed", whois="homelab")
     assert str(_node(report, "backup.tail.example.net").path) == "via DERP region headscale"
     assert not any("backup" in problem for problem in report.problems)
+
+
+@pytest.mark.parametrize(
+    ("upstream", "target"),
+    [
+        (HOMELAB, f"{HOMELAB}."),  # as DNSName, trailing dot: found among the peers
+        (f"{HOMELAB}.", f"{HOMELAB}."),
+        ("homelab", "homelab"),  # short name: found among the peers
+        ("100.64.0.7", "100.64.0.7"),
+        ("fd7a:115c:a1e0::7", "fd7a:115c:a1e0::7"),
+    ],
+)
+def test_ping_names_the_upstream_as_tailscale_ping_finds_it(upstream: str, target: str) -> None:
+    assert ping_command(upstream) == ("tailscale", "ping", "-c", "1", "--timeout", "5s", target)
 
 
 # ---------------------------------------------------------------------------

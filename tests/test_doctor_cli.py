@@ -224,7 +224,7 @@ def test_ssh_warms_each_upstream_then_reads_status_whois_and_journal(fake_ssh: P
     assert result.exit_code == 0, result.output
     calls = _calls(fake_ssh)
     assert [call[-1] for call in calls] == [
-        "tailscale ping -c 1 --timeout 5s homelab.tail.example.net",
+        "tailscale ping -c 1 --timeout 5s homelab.tail.example.net.",
         "tailscale status --json",
         "tailscale whois --json 100.64.0.2",
         "journalctl -u headscale --since -1h -o cat --no-pager",
@@ -239,7 +239,7 @@ def test_ssh_pings_every_upstream_once(fake_ssh: Path) -> None:
     assert result.exit_code == 1  # 100.64.0.7 is not in the tailnet
     pings = _calls(fake_ssh)[0][-1]
     assert pings == (
-        "tailscale ping -c 1 --timeout 5s homelab.tail.example.net; "
+        "tailscale ping -c 1 --timeout 5s homelab.tail.example.net.; "
         "tailscale ping -c 1 --timeout 5s 100.64.0.7"
     )
 

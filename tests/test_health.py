@@ -107,7 +107,7 @@ def test_health_warms_the_path_before_reading_status(edge: dict[str, str]) -> No
     _health(edge)
     calls = Path(edge["FAKE_LOG"]).read_text().splitlines()
     assert calls == [
-        f"tailscale ping -c 1 --timeout 5s {HOMELAB}",
+        f"tailscale ping -c 1 --timeout 5s {HOMELAB}.",
         "tailscale status --json",
         "tailscale whois --json 100.64.0.2",
         "journalctl -u headscale --since -6min -o cat --no-pager",

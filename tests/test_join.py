@@ -63,7 +63,7 @@ def test_joins_with_the_login_server_and_the_site_host_name() -> None:
 
 def test_explains_how_to_verify_the_path() -> None:
     text = _join("--edge", "203.0.113.10")
-    assert "tailscale ping homelab-edge.tail.example.net" in text
+    assert "tailscale ping homelab-edge    # on the homelab" in text
     assert f'homelab-tunnel doctor --config {EXAMPLE} --ssh root@"$EDGE"' in text
 
 
