@@ -171,7 +171,9 @@ def doctor(
     upstream: Annotated[
         list[str] | None,
         typer.Option(
-            "--upstream", help="Tailnet name or address that must be direct (repeatable)."
+            "--upstream",
+            metavar="NAME",
+            help="Tailnet name or address that must be direct (repeatable).",
         ),
     ] = None,
     status: Annotated[
