@@ -12,6 +12,7 @@ same file runs on the edge (/usr/local/lib/homelab-tunnel) as the health timer,
 from __future__ import annotations
 
 import argparse
+import http.client
 import ipaddress
 import json
 import os
@@ -104,6 +105,10 @@ def run_local(commands: Sequence[Sequence[str]], timeout: float) -> Result:
         except FileNotFoundError:
             stderr.append(f"{argv[0]}: command not found\n")
             code = 127
+            continue
+        except OSError as exc:  # e.g. not executable
+            stderr.append(f"{argv[0]}: {exc.strerror or exc}\n")
+            code = 126
             continue
         except subprocess.TimeoutExpired:
             stderr.append(f"{' '.join(argv)}: no answer within {left:.0f}s\n")
@@ -620,6 +625,11 @@ def health(env: Mapping[str, str], run: Runner = run_local, now: datetime | None
     """One health run on the edge: journal lines, an optional webhook, exit 1 on problems."""
     upstreams = env.get("HEALTH_UPSTREAMS", "").split()
     headscale_version = env.get("HEADSCALE_VERSION") or versions.HEADSCALE_VERSION
+    try:
+        parse_version(headscale_version)
+    except ValueError as exc:
+        print(f"warning: HEADSCALE_VERSION: {exc}; judging against {versions.HEADSCALE_VERSION}")
+        headscale_version = versions.HEADSCALE_VERSION
     host = socket.gethostname()
     try:
         evidence = collect(
@@ -715,7 +725,7 @@ def post_json(url: str, message: Mapping[str, Any], timeout: float = WEBHOOK_TIM
     except urllib.error.HTTPError as exc:
         print(f"webhook: POST failed with HTTP {exc.code}")
         return False
-    except (urllib.error.URLError, OSError, ValueError) as exc:
+    except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
         print(f"webhook: POST failed: {getattr(exc, 'reason', exc)}")
         return False
     print(f"webhook: sent (HTTP {status})")

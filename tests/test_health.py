@@ -146,6 +146,14 @@ def test_headscale_version_from_the_environment_sets_the_minimum(edge: dict[str,
     assert "accepts 1.62 or newer" in done.stdout
 
 
+def test_malformed_headscale_version_falls_back_to_the_pinned_one(edge: dict[str, str]) -> None:
+    edge["HEADSCALE_VERSION"] = "latest"
+    done = _health(edge)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.startswith("warning: HEADSCALE_VERSION: 'latest' is not a version")
+    assert "Traceback" not in done.stderr
+
+
 def test_tailscaled_down_is_a_problem_not_a_traceback(edge: dict[str, str]) -> None:
     edge["FAKE_STATUS_FAIL"] = "1"
     done = _health(edge)
@@ -347,3 +355,30 @@ def test_a_hanging_command_is_cut_off_at_the_budget() -> None:
     assert time.monotonic() - started < 10
     assert result.returncode == 124
     assert "sleep 30: no answer within 1s" in result.stderr
+
+
+def test_webhook_answering_garbage_is_logged() -> None:
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(1)
+        url = f"http://127.0.0.1:{server.getsockname()[1]}/hook"
+
+        def answer() -> None:
+            connection, _ = server.accept()
+            with connection:
+                connection.settimeout(5)
+                connection.recv(65536)
+                connection.sendall(b"not http at all\r\n\r\n")
+
+        thread = threading.Thread(target=answer, daemon=True)
+        thread.start()
+        assert post_json(url, {"text": "x"}, timeout=5) is False
+        thread.join(timeout=5)
+
+
+def test_a_command_that_cannot_run_is_reported(tmp_path: Path) -> None:
+    tool = tmp_path / "tailscale"
+    tool.write_text("#!/bin/sh\n")  # not executable
+    result = run_local([[str(tool), "status"]], 5.0)
+    assert result.returncode == 126
+    assert "Permission denied" in result.stderr
