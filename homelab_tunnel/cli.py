@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import functools
+import sys
 from collections.abc import Callable
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, ParamSpec, TypeVar
 
@@ -13,6 +15,8 @@ from rich.table import Table
 
 from homelab_tunnel.config import TunnelConfig, load_config
 from homelab_tunnel.errors import InputError
+from homelab_tunnel.plan_report import render
+from homelab_tunnel.plan_summary import Danger, read_plan
 
 app = typer.Typer(
     help="One config file to a DigitalOcean edge VM for your homelab.",
@@ -102,6 +106,61 @@ def synth(
         f"({summary.outputs['reserved_ip']}; `terraform output -raw reserved_ip`)"
     )
     console.print("sites: " + ", ".join(site.domain for site in loaded.sites))
+
+
+class PlanFormat(StrEnum):
+    text = "text"
+    markdown = "markdown"
+    json = "json"
+
+
+class FailOn(StrEnum):
+    """Danger classes a pipeline can stop on, mildest last."""
+
+    data_loss = "data-loss"
+    address_change = "address-change"
+    downtime = "downtime"
+
+    @property
+    def danger(self) -> Danger:
+        return {
+            FailOn.data_loss: Danger.DATA_LOSS,
+            FailOn.address_change: Danger.ADDRESS_CHANGE,
+            FailOn.downtime: Danger.DOWNTIME,
+        }[self]
+
+
+@app.command("plan-summary")
+@reports_input_errors
+def plan_summary(
+    plan: Annotated[
+        str,
+        typer.Argument(
+            metavar="PLAN.json", help="`terraform show -json PLANFILE` output; '-' reads stdin."
+        ),
+    ],
+    output_format: Annotated[
+        PlanFormat, typer.Option("--format", help="text, markdown (PR comment) or json.")
+    ] = PlanFormat.text,
+    fail_on: Annotated[
+        FailOn | None,
+        typer.Option("--fail-on", help="Exit 1 when the plan has a change of this class or worse."),
+    ] = None,
+    fail_on_data_loss: Annotated[
+        bool, typer.Option("--fail-on-data-loss", help="Short for --fail-on data-loss.")
+    ] = False,
+) -> None:
+    """Summarize a Terraform plan: replacements, deletions and what they cost."""
+    summary = read_plan(plan, sys.stdin.buffer)
+    typer.echo(render(summary, output_format.value), nl=False)
+    thresholds = [option.danger for option in (fail_on,) if option is not None]
+    if fail_on_data_loss:
+        thresholds.append(Danger.DATA_LOSS)
+    if thresholds and summary.reaches(min(thresholds)):
+        threshold = min(thresholds)
+        found = "an errored plan" if summary.errored else f"a {summary.verdict_label} change"
+        typer.echo(f"{summary.source}: refusing {found} (--fail-on {threshold.option})", err=True)
+        raise typer.Exit(1)
 
 
 def main() -> None:
