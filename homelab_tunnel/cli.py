@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from collections.abc import Callable
 from enum import StrEnum
@@ -160,6 +161,50 @@ def plan_summary(
         threshold = min(thresholds)
         found = "an errored plan" if summary.errored else f"a {summary.verdict_label} change"
         typer.echo(f"{summary.source}: refusing {found} (--fail-on {threshold.option})", err=True)
+        raise typer.Exit(1)
+
+
+@app.command()
+@reports_input_errors
+def preflight(
+    config: ConfigOption = Path("homelab-tunnel.toml"),
+    api_url: Annotated[
+        str,
+        typer.Option(
+            "--api-url",
+            envvar="DIGITALOCEAN_API_URL",
+            help="DigitalOcean API endpoint (https).",
+        ),
+    ] = "https://api.digitalocean.com",
+) -> None:
+    """Check the account before the first apply: token, SSH keys, zone, region, records.
+
+    Reads DIGITALOCEAN_TOKEN. One line per check; exit 1 when any check fails.
+    """
+    loaded = load_config(config)
+    token = os.environ.get("DIGITALOCEAN_TOKEN", "").strip()
+    if not token:
+        raise InputError(
+            "DIGITALOCEAN_TOKEN",
+            [
+                "not set: export a DigitalOcean API token (read access is enough for "
+                "preflight), created at https://cloud.digitalocean.com/account/api/tokens"
+            ],
+        )
+    if not api_url.startswith("https://"):
+        raise InputError("--api-url", [f"{api_url!r} is not an https:// URL"])
+    from dataclasses import replace  # pydo is slow to import; only this command needs it
+
+    from homelab_tunnel import do_api
+    from homelab_tunnel.preflight import run_preflight
+
+    api = do_api.DigitalOceanApi(token, replace(do_api.DEFAULT_SETTINGS, endpoint=api_url))
+    checks = run_preflight(loaded, api)
+    for check in checks:
+        typer.echo(check.line())
+    failed = sum(not check.ok for check in checks)
+    if failed:
+        typer.echo(f"{config}: {failed} preflight check(s) failed", err=True)
         raise typer.Exit(1)
 
 
