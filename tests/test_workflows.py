@@ -142,13 +142,15 @@ def test_plan_runs_once_per_pull_request() -> None:
 
 
 @pytest.mark.parametrize("path", [PLAN, APPLY], ids=["plan", "apply"])
-def test_credentials_come_from_secrets_under_terraform_names(path: Path) -> None:
+def test_spaces_credentials_come_from_secrets_under_terraform_names(path: Path) -> None:
     workflow = _load(path)
     (job,) = workflow["jobs"].values()
     env = job["env"]
     assert env["DIGITALOCEAN_TOKEN"] == "${{ secrets.DIGITALOCEAN_TOKEN }}"
     assert env["AWS_ACCESS_KEY_ID"] == "${{ secrets.SPACES_ACCESS_KEY_ID }}"
     assert env["AWS_SECRET_ACCESS_KEY"] == "${{ secrets.SPACES_SECRET_ACCESS_KEY }}"
+    assert env["AWS_REQUEST_CHECKSUM_CALCULATION"] == "when_required"
+    assert env["AWS_RESPONSE_CHECKSUM_VALIDATION"] == "when_required"
     assert env["CONFIG"] == ("${{ vars.HOMELAB_TUNNEL_CONFIG || 'examples/homelab-tunnel.toml' }}")
 
 
