@@ -40,7 +40,7 @@ def configure_backend(
         skip_region_validation=True,
         skip_requesting_account_id=True,
         skip_metadata_api_check=True,
-        # No x-amz-sdk-checksum-algorithm header on uploads; Spaces rejects it.
+        # No checksum header on uploads: Spaces has not always accepted them.
         skip_s3_checksum=True,
         # No use_path_style: Terraform addresses <bucket>.<region>.digitaloceanspaces.com,
         # which Spaces serves with a wildcard certificate. That holds because bucket
