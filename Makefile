@@ -42,12 +42,16 @@ format: $(VENV)/.synced
 bench: $(VENV)/.synced ## Benchmarks (not tests): synth time vs a floor app
 	$(BIN)/python bench/synth.py
 
-# Real components the tests run: Debian's cloud-init (schema checker) and
-# shellcheck. Installed when missing and possible; tests skip, saying why, if not.
+# Real components the tests run: Debian's cloud-init (schema checker),
+# shellcheck (also inside actionlint), jq (the workflows' own scripts) and
+# openssl (TLS for the fake DigitalOcean API). Installed when missing and
+# possible; tests skip, saying why, if not.
 test-tools:
 	@missing=""; \
 	command -v cloud-init >/dev/null || missing="$$missing cloud-init"; \
 	command -v shellcheck >/dev/null || missing="$$missing shellcheck"; \
+	command -v jq >/dev/null || missing="$$missing jq"; \
+	command -v openssl >/dev/null || missing="$$missing openssl"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=""; elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then SUDO="sudo -n"; else SUDO=none; fi; \
 	  if [ "$$SUDO" = none ] || ! command -v apt-get >/dev/null; then \

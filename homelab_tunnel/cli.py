@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import functools
 import json
+import os
+import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, ParamSpec, TypeVar
 
@@ -20,6 +23,8 @@ from homelab_tunnel.config import TunnelConfig, load_config
 from homelab_tunnel.errors import InputError
 from homelab_tunnel.gate import version_gate
 from homelab_tunnel.join import join_steps
+from homelab_tunnel.plan_report import render
+from homelab_tunnel.plan_summary import Danger, read_plan
 
 app = typer.Typer(
     help="One config file to a DigitalOcean edge VM for your homelab.",
@@ -161,6 +166,61 @@ def _doctor_table(report: doctor_lib.Report) -> Table:
     return table
 
 
+class PlanFormat(StrEnum):
+    text = "text"
+    markdown = "markdown"
+    json = "json"
+
+
+class FailOn(StrEnum):
+    """Danger classes a pipeline can stop on, mildest last."""
+
+    data_loss = "data-loss"
+    address_change = "address-change"
+    downtime = "downtime"
+
+    @property
+    def danger(self) -> Danger:
+        return {
+            FailOn.data_loss: Danger.DATA_LOSS,
+            FailOn.address_change: Danger.ADDRESS_CHANGE,
+            FailOn.downtime: Danger.DOWNTIME,
+        }[self]
+
+
+@app.command("plan-summary")
+@reports_input_errors
+def plan_summary(
+    plan: Annotated[
+        str,
+        typer.Argument(
+            metavar="PLAN.json", help="`terraform show -json PLANFILE` output; '-' reads stdin."
+        ),
+    ],
+    output_format: Annotated[
+        PlanFormat, typer.Option("--format", help="text, markdown (PR comment) or json.")
+    ] = PlanFormat.text,
+    fail_on: Annotated[
+        FailOn | None,
+        typer.Option("--fail-on", help="Exit 1 when the plan has a change of this class or worse."),
+    ] = None,
+    fail_on_data_loss: Annotated[
+        bool, typer.Option("--fail-on-data-loss", help="Short for --fail-on data-loss.")
+    ] = False,
+) -> None:
+    """Summarize a Terraform plan: replacements, deletions and what they cost."""
+    summary = read_plan(plan, sys.stdin.buffer)
+    typer.echo(render(summary, output_format.value), nl=False)
+    thresholds = [option.danger for option in (fail_on,) if option is not None]
+    if fail_on_data_loss:
+        thresholds.append(Danger.DATA_LOSS)
+    if thresholds and summary.reaches(min(thresholds)):
+        threshold = min(thresholds)
+        found = "an errored plan" if summary.errored else f"a {summary.verdict_label} change"
+        typer.echo(f"{summary.source}: refusing {found} (--fail-on {threshold.option})", err=True)
+        raise typer.Exit(1)
+
+
 @app.command()
 @reports_input_errors
 def doctor(
@@ -249,6 +309,55 @@ def join_command(
 ) -> None:
     """Print the steps that join the homelab to the edge's Headscale and check the path."""
     typer.echo(join_steps(load_config(config), config_path=str(config), edge=edge), nl=False)
+
+
+# ---------------------------------------------------------------------------
+# preflight
+# ---------------------------------------------------------------------------
+
+
+@app.command()
+@reports_input_errors
+def preflight(
+    config: ConfigOption = Path("homelab-tunnel.toml"),
+    api_url: Annotated[
+        str,
+        typer.Option(
+            "--api-url",
+            envvar="DIGITALOCEAN_API_URL",
+            help="DigitalOcean API endpoint (https).",
+        ),
+    ] = "https://api.digitalocean.com",
+) -> None:
+    """Check the account before the first apply: token, SSH keys, zone, region, records.
+
+    Reads DIGITALOCEAN_TOKEN. One line per check; exit 1 when any check fails.
+    """
+    loaded = load_config(config)
+    token = os.environ.get("DIGITALOCEAN_TOKEN", "").strip()
+    if not token:
+        raise InputError(
+            "DIGITALOCEAN_TOKEN",
+            [
+                "not set: export a DigitalOcean API token (read access is enough for "
+                "preflight), created at https://cloud.digitalocean.com/account/api/tokens"
+            ],
+        )
+    if not api_url.startswith("https://"):
+        raise InputError("--api-url", [f"{api_url!r} is not an https:// URL"])
+    from dataclasses import replace  # pydo is slow to import; only this command needs it
+
+    from homelab_tunnel import do_api
+    from homelab_tunnel.preflight import run_preflight
+
+    api = do_api.DigitalOceanApi(token, replace(do_api.DEFAULT_SETTINGS, endpoint=api_url))
+    checks = run_preflight(loaded, api)
+    for check in checks:
+        typer.echo(check.line())
+    failed = sum(not check.ok for check in checks)
+    if failed:
+        typer.echo(f"{config}: {failed} preflight check(s) failed", err=True)
+        raise typer.Exit(1)
 
 
 def main() -> None:

