@@ -58,7 +58,6 @@ _VERSION = re.compile(r"^v?\d+\.\d+\.\d+$")
 _SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
 _HTTPS_URL = re.compile(r"^https://[^\s\"'\\]+$")
 _TAILNET_V4 = ipaddress.ip_network("100.64.0.0/10")
-_TAILNET_V6 = ipaddress.ip_network("fd7a:115c:a1e0::/48")
 
 
 def _normalise_domain(value: Any) -> Any:
@@ -174,12 +173,12 @@ def _check_upstream(value: str) -> str:
             return value
         raise ValueError(
             f"{value!r} is not a tailnet machine name (one DNS label, e.g. 'homelab') "
-            "or a tailnet address"
+            "or a tailnet IPv4 address (100.64.0.0/10)"
         ) from None
-    if address not in _TAILNET_V4 and address not in _TAILNET_V6:
+    if address not in _TAILNET_V4:
         raise ValueError(
-            f"{value!r} is not a tailnet address (100.64.0.0/10 or fd7a:115c:a1e0::/48); "
-            "upstreams are reached over the tailnet"
+            f"{value!r} is not a tailnet address (100.64.0.0/10); upstreams are reached "
+            "over the tailnet, by machine name or tailnet IPv4"
         )
     return value
 
@@ -224,6 +223,14 @@ class Site(_Model):
     upstream: Upstream = Field(description="tailnet machine name (MagicDNS label) or address")
     port: Port
     scheme: Literal["http", "https"] = "http"
+
+    @property
+    def upstream_is_address(self) -> bool:
+        try:
+            ipaddress.ip_address(self.upstream)
+        except ValueError:
+            return False
+        return True
 
 
 class DnsConfig(_Model):
@@ -369,11 +376,9 @@ class TunnelConfig(_Model):
 
     def upstream_host(self, site: Site) -> str:
         """Where Caddy sends a site: a MagicDNS name or a tailnet address."""
-        try:
-            ipaddress.ip_address(site.upstream)
-        except ValueError:
-            return f"{site.upstream}.{self.headscale.base_domain}"
-        return site.upstream
+        if site.upstream_is_address:
+            return site.upstream
+        return f"{site.upstream}.{self.headscale.base_domain}"
 
     def ssh_key_fingerprints(self) -> list[str]:
         return [key for key in self.ssh_keys if _FINGERPRINT.match(key)]

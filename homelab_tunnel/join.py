@@ -12,8 +12,6 @@ import shlex
 from homelab_tunnel.config import TunnelConfig
 from homelab_tunnel.versions import min_tailscale
 
-HEADSCALE_USER = "homelab"
-
 
 def machine_names(config: TunnelConfig) -> list[str]:
     """The tailnet machine names the sites use, in config order (addresses excluded)."""
@@ -53,7 +51,8 @@ def join_steps(
     if len(names) > 1:
         more = (
             f"#    The sites also use {', '.join(names[1:])}: repeat steps 1-3 on each,\n"
-            "#    with its own --hostname and a new key.\n"
+            "#    as the Headscale user of the same name, with its own --hostname and key:\n"
+            "#    the edge's ACL policy lets it reach each upstream machine by that user.\n"
         )
     return f"""\
 # Join the homelab to {config.headscale_url} ({needs}).
@@ -75,8 +74,10 @@ tailscale version    # the first line must be {minimum.series if minimum else "c
 #    {ssh_note}
 #    In the console, run the same headscale commands without `ssh root@"$EDGE"`.
 EDGE={edge}    # the edge's reserved IP: terraform output -raw reserved_ip
-ssh root@"$EDGE" headscale users create {HEADSCALE_USER}    # once; 'already exists' is fine
-ssh root@"$EDGE" headscale users list --name {HEADSCALE_USER}    # shows the user's ID
+#    The user is named after the machine: the edge's ACL policy lets the edge
+#    reach exactly the site ports on the nodes of user {hostname}.
+ssh root@"$EDGE" headscale users create {hostname}    # once; 'already exists' is fine
+ssh root@"$EDGE" headscale users list --name {hostname}    # shows the user's ID
 USER_ID=    # that ID: Headscale {version} takes the user by numeric ID, not by name
 ssh root@"$EDGE" headscale preauthkeys create --user "$USER_ID" --expiration 1h
 

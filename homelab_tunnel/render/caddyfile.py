@@ -1,0 +1,149 @@
+"""The edge's Caddyfile: TLS for an allowlist of names, everything else refused."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from homelab_tunnel.config import Site, TunnelConfig
+from homelab_tunnel.render.headscale import HEADSCALE_LISTEN
+
+MAGICDNS_RESOLVER = "100.100.100.100"
+LETS_ENCRYPT_STAGING = "https://acme-staging-v02.api.letsencrypt.org/directory"
+# How long an upgraded connection (websocket) may outlive a config reload.
+STREAM_CLOSE_DELAY = "5m"
+
+
+@dataclass(frozen=True)
+class CaddyRuntime:
+    """Where this Caddy listens and whom it asks; the defaults are the edge's.
+
+    Tests run the same Caddyfile on high ports, with Caddy's internal CA
+    instead of ACME and a local DNS server instead of MagicDNS.
+    """
+
+    http_port: int = 80
+    https_port: int = 443
+    magicdns: str = MAGICDNS_RESOLVER
+    headscale: str = HEADSCALE_LISTEN
+    local_ca: bool = False
+    storage_dir: str | None = None
+    admin: str | None = None
+
+
+def render_caddyfile(config: TunnelConfig, runtime: CaddyRuntime | None = None) -> str:
+    runtime = runtime or CaddyRuntime()
+    blocks = [
+        _header(config),
+        _global_options(config, runtime),
+        *(_site(config, site, runtime) for site in config.sites),
+        _headscale(config, runtime),
+        _catch_all_http(),
+        _catch_all_https(),
+    ]
+    return "\n".join(blocks)
+
+
+def _header(config: TunnelConfig) -> str:
+    return (
+        f"# Caddy on the {config.name} edge, written by homelab-tunnel from its config file.\n"
+        "# Only the names below get certificates and content; any other Host is refused.\n"
+        "# Changes here are replaced on the next deploy: edit the homelab-tunnel config instead.\n"
+    )
+
+
+def _global_options(config: TunnelConfig, runtime: CaddyRuntime) -> str:
+    lines: list[str] = []
+    if config.acme_email:
+        lines.append(
+            f"# ACME account; Let's Encrypt writes here before certificates expire.\n"
+            f"email {config.acme_email}"
+        )
+    if config.tls.staging:
+        lines.append(
+            "# Staging CA: untrusted certificates, but no rate limits while testing.\n"
+            f"acme_ca {LETS_ENCRYPT_STAGING}"
+        )
+    if runtime.local_ca:
+        lines.append("local_certs\nskip_install_trust")
+    if runtime.http_port != 80:
+        lines.append(f"http_port {runtime.http_port}")
+    if runtime.https_port != 443:
+        lines.append(f"https_port {runtime.https_port}")
+    if runtime.storage_dir:
+        lines.append(f"storage file_system {runtime.storage_dir}")
+    if runtime.admin:
+        lines.append(f"admin {runtime.admin}")
+    body = "\n".join(lines) or "# defaults: HTTP/3 on, automatic HTTPS with Let's Encrypt"
+    return "{\n" + _indent(body) + "\n}\n"
+
+
+def _site(config: TunnelConfig, site: Site, runtime: CaddyRuntime) -> str:
+    host = config.upstream_host(site)
+    directives: list[str] = []
+    if site.upstream_is_address:
+        directives.append(f"to {host}:{site.port}")
+    else:
+        # Ask MagicDNS directly: the edge's tailscaled runs with --accept-dns=false
+        # so the system resolver of the box that runs Headscale is never rewritten.
+        directives.append(
+            "dynamic a {\n"
+            + _indent(f"name {host}\nport {site.port}\nresolvers {runtime.magicdns}\nrefresh 1m")
+            + "\n}"
+        )
+    directives.append(
+        "# Retry briefly while the tailnet path is (re)established.\nlb_try_duration 5s"
+    )
+    directives.append(
+        f"# Reloads keep websockets open this long.\nstream_close_delay {STREAM_CLOSE_DELAY}"
+    )
+    if site.scheme == "https":
+        directives.append(
+            "# The tailnet authenticates the peer (WireGuard); homelab services\n"
+            "# usually present self-signed certificates.\n"
+            "transport http {\n" + _indent("tls\ntls_insecure_skip_verify") + "\n}"
+        )
+    proxy = "reverse_proxy {\n" + _indent("\n".join(directives)) + "\n}"
+    comment = f"# {site.domain} -> {site.scheme}://{host}:{site.port} over the tailnet\n"
+    return comment + f"{site.domain} {{\n" + _indent(proxy) + "\n}\n"
+
+
+def _headscale(config: TunnelConfig, runtime: CaddyRuntime) -> str:
+    return (
+        "# Headscale (control server and embedded DERP relay) on this edge.\n"
+        f"{config.headscale.domain} {{\n" + _indent(f"reverse_proxy {runtime.headscale}") + "\n}\n"
+    )
+
+
+def _catch_all_http() -> str:
+    # Tailscale probes DERP servers for captive portals at http://<IPv4>/generate_204
+    # and expects its challenge echoed back; anything else on port 80 that is not
+    # an allowlisted name (those get Caddy's redirect to HTTPS) is dropped.
+    return (
+        "# Port 80, any other Host: answer Tailscale's captive-portal probe, drop the rest.\n"
+        "http:// {\n"
+        + _indent(
+            "@probe {\n"
+            + _indent(
+                "path /generate_204\n"
+                "header_regexp challenge X-Tailscale-Challenge ^[A-Za-z0-9._-]{1,64}$"
+            )
+            + "\n}\n"
+            "handle @probe {\n"
+            + _indent('header X-Tailscale-Response "response {re.challenge.0}"\nrespond 204')
+            + "\n}\n"
+            "handle /generate_204 {\n" + _indent("respond 204") + "\n}\n"
+            "handle {\n" + _indent("abort") + "\n}"
+        )
+        + "\n}\n"
+    )
+
+
+def _catch_all_https() -> str:
+    return (
+        "# Port 443, any other name: no certificate, no content.\n"
+        "https:// {\n" + _indent("abort") + "\n}\n"
+    )
+
+
+def _indent(text: str) -> str:
+    return "\n".join(f"\t{line}" if line else line for line in text.splitlines())
