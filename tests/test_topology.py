@@ -7,7 +7,7 @@ from typing import Any
 from helpers import resources
 
 from homelab_tunnel.config import TunnelConfig
-from homelab_tunnel.render.cloud_init import render_user_data
+from homelab_tunnel.render.cloud_init import WEBHOOK_URL_PLACEHOLDER, render_user_data
 from homelab_tunnel.stacks.user_data import from_terraform_literal, terraform_literal
 
 RESERVED_IP = "${digitalocean_reserved_ip.edge.ip_address}"
@@ -183,7 +183,19 @@ def test_droplet_runs_exactly_the_rendered_user_data(
     stack: dict[str, Any], example_config: TunnelConfig
 ) -> None:
     user_data = resources(stack, "digitalocean_droplet")["edge"]["user_data"]
-    assert from_terraform_literal(user_data) == render_user_data(example_config)
+    # The one interpolation: the webhook, from a sensitive variable at plan time.
+    assert user_data.count("${var.health_webhook_url}") == 1
+    as_terraform_reads_it = from_terraform_literal(
+        user_data.replace("${var.health_webhook_url}", WEBHOOK_URL_PLACEHOLDER)
+    )
+    assert as_terraform_reads_it == render_user_data(example_config)
+
+
+def test_webhook_is_a_sensitive_variable_not_config(stack: dict[str, Any]) -> None:
+    variable = stack["variable"]["health_webhook_url"]
+    assert variable["sensitive"] is True
+    assert variable["default"] == ""
+    assert "var.health_webhook_url" in variable["validation"][0]["condition"]
 
 
 def test_user_data_has_no_unescaped_terraform_templates() -> None:

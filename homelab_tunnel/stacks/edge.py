@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from cdktf import ITerraformDependable, TerraformOutput, TerraformStack
+from cdktf import (
+    Fn,
+    ITerraformDependable,
+    TerraformOutput,
+    TerraformStack,
+    TerraformVariable,
+)
 from cdktf_cdktf_provider_digitalocean.provider import DigitaloceanProvider
 from constructs import Construct
 
@@ -14,8 +20,13 @@ from homelab_tunnel.constructs.host import EdgeHost
 from homelab_tunnel.constructs.monitoring import EdgeAlerts
 from homelab_tunnel.constructs.project import EdgeProject
 from homelab_tunnel.constructs.storage import EdgeStorage
+from homelab_tunnel.render.cloud_init import WEBHOOK_URL_PLACEHOLDER
 from homelab_tunnel.stacks.backend import configure_backend
 from homelab_tunnel.stacks.user_data import terraform_literal
+
+# The webhook URL is a credential for most services (Slack, Discord): it comes
+# from TF_VAR_health_webhook_url at plan time, never from the config file.
+WEBHOOK_URL_PATTERN = r"^(https://[^\s\"'\\]+)?$"
 
 
 class EdgeStack(TerraformStack):
@@ -57,11 +68,26 @@ class EdgeStack(TerraformStack):
         ready_first: list[ITerraformDependable] = [self.addresses.ipv4, *self.dns.records]
         if self.addresses.ipv6 is not None:
             ready_first.append(self.addresses.ipv6)
+        webhook = TerraformVariable(
+            self,
+            "health_webhook_url",
+            type="string",
+            default="",
+            nullable=False,
+            sensitive=True,
+            description="https URL the edge's health timer posts problems to; empty: none",
+        )
+        webhook.add_validation(
+            condition=Fn.can(Fn.regex(WEBHOOK_URL_PATTERN, webhook.string_value)),
+            error_message="health_webhook_url must be empty or an https:// URL",
+        )
         self.host = EdgeHost(
             self,
             "host",
             config=config,
-            user_data=terraform_literal(user_data),
+            user_data=terraform_literal(user_data).replace(
+                WEBHOOK_URL_PLACEHOLDER, webhook.string_value
+            ),
             volume=self.storage.volume,
             depends_on=ready_first,
         )

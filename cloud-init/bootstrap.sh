@@ -1,0 +1,242 @@
+#!/usr/bin/env bash
+# Bootstrap the homelab-tunnel edge: state volume, current Tailscale and Caddy,
+# pinned Headscale, then join the edge to its own tailnet and start serving.
+#
+# cloud-init runs this once per droplet; it is safe to run again by hand
+# (sudo /usr/local/lib/homelab-tunnel/bootstrap.sh): every step checks before
+# it changes anything. It ends with one line: "edge ready" or "FAILED: why".
+set -euo pipefail
+
+# Tests run the script against a scratch tree with fake system commands.
+ROOT="${HOMELAB_TUNNEL_ROOT:-}"
+METADATA="${HOMELAB_TUNNEL_METADATA:-http://169.254.169.254/metadata/v1}"
+CONF="$ROOT/etc/homelab-tunnel"
+SYSTEMD="$ROOT/etc/systemd/system"
+APT_OPTS=(-y -q -o DPkg::Lock::Timeout=600 -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold)
+RESERVED_IP_WAIT="${HOMELAB_TUNNEL_RESERVED_IP_WAIT:-600}"
+
+log() { printf 'homelab-tunnel: %s\n' "$*"; }
+fail() {
+  log "FAILED: $*" >&2
+  exit 1
+}
+trap 'fail "line $LINENO: $BASH_COMMAND"' ERR
+
+[ -r "$CONF/edge.env" ] || fail "missing $CONF/edge.env (written by cloud-init from the homelab-tunnel config)"
+# shellcheck source=/dev/null
+. "$CONF/edge.env"
+for name in EDGE_NAME STATE_VOLUME HEADSCALE_VERSION EGRESS_VIA_RESERVED_IP; do
+  [ -n "${!name:-}" ] || fail "$CONF/edge.env does not set $name"
+done
+HEADSCALE_DEB_SHA256="${HEADSCALE_DEB_SHA256:-}"
+
+# ---------------------------------------------------------------------------
+# Helpers: each one changes something only when it differs from what is wanted.
+# ---------------------------------------------------------------------------
+
+# install_file SRC DST MODE: copy when different; succeed only if it copied.
+install_file() {
+  if cmp -s "$1" "$2"; then return 1; fi
+  install -D -m "$3" "$1" "$2"
+}
+
+# write_file DST MODE < content: like install_file, for generated content.
+write_file() {
+  local tmp
+  tmp="$(mktemp)"
+  cat >"$tmp"
+  if install_file "$tmp" "$1" "$2"; then
+    rm -f "$tmp"
+    return 0
+  fi
+  rm -f "$tmp"
+  return 1
+}
+
+ensure_line() {
+  touch "$2"
+  grep -qxF -- "$1" "$2" || printf '%s\n' "$1" >>"$2"
+}
+
+metadata() { curl -fsS --max-time 5 --retry 3 "$METADATA/$1"; }
+
+installed() { [ "$(dpkg-query -W --showformat='${Status}' "$1" 2>/dev/null || true)" = "install ok installed" ]; }
+
+enable_unit() { systemctl is-enabled --quiet "$1" || systemctl enable "$1"; }
+
+# start_unit UNIT CHANGED: restart when its config changed, start when stopped.
+start_unit() {
+  if [ "$2" = 1 ]; then
+    systemctl restart "$1"
+  elif ! systemctl is-active --quiet "$1"; then
+    systemctl start "$1"
+  fi
+}
+
+# ---------------------------------------------------------------------------
+# 1. State volume: everything the edge must keep lives here.
+# ---------------------------------------------------------------------------
+device="$ROOT/dev/disk/by-id/scsi-0DO_Volume_${STATE_VOLUME}"
+for _ in $(seq 1 30); do
+  [ -e "$device" ] && break
+  sleep 2
+done
+[ -e "$device" ] || fail "state volume ${STATE_VOLUME} is not attached ($device missing); refusing to run without persistent state"
+
+if [ -z "$(blkid -o value -s TYPE "$device" || true)" ]; then
+  log "state volume is blank: formatting ext4"
+  mkfs.ext4 -q -L edge-state "$device"
+fi
+# DigitalOcean may have mounted it already (under /mnt/<name with underscores>).
+state="$(findmnt -n -o TARGET --first-only --source "$device" || true)"
+if [ -z "$state" ]; then
+  state="$ROOT/mnt/${STATE_VOLUME}"
+  mkdir -p "$state"
+  ensure_line "$device $state ext4 defaults,nofail,discard,noatime 0 2" "$ROOT/etc/fstab"
+  mount "$state"
+fi
+
+# volume dir : system path. A replaced droplet finds the same keys, nodes and certificates.
+for pair in headscale-lib:/var/lib/headscale headscale-etc:/etc/headscale caddy:/var/lib/caddy tailscale:/var/lib/tailscale; do
+  src="$state/${pair%%:*}"
+  dst="$ROOT${pair#*:}"
+  mkdir -p "$src" "$dst"
+  ensure_line "$src $dst none bind,x-systemd.requires-mounts-for=$state 0 0" "$ROOT/etc/fstab"
+  mountpoint -q "$dst" || mount --bind "$src" "$dst"
+done
+log "1/6 state volume ${STATE_VOLUME} mounted at $state"
+
+# ---------------------------------------------------------------------------
+# 2. Current Tailscale and Caddy from their official repositories.
+# ---------------------------------------------------------------------------
+# shellcheck source=/dev/null
+codename="$(. "$ROOT/etc/os-release" && echo "$VERSION_CODENAME")"
+keyrings="$ROOT/usr/share/keyrings"
+sources_changed=0
+if [ ! -s "$keyrings/tailscale-archive-keyring.gpg" ]; then
+  curl -fsSL --retry 5 -o "$keyrings/tailscale-archive-keyring.gpg" \
+    "https://pkgs.tailscale.com/stable/ubuntu/${codename}.noarmor.gpg"
+fi
+if [ ! -s "$keyrings/caddy-stable-archive-keyring.gpg" ]; then
+  curl -fsSL --retry 5 https://dl.cloudsmith.io/public/caddy/stable/gpg.key |
+    gpg --batch --yes --dearmor -o "$keyrings/caddy-stable-archive-keyring.gpg"
+fi
+write_file "$ROOT/etc/apt/sources.list.d/tailscale.list" 0644 <<EOF && sources_changed=1
+deb [signed-by=/usr/share/keyrings/tailscale-archive-keyring.gpg] https://pkgs.tailscale.com/stable/ubuntu ${codename} main
+EOF
+write_file "$ROOT/etc/apt/sources.list.d/caddy-stable.list" 0644 <<'EOF' && sources_changed=1
+deb [signed-by=/usr/share/keyrings/caddy-stable-archive-keyring.gpg] https://dl.cloudsmith.io/public/caddy/stable/deb/debian any-version main
+EOF
+missing=()
+for package in tailscale caddy unattended-upgrades; do
+  installed "$package" || missing+=("$package")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  if [ "$sources_changed" = 1 ] || [ ! -d "$ROOT/var/lib/apt/lists/partial" ]; then
+    apt-get update -q -o DPkg::Lock::Timeout=600
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get install "${APT_OPTS[@]}" "${missing[@]}"
+  # The package starts Caddy on its example config; ours starts in step 5.
+  systemctl stop caddy
+fi
+log "2/6 tailscale $(dpkg-query -W --showformat='${Version}' tailscale) and caddy $(dpkg-query -W --showformat='${Version}' caddy) installed; unattended upgrades keep them current"
+
+# ---------------------------------------------------------------------------
+# 3. Headscale: the pinned release, verified before it is installed.
+# ---------------------------------------------------------------------------
+if [ "$(dpkg-query -W --showformat='${Version}' headscale 2>/dev/null || true)" != "$HEADSCALE_VERSION" ]; then
+  arch="$(dpkg --print-architecture)"
+  deb="headscale_${HEADSCALE_VERSION}_linux_${arch}.deb"
+  release="https://github.com/juanfont/headscale/releases/download/v${HEADSCALE_VERSION}"
+  download="$(mktemp -d)"
+  curl -fsSL --retry 5 -o "$download/$deb" "$release/$deb"
+  curl -fsSL --retry 5 -o "$download/checksums.txt" "$release/checksums.txt"
+  grep -E "^[0-9a-f]{64}  ${deb}\$" "$download/checksums.txt" >"$download/expected" ||
+    fail "$deb is not listed in the release's checksums.txt"
+  (cd "$download" && sha256sum --check --quiet expected) ||
+    fail "$deb does not match the release's checksums.txt"
+  if [ -n "$HEADSCALE_DEB_SHA256" ]; then
+    echo "$HEADSCALE_DEB_SHA256  $download/$deb" | sha256sum --check --quiet ||
+      fail "$deb does not match headscale.deb_sha256 from the config"
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get install "${APT_OPTS[@]}" "$download/$deb"
+  rm -rf "$download"
+fi
+chown -R headscale:headscale "$ROOT/var/lib/headscale"
+log "3/6 headscale ${HEADSCALE_VERSION} installed (checksum verified)"
+
+# ---------------------------------------------------------------------------
+# 4. Headscale up, then the edge joins it over loopback.
+# ---------------------------------------------------------------------------
+headscale_changed=0
+install_file "$CONF/headscale.yaml" "$ROOT/etc/headscale/config.yaml" 0644 && headscale_changed=1
+install_file "$CONF/policy.hujson" "$ROOT/etc/headscale/policy.hujson" 0644 && headscale_changed=1
+# The embedded DERP advertises the droplet's own addresses (see config.yaml).
+ipv4="$(metadata interfaces/public/0/ipv4/address)"
+ipv6="$(metadata interfaces/public/0/ipv6/address || true)"
+if write_file "$SYSTEMD/headscale.service.d/20-derp-address.conf" 0644 <<EOF; then
+# Written by homelab-tunnel bootstrap from the metadata service.
+[Service]
+Environment=HEADSCALE_DERP_SERVER_IPV4=${ipv4}
+Environment=HEADSCALE_DERP_SERVER_IPV6=${ipv6}
+EOF
+  # New on every droplet: also picks up the units cloud-init wrote at boot.
+  systemctl daemon-reload
+  headscale_changed=1
+fi
+enable_unit headscale
+start_unit headscale "$headscale_changed"
+for _ in $(seq 1 60); do
+  curl -fsS --max-time 2 -o /dev/null http://127.0.0.1:8080/health && break
+  sleep 1
+done
+curl -fsS --max-time 2 -o /dev/null http://127.0.0.1:8080/health ||
+  fail "headscale is not answering on 127.0.0.1:8080 (journalctl -u headscale)"
+
+backend_state() { tailscale status --json 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin).get("BackendState", ""))' || true; }
+if [ "$(backend_state)" != "Running" ]; then
+  user_id() { headscale users list -o json | python3 -c 'import json,sys; print(next((str(u["id"]) for u in json.load(sys.stdin) or [] if u.get("name") == "edge"), ""))'; }
+  [ -n "$(user_id)" ] || headscale users create edge >/dev/null
+  key="$(headscale preauthkeys create --user "$(user_id)" --expiration 10m -o json |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])')"
+  # Loopback: the join never waits for DNS or certificates. MagicDNS stays out
+  # of the system resolver; Caddy asks 100.100.100.100 itself.
+  tailscale up --login-server http://127.0.0.1:8080 --authkey "$key" \
+    --hostname "$EDGE_NAME" --accept-dns=false
+fi
+log "4/6 headscale running; edge joined the tailnet as $EDGE_NAME"
+
+# ---------------------------------------------------------------------------
+# 5. Caddy, once the reserved IP answers, so ACME's first attempt succeeds.
+# ---------------------------------------------------------------------------
+caddy_changed=0
+install_file "$CONF/Caddyfile" "$ROOT/etc/caddy/Caddyfile" 0644 && caddy_changed=1
+chown -R caddy:caddy "$ROOT/var/lib/caddy"
+caddy validate --config "$ROOT/etc/caddy/Caddyfile" --adapter caddyfile >/dev/null 2>&1 ||
+  fail "caddy rejected /etc/caddy/Caddyfile (caddy validate --config /etc/caddy/Caddyfile)"
+waited=0
+until [ "$(metadata reserved_ip/ipv4/active || true)" = "true" ]; do
+  if [ "$waited" -ge "$RESERVED_IP_WAIT" ]; then
+    fail "reserved IP still not active after ${RESERVED_IP_WAIT}s; Caddy not started so no certificate request fails against the wrong address. Run this script again once it is assigned"
+  fi
+  [ "$waited" = 0 ] && log "waiting for the reserved IP to become active (at most ${RESERVED_IP_WAIT}s)"
+  sleep 10
+  waited=$((waited + 10))
+done
+reserved_ip="$(metadata reserved_ip/ipv4/ip_address)"
+enable_unit caddy
+start_unit caddy "$caddy_changed"
+log "5/6 caddy serving on reserved IP $reserved_ip"
+
+# ---------------------------------------------------------------------------
+# 6. Optional egress from the reserved IP, and the health timer.
+# ---------------------------------------------------------------------------
+if [ "$EGRESS_VIA_RESERVED_IP" = true ]; then
+  enable_unit homelab-tunnel-egress.service
+  systemctl is-active --quiet homelab-tunnel-egress.service || systemctl start homelab-tunnel-egress.service
+fi
+enable_unit homelab-tunnel-health.timer
+systemctl is-active --quiet homelab-tunnel-health.timer || systemctl start homelab-tunnel-health.timer
+log "6/6 health timer on; egress via reserved IP: $EGRESS_VIA_RESERVED_IP"
+
+log "edge ready: $EDGE_NAME on $reserved_ip, headscale $HEADSCALE_VERSION, tailscale $(tailscale version | sed -n 1p)"
