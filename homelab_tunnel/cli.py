@@ -23,7 +23,7 @@ from homelab_tunnel.config import TunnelConfig, load_config
 from homelab_tunnel.errors import InputError
 from homelab_tunnel.gate import version_gate
 from homelab_tunnel.join import join_steps
-from homelab_tunnel.plan_report import render
+from homelab_tunnel.plan_report import render as render_plan
 from homelab_tunnel.plan_summary import Danger, read_plan
 
 app = typer.Typer(
@@ -134,6 +134,33 @@ def synth(
     console.print("sites: " + ", ".join(site.domain for site in loaded.sites))
 
 
+class RenderedFile(StrEnum):
+    caddyfile = "caddyfile"
+    headscale = "headscale"
+    policy = "policy"
+    user_data = "user-data"
+
+
+@app.command()
+@reports_input_errors
+def render(
+    file: Annotated[RenderedFile, typer.Argument(help="Which file to print.")],
+    config: ConfigOption = Path("homelab-tunnel.toml"),
+) -> None:
+    """Print one file exactly as the edge gets it (user-data: as cloud-init gets it)."""
+    from homelab_tunnel.render.caddyfile import render_caddyfile
+    from homelab_tunnel.render.cloud_init import render_user_data
+    from homelab_tunnel.render.headscale import render_headscale_config, render_policy
+
+    renderers = {
+        RenderedFile.caddyfile: render_caddyfile,
+        RenderedFile.headscale: render_headscale_config,
+        RenderedFile.policy: render_policy,
+        RenderedFile.user_data: render_user_data,
+    }
+    typer.echo(renderers[file](load_config(config)), nl=False)
+
+
 # ---------------------------------------------------------------------------
 # doctor
 # ---------------------------------------------------------------------------
@@ -210,7 +237,7 @@ def plan_summary(
 ) -> None:
     """Summarize a Terraform plan: replacements, deletions and what they cost."""
     summary = read_plan(plan, sys.stdin.buffer)
-    typer.echo(render(summary, output_format.value), nl=False)
+    typer.echo(render_plan(summary, output_format.value), nl=False)
     thresholds = [option.danger for option in (fail_on,) if option is not None]
     if fail_on_data_loss:
         thresholds.append(Danger.DATA_LOSS)

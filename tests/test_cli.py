@@ -97,3 +97,16 @@ def test_cdktf_entry_point_rejects_bad_config_without_traceback(tmp_path: Path) 
     assert result.returncode == 2
     assert f"{bad}: name:" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_render_prints_the_file_the_edge_gets(example_config: TunnelConfig) -> None:
+    from homelab_tunnel.render.caddyfile import render_caddyfile
+
+    result = runner.invoke(app, ["render", "caddyfile", "--config", str(EXAMPLE)])
+    assert result.exit_code == 0, result.output
+    assert result.stdout == render_caddyfile(example_config)
+
+
+def test_render_rejects_an_unknown_file() -> None:
+    result = runner.invoke(app, ["render", "nginx.conf", "--config", str(EXAMPLE)])
+    assert result.exit_code == 2
