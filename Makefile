@@ -39,8 +39,9 @@ format: $(VENV)/.synced
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-bench: $(VENV)/.synced ## Benchmarks (not tests): synth time vs a floor app
+bench: $(VENV)/.synced ## Benchmarks (not tests): synth time vs a floor app; proxy overhead
 	$(BIN)/python bench/synth.py
+	$(BIN)/python bench/proxy.py
 
 # Real components the tests run: Debian's cloud-init (schema checker),
 # shellcheck (also inside actionlint), jq (the workflows' own scripts) and
