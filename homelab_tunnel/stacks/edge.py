@@ -26,7 +26,9 @@ from homelab_tunnel.stacks.user_data import terraform_literal
 
 # The webhook URL is a credential for most services (Slack, Discord): it comes
 # from TF_VAR_health_webhook_url at plan time, never from the config file.
-WEBHOOK_URL_PATTERN = r"^(https://[^\s\"'\\]+)?$"
+# Printable ASCII without spaces: safe in the env file and the YAML around it.
+# No backslashes, which Terraform's string syntax would read as escapes.
+WEBHOOK_URL_PATTERN = "^(https://[!-~]+)?$"
 
 
 class EdgeStack(TerraformStack):
