@@ -266,3 +266,10 @@ def test_ci_refuses_local_state(path: Path, tmp_path: Path) -> None:
     assert result.returncode == 1
     assert result.stdout.startswith("::error::edge.toml keeps Terraform state in a local file")
     assert output == ""
+
+
+def test_plan_and_apply_pass_the_same_webhook_variable() -> None:
+    # It is part of user_data: a difference would show as a droplet replacement.
+    for name in ("plan.yml", "apply.yml"):
+        text = (ROOT / ".github" / "workflows" / name).read_text()
+        assert "TF_VAR_health_webhook_url: ${{ secrets.HEALTH_WEBHOOK_URL }}" in text, name
