@@ -57,6 +57,8 @@ _FINGERPRINT = re.compile(r"^([0-9a-f]{2}:){15}[0-9a-f]{2}$")
 _VERSION = re.compile(r"^v?\d+\.\d+\.\d+$")
 _SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
 _HTTPS_URL = re.compile(r"^https://[^\s\"'\\]+$")
+# The Headscale user of the edge's own node (its ACL policy names it).
+EDGE_USER = "edge"
 _TAILNET_V4 = ipaddress.ip_network("100.64.0.0/10")
 
 
@@ -340,6 +342,11 @@ class TunnelConfig(_Model):
             seen.setdefault(site.domain, index)
             if site.domain == self.headscale.domain:
                 yield f"{where}: {site.domain!r} is the Headscale domain; use another name"
+            if site.upstream in (self.name, EDGE_USER):
+                yield (
+                    f"sites.{index}.upstream: {site.upstream!r} is the edge itself on the "
+                    "tailnet; name the homelab machine that serves the site"
+                )
         if not _within(self.headscale.domain, zone):
             yield f"headscale.domain: {self.headscale.domain!r} is outside the DNS zone {zone!r}"
         if _within(self.headscale.domain, self.headscale.base_domain):

@@ -66,6 +66,8 @@ BAD_CONFIGS: list[tuple[str, Mutation, list[str]]] = [
     ("port zero", _set("sites.0.port", 0), ["sites.0.port", "greater than or equal to 1"]),
     ("bad scheme", _set("sites.0.scheme", "ftp"), ["sites.0.scheme", "'http' or 'https'"]),
     ("public IP as upstream", _set("sites.0.upstream", "8.8.8.8"), ["sites.0.upstream", "not a tailnet address"]),
+    ("upstream is the edge itself", _set("sites.0.upstream", "homelab-edge"), ["sites.0.upstream", "the edge itself"]),
+    ("upstream is the edge's user", _set("sites.1.upstream", "edge"), ["sites.1.upstream", "the edge itself"]),
     ("upstream with dots", _set("sites.0.upstream", "homelab.lan"), ["sites.0.upstream", "tailnet machine name"]),
     ("bad region", _set("region", "mars1"), ["region", "not a DigitalOcean region", "fra1"]),
     ("uppercase region", _set("region", "FRA1"), ["region", "not a DigitalOcean region"]),

@@ -10,14 +10,11 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 
-from homelab_tunnel.config import TunnelConfig
+from homelab_tunnel.config import EDGE_USER, TunnelConfig
 
 HEADSCALE_LISTEN = "127.0.0.1:8080"
 POLICY_PATH = "/etc/headscale/policy.hujson"
 DERP_REGION_ID = 999
-# The user the edge's own node belongs to; each upstream machine joins as a
-# user of its own name (see `homelab-tunnel join-command`).
-EDGE_USER = "edge"
 
 
 def render_headscale_config(config: TunnelConfig) -> str:
