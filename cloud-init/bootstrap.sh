@@ -194,6 +194,12 @@ curl -fsS --max-time 2 -o /dev/null http://127.0.0.1:8080/health ||
   fail "headscale is not answering on 127.0.0.1:8080 (journalctl -u headscale)"
 
 backend_state() { tailscale status --json 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin).get("BackendState", ""))' || true; }
+# A replaced droplet restores its node from the volume: let tailscaled settle
+# before deciding it needs a key, or the edge would register a second time.
+for _ in $(seq 1 30); do
+  case "$(backend_state)" in Running | NeedsLogin | NeedsMachineAuth | Stopped) break ;; esac
+  sleep 1
+done
 if [ "$(backend_state)" != "Running" ]; then
   user_id() { headscale users list -o json | python3 -c 'import json,sys; print(next((str(u["id"]) for u in json.load(sys.stdin) or [] if u.get("name") == "edge"), ""))'; }
   [ -n "$(user_id)" ] || headscale users create edge >/dev/null

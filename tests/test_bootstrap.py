@@ -286,3 +286,11 @@ def test_egress_is_switched_on_only_when_asked(tmp_path: Path) -> None:
 def test_egress_stays_off_by_default(sandbox: Sandbox) -> None:
     assert sandbox.run().returncode == 0
     assert "homelab-tunnel-egress" not in sandbox.machine()["enabled"]
+
+
+def test_restored_node_is_not_registered_again(sandbox: Sandbox) -> None:
+    result = sandbox.run("restored-node")
+    assert result.returncode == 0, result.stdout + result.stderr
+    calls = sandbox.calls()
+    assert not [c for c in calls if c[:2] == ["tailscale", "up"]]
+    assert not [c for c in calls if c[:2] == ["headscale", "preauthkeys"]]
