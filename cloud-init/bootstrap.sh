@@ -35,16 +35,17 @@ HEADSCALE_DEB_SHA256="${HEADSCALE_DEB_SHA256:-}"
 # ---------------------------------------------------------------------------
 
 # install_file SRC DST MODE: copy when different; succeed only if it copied.
+# Callers test the result, which switches off `set -e` inside: fail explicitly.
 install_file() {
   if cmp -s "$1" "$2"; then return 1; fi
-  install -D -m "$3" "$1" "$2"
+  install -D -m "$3" "$1" "$2" || fail "cannot write $2"
 }
 
 # write_file DST MODE < content: like install_file, for generated content.
 write_file() {
   local tmp
-  tmp="$(mktemp)"
-  cat >"$tmp"
+  tmp="$(mktemp)" || fail "cannot create a temporary file"
+  cat >"$tmp" || fail "cannot write $tmp"
   if install_file "$tmp" "$1" "$2"; then
     rm -f "$tmp"
     return 0
@@ -149,6 +150,7 @@ if [ "$(dpkg-query -W --showformat='${Version}' headscale 2>/dev/null || true)" 
   deb="headscale_${HEADSCALE_VERSION}_linux_${arch}.deb"
   release="https://github.com/juanfont/headscale/releases/download/v${HEADSCALE_VERSION}"
   download="$(mktemp -d)"
+  trap 'rm -rf "$download"' EXIT
   curl -fsSL --retry 5 -o "$download/$deb" "$release/$deb"
   curl -fsSL --retry 5 -o "$download/checksums.txt" "$release/checksums.txt"
   grep -E "^[0-9a-f]{64}  ${deb}\$" "$download/checksums.txt" >"$download/expected" ||
