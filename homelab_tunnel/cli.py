@@ -122,16 +122,16 @@ def synth(
     from homelab_tunnel.synth_summary import summarize_stack
 
     summary = summarize_stack(synthesize(loaded, out))
-    console.print(f"stack [bold]{summary.stack}[/bold] -> {summary.path}")
-    console.print(
-        f"{summary.resource_count} resources: "
-        + ", ".join(f"{count} {kind}" for kind, count in sorted(summary.resources.items()))
-    )
-    console.print(
+    lines = [
+        f"stack [bold]{summary.stack}[/bold] -> {summary.path}",
+        f"{summary.resource_count} resources:",
+        *(f"  {count} {kind}" for kind, count in sorted(summary.resources.items())),
         "reserved IP: known after apply "
-        f"({summary.outputs['reserved_ip']}; `terraform output -raw reserved_ip`)"
-    )
-    console.print("sites: " + ", ".join(site.domain for site in loaded.sites))
+        f"({summary.outputs['reserved_ip']}; `terraform output -raw reserved_ip`)",
+        "sites: " + ", ".join(site.domain for site in loaded.sites),
+    ]
+    for line in lines:
+        console.print(line, soft_wrap=True, highlight=False)
 
 
 class RenderedFile(StrEnum):
