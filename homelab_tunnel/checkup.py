@@ -26,16 +26,6 @@ T = TypeVar("T")
 JOURNAL_SINCE = "-1h"
 
 
-def site_upstreams(config: TunnelConfig) -> list[str]:
-    """Each site's upstream host (MagicDNS name or tailnet address), once, in config order."""
-    hosts: list[str] = []
-    for site in config.sites:
-        host = config.upstream_host(site)
-        if host not in hosts:
-            hosts.append(host)
-    return hosts
-
-
 def examine(
     *,
     config: TunnelConfig | None,

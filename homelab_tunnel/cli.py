@@ -18,7 +18,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from homelab_tunnel import doctor as doctor_lib
-from homelab_tunnel.checkup import examine, site_upstreams
+from homelab_tunnel.checkup import examine
 from homelab_tunnel.config import TunnelConfig, load_config
 from homelab_tunnel.errors import InputError
 from homelab_tunnel.gate import version_gate
@@ -291,7 +291,7 @@ def doctor(
 ) -> None:
     """Verdict per tailnet peer: direct or relayed, client version, key expiry."""
     loaded = load_config(config) if config is not None else None
-    upstreams = site_upstreams(loaded) if loaded else []
+    upstreams = loaded.upstream_hosts if loaded else []
     upstreams += [name for name in upstream or [] if name not in upstreams]
     report = examine(
         config=loaded,

@@ -387,6 +387,18 @@ class TunnelConfig(_Model):
             return site.upstream
         return f"{site.upstream}.{self.headscale.base_domain}"
 
+    @property
+    def upstream_hosts(self) -> list[str]:
+        """Each site's upstream host, once, in config order."""
+        return list(dict.fromkeys(self.upstream_host(site) for site in self.sites))
+
+    @property
+    def upstream_machines(self) -> list[str]:
+        """The tailnet machine names the sites use, once, in config order."""
+        return list(
+            dict.fromkeys(site.upstream for site in self.sites if not site.upstream_is_address)
+        )
+
     def ssh_key_fingerprints(self) -> list[str]:
         return [key for key in self.ssh_keys if _FINGERPRINT.match(key)]
 

@@ -6,23 +6,10 @@ passes through this tool, the config or Terraform state.
 
 from __future__ import annotations
 
-import ipaddress
 import shlex
 
 from homelab_tunnel.config import TunnelConfig
 from homelab_tunnel.versions import min_tailscale
-
-
-def machine_names(config: TunnelConfig) -> list[str]:
-    """The tailnet machine names the sites use, in config order (addresses excluded)."""
-    names: list[str] = []
-    for site in config.sites:
-        try:
-            ipaddress.ip_address(site.upstream)
-        except ValueError:
-            if site.upstream not in names:
-                names.append(site.upstream)
-    return names
 
 
 def join_steps(
@@ -36,7 +23,7 @@ def join_steps(
         else f"Headscale {config.headscale.version} is not in the version table: "
         "install the newest stable Tailscale"
     )
-    names = machine_names(config) or ["homelab"]
+    names = config.upstream_machines or ["homelab"]
     hostname = names[0]
     ssh_note = (
         f"SSH is allowed from {', '.join(config.ssh_allowed_cidrs)} (ssh_allowed_cidrs)."

@@ -112,9 +112,7 @@ def render_edge_env(config: TunnelConfig) -> str:
 
 def render_health_env(config: TunnelConfig) -> str:
     values = {
-        "HEALTH_UPSTREAMS": " ".join(
-            dict.fromkeys(config.upstream_host(site) for site in config.sites)
-        ),
+        "HEALTH_UPSTREAMS": " ".join(config.upstream_hosts),
         "HEALTH_WEBHOOK_URL": WEBHOOK_URL_PLACEHOLDER,
         "HEADSCALE_VERSION": config.headscale.version,
     }
