@@ -1,6 +1,8 @@
 """cdktf entry point (`cdktf synth|diff|deploy`): wires config to the EdgeStack.
 
-The config file comes from HOMELAB_TUNNEL_CONFIG (default: the bundled example).
+The config file comes from HOMELAB_TUNNEL_CONFIG (default: the bundled
+example). It is validated before cdktf is imported, so a typo is reported in a
+fraction of a second instead of after jsii has started Node.js.
 """
 
 from __future__ import annotations
@@ -9,11 +11,8 @@ import os
 import sys
 from pathlib import Path
 
-from cdktf import App
-
 from homelab_tunnel.config import load_config
 from homelab_tunnel.errors import InputError
-from homelab_tunnel.stacks.app import add_edge_stack
 
 DEFAULT_CONFIG = "examples/homelab-tunnel.toml"
 
@@ -25,9 +24,9 @@ def main() -> None:
     except InputError as exc:
         print("\n".join(exc.lines()), file=sys.stderr)
         sys.exit(2)
-    app = App()
-    add_edge_stack(app, config, Path(app.outdir))
-    app.synth()
+    from homelab_tunnel.infra.synth import synth_for_cdktf_cli
+
+    synth_for_cdktf_cli(config)
 
 
 if __name__ == "__main__":

@@ -31,8 +31,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from helpers import config_with  # noqa: E402
-from loopback import DnsServer, caddy_binary, free_port, running_caddy  # noqa: E402
+from support.config import config_with  # noqa: E402
+from support.loopback import DnsServer, caddy_binary, free_port, running_caddy  # noqa: E402
 
 APP_SERVICE_TIME = 0.001
 

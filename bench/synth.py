@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 GOAL = 1.3
 
 FLOOR = """
-from homelab_tunnel.node_runtime import use_bundled_node
+from homelab_tunnel.infra.jsii_node import use_bundled_node
 use_bundled_node()
 import cdktf
 from cdktf_cdktf_provider_digitalocean.droplet import Droplet

@@ -7,13 +7,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import EXAMPLE, config_with, example_raw
+from support.config import EXAMPLE, config_with, example_raw
 
 from homelab_tunnel.config import TunnelConfig, parse_config
 
 
 def _synth(config: TunnelConfig, outdir: Path) -> dict[str, Any]:
-    from homelab_tunnel.stacks.app import synthesize
+    from homelab_tunnel.infra.synth import synthesize
 
     path = synthesize(config, outdir)
     return json.loads(path.read_text())

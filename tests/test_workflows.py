@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 import yaml
-from helpers import ROOT
+from support.config import ROOT
 
 WORKFLOWS = ROOT / ".github" / "workflows"
 PLAN = WORKFLOWS / "plan.yml"

@@ -1,0 +1,68 @@
+"""The Typer app, its shared options, and the one path bad input takes to exit code 2."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Annotated, ParamSpec, TypeVar
+
+import typer
+from rich.console import Console
+
+from homelab_tunnel.errors import InputError
+
+app = typer.Typer(
+    help="One config file to a DigitalOcean edge VM for your homelab.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+console = Console(highlight=False, soft_wrap=True)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+ConfigOption = Annotated[
+    Path,
+    typer.Option("--config", "-c", help="homelab-tunnel TOML config file."),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable report on stdout.")]
+DEFAULT_CONFIG = Path("homelab-tunnel.toml")
+
+
+def reports_input_errors(command: Callable[P, R]) -> Callable[P, R]:
+    """Bad input becomes one stderr line per problem and exit code 2."""
+
+    @functools.wraps(command)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return command(*args, **kwargs)
+        except InputError as exc:
+            for line in exc.lines():
+                typer.echo(line, err=True)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        try:
+            typer.echo(f"homelab-tunnel {version('homelab-tunnel')}")
+        except PackageNotFoundError:
+            typer.echo("homelab-tunnel (not installed as a package)")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    show_version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_show_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """One config file to a DigitalOcean edge VM for your homelab."""

@@ -1,0 +1,132 @@
+"""Commands on the config itself: check it, synthesize it, render the edge's files."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from homelab_tunnel.cli.app import (
+    DEFAULT_CONFIG,
+    ConfigOption,
+    JsonOption,
+    app,
+    console,
+    reports_input_errors,
+)
+from homelab_tunnel.cli.output import print_findings, print_json, print_lines
+from homelab_tunnel.config import TunnelConfig, load_config
+from homelab_tunnel.findings import count_line, problems
+from homelab_tunnel.tailnet.gate import version_gate
+
+
+def _config_table(config: TunnelConfig) -> Table:
+    table = Table(title=escape(f"{config.name} ({config.region}, {config.size})"))
+    table.add_column("public name")
+    table.add_column("goes to")
+    for site in config.sites:
+        table.add_row(
+            escape(site.domain), escape(f"{site.scheme}://{config.upstream_host(site)}:{site.port}")
+        )
+    table.add_row(escape(config.headscale.domain), "Headscale on the edge (127.0.0.1:8080)")
+    return table
+
+
+def _config_facts(config: TunnelConfig) -> dict[str, str]:
+    ssh = ", ".join(config.ssh_allowed_cidrs) if config.ssh_allowed_cidrs else "closed"
+    zone = "created by this stack" if config.dns.create_zone else "existing"
+    return {
+        "DNS zone": f"{config.dns.zone} ({zone})",
+        "tailnet base domain": config.headscale.base_domain,
+        "SSH (TCP 22)": ssh,
+        "reserved IPv6": "yes" if config.reserved_ipv6 else "no",
+        "state volume": f"{config.volume_name}, {config.volume.size_gb} GiB",
+        "Terraform state": config.backend.type,
+    }
+
+
+@app.command()
+@reports_input_errors
+def check(
+    config: ConfigOption = DEFAULT_CONFIG,
+    upgrade_from: Annotated[
+        str | None,
+        typer.Option(
+            "--upgrade-from",
+            metavar="X.Y.Z",
+            help="Headscale release the edge runs now; fail if moving to the config's is refused.",
+        ),
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Validate a config file, show what it describes, and run the version gate."""
+    loaded = load_config(config)
+    findings = version_gate(loaded, upgrade_from=upgrade_from)
+    ok = not problems(findings)
+    gate = "passed" if ok else "failed"
+    summary = f"{config} is valid; version gate {gate}: {count_line(findings)}"
+    facts = _config_facts(loaded)
+    if as_json:
+        print_json(findings, summary=summary, ok=ok, extra={"config": str(config), "facts": facts})
+    else:
+        console.print(_config_table(loaded))
+        print_lines(f"{name}: {value}" for name, value in facts.items())
+        print_findings(findings, summary=summary, ok=ok)
+    if not ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+@reports_input_errors
+def synth(
+    config: ConfigOption = DEFAULT_CONFIG,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output directory.")] = Path("cdktf.out"),
+) -> None:
+    """Synthesize the Terraform JSON for the edge into --out."""
+    loaded = load_config(config)
+    from homelab_tunnel.infra.stack_summary import summarize_stack  # cdktf is slow to import
+    from homelab_tunnel.infra.synth import synthesize
+
+    summary = summarize_stack(synthesize(loaded, out))
+    print_lines(
+        [
+            f"stack {summary.stack} -> {summary.path}",
+            f"{summary.resource_count} resources:",
+            *(f"  {count} {kind}" for kind, count in sorted(summary.resources.items())),
+            "reserved IP: known after apply "
+            f"({summary.outputs['reserved_ip']}; `terraform output -raw reserved_ip`)",
+            "sites: " + ", ".join(site.domain for site in loaded.sites),
+        ]
+    )
+
+
+class RenderedFile(StrEnum):
+    caddyfile = "caddyfile"
+    headscale = "headscale"
+    policy = "policy"
+    user_data = "user-data"
+
+
+@app.command()
+@reports_input_errors
+def render(
+    file: Annotated[RenderedFile, typer.Argument(help="Which file to print.")],
+    config: ConfigOption = DEFAULT_CONFIG,
+) -> None:
+    """Print one file exactly as the edge gets it (user-data: as cloud-init gets it)."""
+    from homelab_tunnel.payload import user_data
+    from homelab_tunnel.render.caddyfile import render_caddyfile
+    from homelab_tunnel.render.headscale import render_headscale_config
+    from homelab_tunnel.render.policy import render_policy
+
+    renderers = {
+        RenderedFile.caddyfile: render_caddyfile,
+        RenderedFile.headscale: render_headscale_config,
+        RenderedFile.policy: render_policy,
+        RenderedFile.user_data: user_data,
+    }
+    typer.echo(renderers[file](load_config(config)), nl=False)

@@ -1,0 +1,234 @@
+"""The config tree: one TOML file, validated once, here and nowhere else.
+
+Everything below config/ (render/, infra/, edge/) trusts a `TunnelConfig`;
+validators never touch the network so tests need no mocks.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from homelab_tunnel.config.values import (
+    EDGE_USER,
+    FINGERPRINT,
+    Bucket,
+    Cidr,
+    Email,
+    Fqdn,
+    HttpsUrl,
+    Name,
+    Port,
+    Region,
+    Sha256,
+    Slug,
+    SshKey,
+    StateKey,
+    Upstream,
+    Version,
+)
+from homelab_tunnel.edge.versions import HEADSCALE_VERSION
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# ---------------------------------------------------------------------------
+# Sections
+# ---------------------------------------------------------------------------
+
+
+class Site(_Model):
+    """One allowlisted domain and the tailnet service behind it."""
+
+    domain: Fqdn
+    upstream: Upstream = Field(description="tailnet machine name (MagicDNS label) or address")
+    port: Port
+    scheme: Literal["http", "https"] = "http"
+
+    @property
+    def upstream_is_address(self) -> bool:
+        try:
+            ipaddress.ip_address(self.upstream)
+        except ValueError:
+            return False
+        return True
+
+
+class DnsConfig(_Model):
+    zone: Fqdn = Field(description="DigitalOcean DNS zone that holds every name")
+    create_zone: bool = Field(
+        default=False, description="true: the stack creates the zone; false: it must exist"
+    )
+    ttl: int = Field(default=300, ge=30, le=86400)
+
+
+class HeadscaleConfig(_Model):
+    domain: Fqdn = Field(description="public name of the Headscale server")
+    base_domain: Fqdn = Field(description="MagicDNS base domain of the tailnet")
+    version: Version = Field(
+        default=HEADSCALE_VERSION, description="Headscale release installed on the edge"
+    )
+    deb_sha256: Sha256 | None = Field(
+        default=None, description="expected sha256 of the Headscale .deb, on top of the release's"
+    )
+    derp_urls: list[HttpsUrl] = Field(
+        default_factory=list,
+        description="public DERP maps to add; empty keeps relaying on the edge's own DERP",
+    )
+
+
+class HomelabConfig(_Model):
+    """The machine at home that serves the sites."""
+
+    tailscale_version: Version | None = Field(
+        default=None, description="Tailscale version the homelab runs, checked against Headscale"
+    )
+
+
+class TlsConfig(_Model):
+    email: Email | None = Field(
+        default=None, description="ACME account email (default: alert_email)"
+    )
+    staging: bool = Field(
+        default=False,
+        description="use Let's Encrypt's staging CA (untrusted certificates, no rate limits)",
+    )
+
+
+class VolumeConfig(_Model):
+    size_gb: int = Field(default=5, ge=1, le=16384)
+
+
+class LocalBackend(_Model):
+    type: Literal["local"] = "local"
+
+
+class SpacesBackend(_Model):
+    """Terraform state in a DigitalOcean Spaces bucket (S3 API)."""
+
+    type: Literal["spaces"]
+    bucket: Bucket
+    key: StateKey = Field(description="object key of the state file, e.g. 'edge/terraform.tfstate'")
+    region: Region
+
+
+Backend = Annotated[LocalBackend | SpacesBackend, Field(discriminator="type")]
+
+
+# ---------------------------------------------------------------------------
+# Root
+# ---------------------------------------------------------------------------
+
+
+class TunnelConfig(_Model):
+    """The whole edge, as one user describes it."""
+
+    name: Name = Field(description="stack name; also names the droplet, volume and project")
+    region: Region
+    size: Slug = Field(default="s-1vcpu-1gb", description="droplet size slug")
+    image: Slug = Field(default="ubuntu-24-04-x64", description="droplet image slug")
+    ssh_keys: list[SshKey] = Field(default_factory=list)
+    ssh_allowed_cidrs: list[Cidr] = Field(
+        default_factory=list, description="sources allowed on TCP 22; empty keeps SSH closed"
+    )
+    reserved_ipv6: bool = False
+    egress_via_reserved_ip: bool = False
+    alert_email: Email | None = None
+    dns: DnsConfig
+    headscale: HeadscaleConfig
+    volume: VolumeConfig = VolumeConfig()
+    homelab: HomelabConfig = HomelabConfig()
+    tls: TlsConfig = TlsConfig()
+    backend: Backend = LocalBackend()
+    sites: list[Site] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> TunnelConfig:
+        problems = list(self._problems())
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+    def _problems(self) -> Iterable[str]:
+        zone = self.dns.zone
+        seen: dict[str, int] = {}
+        for index, site in enumerate(self.sites):
+            where = f"sites.{index}.domain"
+            if not _within(site.domain, zone):
+                yield f"{where}: {site.domain!r} is outside the DNS zone {zone!r}"
+            if site.domain in seen:
+                yield f"{where}: {site.domain!r} is already used by sites.{seen[site.domain]}"
+            seen.setdefault(site.domain, index)
+            if site.domain == self.headscale.domain:
+                yield f"{where}: {site.domain!r} is the Headscale domain; use another name"
+            if site.upstream in (self.name, EDGE_USER):
+                yield (
+                    f"sites.{index}.upstream: {site.upstream!r} is the edge itself on the "
+                    "tailnet; name the homelab machine that serves the site"
+                )
+        if not _within(self.headscale.domain, zone):
+            yield f"headscale.domain: {self.headscale.domain!r} is outside the DNS zone {zone!r}"
+        if _within(self.headscale.domain, self.headscale.base_domain):
+            yield (
+                f"headscale.base_domain: {self.headscale.base_domain!r} must not equal or "
+                f"contain the Headscale domain {self.headscale.domain!r} (Headscale refuses "
+                "to start); use a separate name such as 'tail.example.net'"
+            )
+
+    # -- derived names ------------------------------------------------------
+
+    @property
+    def domains(self) -> list[str]:
+        """Every public name the edge answers for: sites, then Headscale."""
+        return [site.domain for site in self.sites] + [self.headscale.domain]
+
+    @property
+    def acme_email(self) -> str | None:
+        return self.tls.email or self.alert_email
+
+    @property
+    def volume_name(self) -> str:
+        return f"{self.name}-state"
+
+    @property
+    def headscale_url(self) -> str:
+        return f"https://{self.headscale.domain}"
+
+    def record_name(self, domain: str) -> str:
+        """The DNS record name of `domain` inside the zone ('@' for the apex)."""
+        if domain == self.dns.zone:
+            return "@"
+        return domain.removesuffix("." + self.dns.zone)
+
+    def upstream_host(self, site: Site) -> str:
+        """Where Caddy sends a site: a MagicDNS name or a tailnet address."""
+        if site.upstream_is_address:
+            return site.upstream
+        return f"{site.upstream}.{self.headscale.base_domain}"
+
+    @property
+    def upstream_hosts(self) -> list[str]:
+        """Each site's upstream host, once, in config order."""
+        return list(dict.fromkeys(self.upstream_host(site) for site in self.sites))
+
+    @property
+    def upstream_machines(self) -> list[str]:
+        """The tailnet machine names the sites use, once, in config order."""
+        return list(
+            dict.fromkeys(site.upstream for site in self.sites if not site.upstream_is_address)
+        )
+
+    def ssh_key_fingerprints(self) -> list[str]:
+        return [key for key in self.ssh_keys if FINGERPRINT.match(key)]
+
+    def ssh_key_names(self) -> list[str]:
+        return [key for key in self.ssh_keys if not FINGERPRINT.match(key)]
+
+
+def _within(domain: str, zone: str) -> bool:
+    return domain == zone or domain.endswith("." + zone)

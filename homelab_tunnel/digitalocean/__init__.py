@@ -1,0 +1,1 @@
+"""The DigitalOcean API (pydo), used by preflight; slow to import, so loaded on demand."""

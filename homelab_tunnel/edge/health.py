@@ -1,0 +1,85 @@
+"""The edge's health agent, run by homelab-tunnel-health.timer every 5 minutes.
+
+`python3 -m homelab_tunnel.edge.health`: warm each upstream's path, judge
+paths, client versions and Headscale's journal exactly as `doctor` does, log
+one line per finding and a summary to the journal, and tell the webhook when
+anything changed. Exit 1 when there are problems.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import sys
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from homelab_tunnel.edge import versions
+from homelab_tunnel.edge.collect import Runner, collect, run_local
+from homelab_tunnel.edge.status import SourceError, parse_status, parse_whois
+from homelab_tunnel.edge.verdicts import diagnose
+from homelab_tunnel.edge.webhook import notify
+from homelab_tunnel.findings import Finding, Severity, count_line, problem, warning
+
+# The timer runs every 5 minutes, give or take its 1 minute accuracy: each run
+# reads the journal since the previous one could have started.
+HEALTH_JOURNAL_SINCE = "-6min"
+
+
+def health(env: Mapping[str, str], run: Runner = run_local, now: datetime | None = None) -> int:
+    """One health run on the edge: journal lines, an optional webhook, exit 1 on problems."""
+    upstreams = env.get("HEALTH_UPSTREAMS", "").split()
+    headscale_version = env.get("HEADSCALE_VERSION") or versions.HEADSCALE_VERSION
+    try:
+        versions.parse_version(headscale_version)
+    except ValueError as exc:
+        print(f"warning: HEADSCALE_VERSION: {exc}; judging against {versions.HEADSCALE_VERSION}")
+        headscale_version = versions.HEADSCALE_VERSION
+    host = socket.gethostname()
+    findings: list[Finding]
+    try:
+        evidence = collect(
+            run, upstreams=upstreams, journal_since=HEALTH_JOURNAL_SINCE, source=host
+        )
+        report = diagnose(
+            parse_status(evidence.status),
+            upstreams=upstreams,
+            headscale_version=headscale_version,
+            now=now or datetime.now(UTC),
+            peer_versions=parse_whois(evidence.whois),
+            journal=evidence.journal,
+        )
+        findings = [*report.findings, *(warning("", n) for n in evidence.notes)]
+        summary = report.summary()
+    except SourceError as exc:
+        findings = [problem("", f"cannot read the tailnet state: {exc}")]
+        summary = count_line(findings)
+    if not upstreams:
+        findings.append(warning("", "HEALTH_UPSTREAMS is empty: no site upstream is checked"))
+    shown = [f for f in findings if f.severity in (Severity.PROBLEM, Severity.WARNING)]
+    for finding in shown:
+        print(finding.line())
+    bad = any(f.severity is Severity.PROBLEM for f in findings)
+    print(f"homelab-tunnel health: {'problems' if bad else 'ok'}: {summary}")
+    url = env.get("HEALTH_WEBHOOK_URL", "").strip()
+    if url:
+        state = env.get("STATE_DIRECTORY", "").split(":")[0]
+        notify(url, host, findings, Path(state) if state else None)
+    return 1 if bad else 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python3 -m homelab_tunnel.edge.health",
+        description="Tailnet health check that runs on the edge: warm each upstream's path, "
+        "judge paths, client versions and Headscale's journal; configured by "
+        "HEALTH_UPSTREAMS, HEALTH_WEBHOOK_URL, HEADSCALE_VERSION.",
+    )
+    parser.parse_args(argv)
+    return health(os.environ)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Stacks: the composition of constructs into one deployable unit."""

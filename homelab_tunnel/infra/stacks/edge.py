@@ -1,0 +1,179 @@
+"""EdgeStack: composes the constructs and does all the wiring between them."""
+
+from __future__ import annotations
+
+from cdktf import (
+    Fn,
+    ITerraformDependable,
+    TerraformOutput,
+    TerraformStack,
+    TerraformVariable,
+)
+from cdktf_cdktf_provider_digitalocean.provider import DigitaloceanProvider
+from constructs import Construct
+
+from homelab_tunnel.config import TunnelConfig
+from homelab_tunnel.infra.backend import configure_backend
+from homelab_tunnel.infra.constructs.addresses import EdgeAddresses
+from homelab_tunnel.infra.constructs.dns import EdgeDns
+from homelab_tunnel.infra.constructs.firewall import EdgeFirewall
+from homelab_tunnel.infra.constructs.host import EdgeHost
+from homelab_tunnel.infra.constructs.monitoring import EdgeAlerts
+from homelab_tunnel.infra.constructs.project import EdgeProject
+from homelab_tunnel.infra.constructs.storage import EdgeStorage
+from homelab_tunnel.infra.terraform_literal import terraform_literal
+from homelab_tunnel.render.edge_env import WEBHOOK_URL_PLACEHOLDER
+
+# The webhook URL is a credential for most services (Slack, Discord): it comes
+# from TF_VAR_health_webhook_url at plan time, never from the config file.
+# Printable ASCII without spaces: safe in the env file and the YAML around it.
+# No backslashes, which Terraform's string syntax would read as escapes.
+WEBHOOK_URL_PATTERN = "^(https://[!-~]+)?$"
+
+
+class EdgeStack(TerraformStack):
+    """The whole edge for one config: addresses and DNS first, then the droplet.
+
+    The DigitalOcean token comes from DIGITALOCEAN_TOKEN at plan time; nothing
+    secret is part of the synthesized JSON.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        id_: str,
+        *,
+        config: TunnelConfig,
+        user_data: str,
+        local_state_path: str,
+    ) -> None:
+        super().__init__(scope, id_)
+        DigitaloceanProvider(self, "digitalocean")
+        configure_backend(self, config.backend, local_path=local_state_path)
+        self.storage = EdgeStorage(
+            self,
+            "storage",
+            name=config.volume_name,
+            region=config.region,
+            size_gb=config.volume.size_gb,
+        )
+        self.addresses = EdgeAddresses(
+            self, "addresses", region=config.region, ipv6=config.reserved_ipv6
+        )
+        self.dns = EdgeDns(
+            self,
+            "dns",
+            zone=config.dns.zone,
+            create_zone=config.dns.create_zone,
+            ttl=config.dns.ttl,
+            record_names=[config.record_name(domain) for domain in config.domains],
+            ipv4=self.addresses.ipv4_address,
+            ipv6=self.addresses.ipv6_address,
+        )
+        self.host = self._host(config, user_data)
+        self.addresses.assign_to(self.host.droplet)
+        self.firewall = EdgeFirewall(
+            self,
+            "firewall",
+            name=config.name,
+            droplet=self.host.droplet,
+            ssh_allowed_cidrs=config.ssh_allowed_cidrs,
+        )
+        self.alerts = (
+            EdgeAlerts(
+                self,
+                "alerts",
+                name=config.name,
+                droplet=self.host.droplet,
+                email=config.alert_email,
+            )
+            if config.alert_email
+            else None
+        )
+        self.project = EdgeProject(
+            self, "project", name=config.name, resources=self._project_resources()
+        )
+        self._outputs(config)
+
+    def _host(self, config: TunnelConfig, user_data: str) -> EdgeHost:
+        """The droplet, held back until its addresses and records exist.
+
+        Caddy's first ACME attempt on boot then finds DNS already pointing at
+        the edge.
+        """
+        ready_first: list[ITerraformDependable] = [self.addresses.ipv4, *self.dns.records]
+        if self.addresses.ipv6 is not None:
+            ready_first.append(self.addresses.ipv6)
+        webhook = self._webhook_variable()
+        return EdgeHost(
+            self,
+            "host",
+            name=config.name,
+            region=config.region,
+            size=config.size,
+            image=config.image,
+            ssh_key_fingerprints=config.ssh_key_fingerprints(),
+            ssh_key_names=config.ssh_key_names(),
+            user_data=terraform_literal(user_data).replace(
+                WEBHOOK_URL_PLACEHOLDER, webhook.string_value
+            ),
+            volume=self.storage.volume,
+            depends_on=ready_first,
+        )
+
+    def _webhook_variable(self) -> TerraformVariable:
+        webhook = TerraformVariable(
+            self,
+            "health_webhook_url",
+            type="string",
+            default="",
+            nullable=False,
+            sensitive=True,
+            description="https URL the edge's health timer posts problems to; empty: none",
+        )
+        webhook.add_validation(
+            condition=Fn.can(Fn.regex(WEBHOOK_URL_PATTERN, webhook.string_value)),
+            error_message="health_webhook_url must be empty or an https:// URL",
+        )
+        return webhook
+
+    def _project_resources(self) -> list[str]:
+        resources = [self.host.droplet.urn, self.storage.volume.urn, self.addresses.ipv4.urn]
+        if self.addresses.ipv6 is not None:
+            resources.append(self.addresses.ipv6.urn)
+        if self.dns.domain is not None:
+            resources.append(self.dns.domain.urn)
+        return resources
+
+    def _outputs(self, config: TunnelConfig) -> None:
+        ipv4 = self.addresses.ipv4_address
+        outputs: list[tuple[str, object, str]] = [
+            ("reserved_ip", ipv4, "public IPv4 of the edge; DNS points here"),
+            (
+                "droplet_ipv4",
+                self.host.droplet.ipv4_address,
+                "the droplet's own address (advertised by the embedded DERP relay)",
+            ),
+            (
+                "site_urls",
+                [f"https://{site.domain}" for site in config.sites],
+                "the allowlisted sites served by the edge",
+            ),
+            ("headscale_url", config.headscale_url, "Headscale login server"),
+            (
+                "ssh_command",
+                f"ssh root@{ipv4}",
+                "needs your address in ssh_allowed_cidrs; SSH is closed otherwise",
+            ),
+        ]
+        if self.addresses.ipv6_address is not None:
+            outputs.insert(
+                1,
+                (
+                    "reserved_ipv6",
+                    self.addresses.ipv6_address,
+                    "public IPv6 of the edge; AAAA records point here",
+                ),
+            )
+        for name, value, description in outputs:
+            TerraformOutput(self, name, value=value, description=description)

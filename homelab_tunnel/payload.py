@@ -1,0 +1,70 @@
+"""The edge's fixed files, read once from package data, and the user_data that carries them.
+
+render/ stays pure by taking these files as input; this is the one place that
+reads them, through importlib.resources, so an installed wheel works exactly
+like a checkout.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from importlib.resources import files
+from importlib.resources.abc import Traversable
+
+from homelab_tunnel.config import TunnelConfig
+from homelab_tunnel.render.user_data import LIB, UNITS, EdgeFile, render_user_data
+
+# (file in homelab_tunnel/edge/files, path on the edge, mode)
+FIXED_FILES: tuple[tuple[str, str, int], ...] = (
+    ("bootstrap.sh", f"{LIB}/bootstrap.sh", 0o755),
+    ("reserved-ip-egress.sh", f"{LIB}/reserved-ip-egress.sh", 0o755),
+    ("homelab-tunnel-egress.service", f"{UNITS}/homelab-tunnel-egress.service", 0o644),
+    ("homelab-tunnel-health.service", f"{UNITS}/homelab-tunnel-health.service", 0o644),
+    ("homelab-tunnel-health.timer", f"{UNITS}/homelab-tunnel-health.timer", 0o644),
+    ("state-volume.conf", f"{UNITS}/headscale.service.d/10-state-volume.conf", 0o644),
+    ("state-volume.conf", f"{UNITS}/caddy.service.d/10-state-volume.conf", 0o644),
+    ("state-volume.conf", f"{UNITS}/tailscaled.service.d/10-state-volume.conf", 0o644),
+    (
+        "tailscaled-after-headscale.conf",
+        f"{UNITS}/tailscaled.service.d/20-after-headscale.conf",
+        0o644,
+    ),
+    ("unattended-upgrades.conf", "/etc/apt/apt.conf.d/52homelab-tunnel-upgrades", 0o644),
+)
+# The health agent's modules: the edge package and the one shared module it uses.
+SHARED_MODULES = ("__init__.py", "findings.py")
+
+
+def _package() -> Traversable:
+    return files("homelab_tunnel")
+
+
+@cache
+def fixed_files() -> tuple[EdgeFile, ...]:
+    """The project's own files for the edge, the same for every config."""
+    package = _package()
+    edge_files = package / "edge" / "files"
+    found = [
+        EdgeFile(target, (edge_files / name).read_text(encoding="utf-8"), mode)
+        for name, target, mode in FIXED_FILES
+    ]
+    found += [
+        EdgeFile(f"{LIB}/homelab_tunnel/{name}", (package / name).read_text(encoding="utf-8"))
+        for name in SHARED_MODULES
+    ]
+    modules = sorted(
+        entry.name for entry in (package / "edge").iterdir() if entry.name.endswith(".py")
+    )
+    found += [
+        EdgeFile(
+            f"{LIB}/homelab_tunnel/edge/{name}",
+            (package / "edge" / name).read_text(encoding="utf-8"),
+        )
+        for name in modules
+    ]
+    return tuple(found)
+
+
+def user_data(config: TunnelConfig) -> str:
+    """The droplet's user_data for `config`, with the fixed files bundled."""
+    return render_user_data(config, fixed_files())

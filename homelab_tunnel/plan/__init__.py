@@ -1,0 +1,1 @@
+"""Terraform plans: classify each change by how much it hurts (no I/O), then report it."""

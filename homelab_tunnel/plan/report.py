@@ -1,0 +1,160 @@
+"""A `PlanSummary` as text (terminal), markdown (PR comment) or JSON (tools).
+
+Every format leads with the verdict and spells out the consequence of each
+dangerous change, because a reviewer skimming a PR reads the first line and
+the warnings, not the table.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Literal
+
+from homelab_tunnel.plan.model import Action, Change, Danger, PlanSummary
+
+Format = Literal["text", "markdown", "json"]
+
+_HEADLINES = {
+    None: "no changes: the edge already matches the configuration",
+    Danger.SAFE: "safe: only creations and in-place updates",
+    Danger.DOWNTIME: "downtime: the sites go down while this applies",
+    Danger.ADDRESS_CHANGE: "address change: a public address or DNS name changes",
+    Danger.DATA_LOSS: "DATA LOSS: applying this destroys data that cannot be recovered",
+}
+_ICONS = {
+    None: "✅",
+    Danger.SAFE: "✅",
+    Danger.DOWNTIME: "⏳",
+    Danger.ADDRESS_CHANGE: "⚠️",
+    Danger.DATA_LOSS: "🛑",
+}
+_COUNTED = (Action.CREATE, Action.UPDATE, Action.REPLACE, Action.DELETE)
+
+
+def headline(summary: PlanSummary) -> str:
+    return _HEADLINES[summary.verdict]
+
+
+def counts_line(summary: PlanSummary) -> str:
+    counts = summary.counts
+    parts = [f"{counts[action]} to {action.value}" for action in _COUNTED]
+    if counts[Action.FORGET]:
+        parts.append(f"{counts[Action.FORGET]} to forget")
+    return ", ".join(parts)
+
+
+def render(summary: PlanSummary, fmt: Format) -> str:
+    if fmt == "markdown":
+        return render_markdown(summary)
+    if fmt == "json":
+        return render_json(summary)
+    return render_text(summary)
+
+
+# ---------------------------------------------------------------------------
+# Text: one line per change, then what will happen
+# ---------------------------------------------------------------------------
+
+
+def render_text(summary: PlanSummary) -> str:
+    lines = [
+        f"{summary.source}: Terraform {summary.terraform_version} plan",
+        f"verdict: {headline(summary)}",
+        counts_line(summary),
+    ]
+    if summary.changes:
+        lines.append("")
+        width = max(len(change.address) for change in summary.changes)
+        for change in summary.changes:
+            why = f"  ({change.because})" if change.because else ""
+            lines.append(
+                f"  {change.danger.label:<14} {change.action.value:<8} "
+                f"{change.address:<{width}}{why}".rstrip()
+            )
+    findings = summary.findings()
+    if findings:
+        lines += ["", "what will happen:"]
+        lines += [finding.line() for finding in findings]
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------------------
+# Markdown: a PR comment a reviewer can act on
+# ---------------------------------------------------------------------------
+
+
+def render_markdown(summary: PlanSummary) -> str:
+    verdict = summary.verdict
+    lines = [
+        f"### {_ICONS[verdict]} Terraform plan: {headline(summary)}",
+        "",
+        f"**{counts_line(summary)}** (Terraform {_md(summary.terraform_version)})",
+    ]
+    if summary.warnings:
+        lines += ["", "**What will happen if this is applied:**", ""]
+        lines += [
+            f"- **{change.danger.label}** `{_code(change.address)}`: {_md(change.consequence)}"
+            for change in summary.warnings
+        ]
+    if summary.notes:
+        lines.append("")
+        lines += [f"> **Note:** {_md(note)}" for note in summary.notes]
+    if summary.changes:
+        lines += [
+            "",
+            "| danger | action | resource | why |",
+            "|---|---|---|---|",
+        ]
+        lines += [_table_row(change) for change in summary.changes]
+    return "\n".join(lines) + "\n"
+
+
+def _table_row(change: Change) -> str:
+    why = ""
+    if change.replace_paths:
+        why = "forced by " + ", ".join(f"`{_code(path)}`" for path in change.replace_paths)
+    elif change.because:
+        why = _md(change.because)
+    danger = change.danger.label if change.danger is Danger.SAFE else f"**{change.danger.label}**"
+    return f"| {danger} | {change.action.value} | `{_code(change.address)}` | {why} |"
+
+
+def _md(text: str) -> str:
+    """Text that cannot break a table row or start markup."""
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _code(text: str) -> str:
+    return text.replace("`", "'").replace("|", "\\|").replace("\n", " ")
+
+
+# ---------------------------------------------------------------------------
+# JSON: the same facts for other tools
+# ---------------------------------------------------------------------------
+
+
+def render_json(summary: PlanSummary) -> str:
+    verdict = summary.verdict
+    document = {
+        "source": summary.source,
+        "terraform_version": summary.terraform_version,
+        "verdict": verdict.option if verdict is not None else "no-changes",
+        "headline": headline(summary),
+        "counts": {action.value: count for action, count in summary.counts.items()},
+        "changes": [
+            {
+                "address": change.address,
+                "type": change.resource_type,
+                "action": change.action.value,
+                "danger": change.danger.option,
+                "replace_paths": list(change.replace_paths),
+                "action_reason": change.action_reason,
+                "consequence": change.consequence,
+            }
+            for change in summary.changes
+        ],
+        "notes": list(summary.notes),
+        "errored": summary.errored,
+        "findings": [finding.to_json() for finding in summary.findings()],
+    }
+    return json.dumps(document, indent=2) + "\n"

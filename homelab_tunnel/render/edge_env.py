@@ -1,0 +1,39 @@
+"""The env files bootstrap.sh and the health unit read: plain KEY=value lines.
+
+bash sources edge.env and systemd reads health.env, so values are limited by
+config validation to characters that need no quoting in either.
+"""
+
+from __future__ import annotations
+
+from homelab_tunnel.config import TunnelConfig
+
+# Filled by Terraform from the sensitive variable `health_webhook_url` at
+# apply time, so the webhook never appears in the config or cdktf.out.
+WEBHOOK_URL_PLACEHOLDER = "@@health_webhook_url@@"
+
+
+def render_edge_env(config: TunnelConfig) -> str:
+    values = {
+        "EDGE_NAME": config.name,
+        "STATE_VOLUME": config.volume_name,
+        "HEADSCALE_VERSION": config.headscale.version,
+        "HEADSCALE_DEB_SHA256": config.headscale.deb_sha256 or "",
+        "EGRESS_VIA_RESERVED_IP": "true" if config.egress_via_reserved_ip else "false",
+    }
+    return "# Read by bootstrap.sh; written by homelab-tunnel.\n" + _env_lines(values)
+
+
+def render_health_env(config: TunnelConfig) -> str:
+    values = {
+        "HEALTH_UPSTREAMS": " ".join(config.upstream_hosts),
+        "HEALTH_WEBHOOK_URL": WEBHOOK_URL_PLACEHOLDER,
+        "HEADSCALE_VERSION": config.headscale.version,
+    }
+    return "# Read by homelab-tunnel-health.service; written by homelab-tunnel.\n" + _env_lines(
+        values
+    )
+
+
+def _env_lines(values: dict[str, str]) -> str:
+    return "".join(f"{key}={value}\n" for key, value in values.items())

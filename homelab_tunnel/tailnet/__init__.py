@@ -1,0 +1,1 @@
+"""The operator's view of the tailnet: the version gate, join steps, evidence from the edge."""

@@ -1,0 +1,98 @@
+"""doctor from the operator's side: evidence from saved files, stdin, or the edge over ssh.
+
+edge/ judges and must stay standard-library only; this module adds what only
+the CLI needs: the config, reading files, ssh, and turning every unreadable
+or malformed source into `InputError` naming it (exit 2).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import TypeVar
+
+from homelab_tunnel.config import TunnelConfig
+from homelab_tunnel.edge.collect import Evidence, collect
+from homelab_tunnel.edge.status import SourceError, parse_status, parse_whois
+from homelab_tunnel.edge.verdicts import Report, diagnose
+from homelab_tunnel.edge.versions import HEADSCALE_VERSION
+from homelab_tunnel.errors import InputError
+from homelab_tunnel.findings import note, warning
+from homelab_tunnel.inputs import label, read_text
+from homelab_tunnel.tailnet.ssh import ssh_runner
+
+T = TypeVar("T")
+
+# The CLI looks further back than the 5-minute timer: it runs when someone asks.
+JOURNAL_SINCE = "-1h"
+
+
+def examine(
+    *,
+    config: TunnelConfig | None,
+    upstreams: Sequence[str],
+    status: str | None,
+    ssh: str | None,
+    whois: Path | None,
+    journal: Path | None,
+    now: datetime,
+) -> Report:
+    """Gather the evidence from exactly one of `status` (a file or '-') and `ssh`, then judge it."""
+    source, evidence = _gather(upstreams=upstreams, status=status, ssh=ssh, whois=whois)
+    if journal is not None:
+        evidence = dataclasses.replace(evidence, journal=read_text(str(journal)))
+    document = _checked(source, parse_status, evidence.status)
+    peer_versions = None
+    if whois is not None or ssh is not None:
+        peer_versions = _checked(str(whois or source), parse_whois, evidence.whois)
+    try:
+        report = diagnose(
+            document,
+            upstreams=upstreams,
+            headscale_version=config.headscale.version if config else HEADSCALE_VERSION,
+            now=now,
+            peer_versions=peer_versions,
+            journal=evidence.journal,
+        )
+    except SourceError as exc:
+        raise InputError(source, [str(exc)]) from None
+    report.findings += [warning("", text) for text in evidence.notes]
+    if not upstreams:
+        report.findings.append(
+            note("", "no site upstreams given (--config or --upstream): paths not judged")
+        )
+    return report
+
+
+def _gather(
+    *, upstreams: Sequence[str], status: str | None, ssh: str | None, whois: Path | None
+) -> tuple[str, Evidence]:
+    if (status is None) == (ssh is None):
+        raise InputError("doctor", ["give exactly one of --status FILE (or - for stdin) and --ssh"])
+    if ssh is not None:
+        if whois is not None:
+            raise InputError("--whois", ["goes with --status; --ssh reads whois on the edge"])
+        return f"ssh {ssh}", _from_edge(ssh, upstreams)
+    assert status is not None
+    evidence = Evidence(status=read_text(status), whois=read_text(str(whois)) if whois else "")
+    return label(status), evidence
+
+
+def _from_edge(target: str, upstreams: Sequence[str]) -> Evidence:
+    try:
+        run = ssh_runner(target)
+    except ValueError as exc:
+        raise InputError("--ssh", [str(exc)]) from None
+    try:
+        return collect(run, upstreams=upstreams, journal_since=JOURNAL_SINCE, source=target)
+    except SourceError as exc:
+        raise InputError(f"ssh {target}", [str(exc)]) from None
+
+
+def _checked(source: str, parse: Callable[[str], T], text: str) -> T:
+    try:
+        return parse(text)
+    except SourceError as exc:
+        raise InputError(source, [str(exc)]) from None

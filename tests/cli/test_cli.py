@@ -1,0 +1,115 @@
+"""The `homelab-tunnel` commands and the cdktf entry point, as a user runs them."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from support.config import EXAMPLE, ROOT
+from typer.testing import CliRunner
+
+from homelab_tunnel.cli import app
+from homelab_tunnel.config import TunnelConfig
+
+runner = CliRunner(env={"COLUMNS": "120", "NO_COLOR": "1"})
+
+
+def test_check_shows_what_the_config_describes() -> None:
+    result = runner.invoke(app, ["check", "--config", str(EXAMPLE)])
+    assert result.exit_code == 0, result.output
+    assert "blog.example.com" in result.stdout
+    assert "http://homelab.tail.example.net:8080" in result.stdout
+    assert "SSH (TCP 22): closed" in result.stdout
+    assert "is valid" in result.stdout
+
+
+def test_synth_writes_the_stack_and_summarises_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["synth", "--config", str(EXAMPLE), "--out", "cdktf.out"])
+    assert result.exit_code == 0, result.output
+    stack_json = tmp_path / "cdktf.out" / "stacks" / "homelab-edge" / "cdk.tf.json"
+    document = json.loads(stack_json.read_text())
+    assert "digitalocean_droplet" in document["resource"]
+    assert "stack homelab-edge" in result.stdout
+    assert "15 resources" in result.stdout
+    assert "reserved IP: known after apply" in result.stdout
+    assert "sites: blog.example.com, photos.example.com" in result.stdout
+    # State lives beside the project, outside the regenerated cdktf.out.
+    state = document["terraform"]["backend"]["local"]["path"]
+    assert state == "../../../terraform.homelab-edge.tfstate"
+    assert (stack_json.parent / state).resolve() == tmp_path / "terraform.homelab-edge.tfstate"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cdktf.out"]
+
+
+def test_failed_synth_leaves_the_previous_output_untouched(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, example_config: TunnelConfig
+) -> None:
+    from homelab_tunnel.infra import synth as synth_app
+
+    out = tmp_path / "cdktf.out"
+    out.mkdir()
+    (out / "previous.txt").write_text("kept")
+
+    def explode(_app: object) -> None:
+        raise RuntimeError("synthesis failed halfway")
+
+    monkeypatch.setattr(synth_app.App, "synth", explode)
+    with pytest.raises(RuntimeError, match="halfway"):
+        synth_app.synthesize(example_config, out)
+    assert [p.name for p in tmp_path.iterdir()] == ["cdktf.out"]
+    assert [p.name for p in out.iterdir()] == ["previous.txt"]
+
+
+def test_bad_config_writes_nothing(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('name = "x"\n')
+    result = runner.invoke(app, ["synth", "--config", str(bad), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2
+    assert "region: required but missing" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_cdktf_entry_point_synthesizes_from_the_environment(tmp_path: Path) -> None:
+    """What `cdktf synth` runs: python main.py with CDKTF_OUTDIR and our config variable."""
+    env = {
+        **os.environ,
+        "CDKTF_OUTDIR": str(tmp_path / "out"),
+        "HOMELAB_TUNNEL_CONFIG": str(EXAMPLE),
+    }
+    subprocess.run([sys.executable, "main.py"], cwd=ROOT, env=env, check=True, timeout=120)
+    stack_json = tmp_path / "out" / "stacks" / "homelab-edge" / "cdk.tf.json"
+    assert "digitalocean_droplet" in json.loads(stack_json.read_text())["resource"]
+
+
+def test_cdktf_entry_point_rejects_bad_config_without_traceback(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("name = 3\n")
+    env = {**os.environ, "CDKTF_OUTDIR": str(tmp_path / "out"), "HOMELAB_TUNNEL_CONFIG": str(bad)}
+    result = subprocess.run(
+        [sys.executable, "main.py"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 2
+    assert f"{bad}: name:" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_render_prints_the_file_the_edge_gets(example_config: TunnelConfig) -> None:
+    from homelab_tunnel.render.caddyfile import render_caddyfile
+
+    result = runner.invoke(app, ["render", "caddyfile", "--config", str(EXAMPLE)])
+    assert result.exit_code == 0, result.output
+    assert result.stdout == render_caddyfile(example_config)
+
+
+def test_render_rejects_an_unknown_file() -> None:
+    result = runner.invoke(app, ["render", "nginx.conf", "--config", str(EXAMPLE)])
+    assert result.exit_code == 2
+    assert "'nginx.conf' is not one of" in result.stderr
+    assert "'caddyfile', 'headscale', 'policy', 'user-data'" in result.stderr
+    assert result.stdout == ""

@@ -1,0 +1,28 @@
+"""The fake DigitalOcean API over TLS, with the client trusting its throwaway certificate."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from support.fake_digitalocean import FakeDigitalOcean, make_certificate
+
+
+@pytest.fixture(scope="session")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed; it makes the test server's TLS certificate")
+    return make_certificate(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture
+def fake(
+    certificate: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> Iterator[FakeDigitalOcean]:
+    cert, key = certificate
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(cert))  # trust the throwaway certificate
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    with FakeDigitalOcean(cert, key) as server:
+        yield server

@@ -1,0 +1,300 @@
+"""bootstrap.sh in a sandbox: a scratch root tree and recording fakes on PATH.
+
+What it proves: the first run does every step in order, the second run
+changes nothing, and each refusal (no volume, bad checksum, reserved IP never
+active) stops with one clear line before anything unsafe happens.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from support.config import ROOT, config_with
+from support.fake_system import fake_system
+
+from homelab_tunnel.config import TunnelConfig
+from homelab_tunnel.payload import fixed_files
+from homelab_tunnel.render.user_data import CONF, rendered_files
+
+FAKED_COMMANDS = (
+    "blkid", "mkfs.ext4", "mount", "mountpoint", "findmnt", "curl", "gpg", "systemctl",
+    "apt-get", "dpkg-query", "dpkg", "headscale", "tailscale", "chown", "caddy", "sleep",
+)  # fmt: skip
+# Calls that change a machine. A second run must make none of them.
+MUTATING = {
+    "mkfs.ext4": None,
+    "mount": None,
+    "gpg": None,
+    "apt-get": None,
+    "systemctl": {"enable", "start", "restart", "stop", "daemon-reload"},
+    "headscale": {"create"},
+    "tailscale": {"up"},
+}
+
+
+@dataclass
+class Sandbox:
+    root: Path
+    state: Path
+    env: dict[str, str]
+
+    def run(self, scenario: str = "") -> subprocess.CompletedProcess[str]:
+        env = {**self.env, "FAKE_SCENARIO": scenario}
+        return subprocess.run(
+            ["bash", str(ROOT / "cloud-init" / "bootstrap.sh")],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    def calls(self) -> list[list[str]]:
+        path = self.state / "calls.jsonl"
+        if not path.exists():
+            return []
+        return [json.loads(line) for line in path.read_text().splitlines()]
+
+    def reset_calls(self) -> None:
+        (self.state / "calls.jsonl").unlink(missing_ok=True)
+
+    def machine(self) -> dict[str, object]:
+        return dict(json.loads((self.state / "state.json").read_text()))
+
+    def tree(self) -> dict[str, str]:
+        return {
+            str(path.relative_to(self.root)): hashlib.sha256(path.read_bytes()).hexdigest()
+            for path in sorted(self.root.rglob("*"))
+            if path.is_file()
+        }
+
+
+def _write_edge_files(root: Path, config: TunnelConfig) -> None:
+    """What cloud-init's write_files leaves behind before runcmd starts."""
+    for file in [*rendered_files(config), *fixed_files()]:
+        target = root / file.path.lstrip("/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(file.content)
+
+
+@contextmanager
+def make_sandbox(tmp_path: Path, config: TunnelConfig, *, volume: bool = True) -> Iterator[Sandbox]:
+    root = tmp_path / "root"
+    state = tmp_path / "fake-state"
+    bin_dir = tmp_path / "bin"
+    for directory in (root, state, bin_dir, root / "usr/share/keyrings", root / "etc/caddy"):
+        directory.mkdir(parents=True, exist_ok=True)
+    # bootstrap parses JSON with python3; a version manager's shim on PATH would
+    # cost a fifth of a second per call.
+    (bin_dir / "python3").symlink_to(sys.executable)
+    (root / "etc/os-release").write_text('NAME="Ubuntu"\nVERSION_CODENAME=noble\n')
+    (root / "var/lib/apt/lists/partial").mkdir(parents=True)
+    if volume:
+        device = root / "dev/disk/by-id" / f"scsi-0DO_Volume_{config.volume_name}"
+        device.parent.mkdir(parents=True)
+        device.write_text("")
+    _write_edge_files(root, config)
+    env = {
+        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+        "HOME": str(tmp_path),
+        "TMPDIR": str(tmp_path),
+        "HOMELAB_TUNNEL_ROOT": str(root),
+        "HOMELAB_TUNNEL_RESERVED_IP_WAIT": "30",
+    }
+    with fake_system(state, root, bin_dir, FAKED_COMMANDS):
+        yield Sandbox(root, state, env)
+
+
+def _mutations(calls: list[list[str]]) -> list[list[str]]:
+    found = []
+    for name, *args in calls:
+        if name not in MUTATING:
+            continue
+        verbs = MUTATING[name]
+        if verbs is None or verbs & set(args):
+            found.append([name, *args])
+    return found
+
+
+@pytest.fixture
+def sandbox(tmp_path: Path, example_config: TunnelConfig) -> Iterator[Sandbox]:
+    with make_sandbox(tmp_path, example_config) as made:
+        yield made
+
+
+def test_first_run_brings_the_edge_up_and_says_so(sandbox: Sandbox) -> None:
+    result = sandbox.run()
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert [
+        line.split(" ")[1]
+        for line in lines
+        if line.split(" ")[1][:2] in {"1/", "2/", "3/", "4/", "5/", "6/"}
+    ] == ["1/6", "2/6", "3/6", "4/6", "5/6", "6/6"]
+    assert lines[-1].startswith("homelab-tunnel: edge ready: homelab-edge on 198.51.100.7")
+    machine = sandbox.machine()
+    assert machine["packages"] == {
+        "tailscale": "1.90.2",
+        "caddy": "2.11.7",
+        "unattended-upgrades": "1.0",
+        "headscale": "0.29.2",
+    }
+    assert set(machine["active"]) >= {
+        "headscale",
+        "caddy",
+        "tailscaled",
+        "homelab-tunnel-health.timer",
+    }
+    assert machine["logged_in"] is True
+
+
+def test_state_dirs_are_bind_mounted_from_the_volume(
+    sandbox: Sandbox, example_config: TunnelConfig
+) -> None:
+    assert sandbox.run().returncode == 0
+    root = str(sandbox.root)
+    volume = f"{root}/mnt/{example_config.volume_name}"
+    mounts = sandbox.machine()["mounts"]
+    assert mounts == {
+        volume: f"{root}/dev/disk/by-id/scsi-0DO_Volume_homelab-edge-state",
+        f"{root}/var/lib/headscale": f"{volume}/headscale-lib",
+        f"{root}/etc/headscale": f"{volume}/headscale-etc",
+        f"{root}/var/lib/caddy": f"{volume}/caddy",
+        f"{root}/var/lib/tailscale": f"{volume}/tailscale",
+    }
+    fstab = (sandbox.root / "etc/fstab").read_text().splitlines()
+    assert len(fstab) == 5
+    assert all("nofail" in line or "x-systemd.requires-mounts-for" in line for line in fstab)
+
+
+def test_second_run_changes_nothing(sandbox: Sandbox) -> None:
+    assert sandbox.run().returncode == 0
+    before = sandbox.tree()
+    machine_before = sandbox.machine()
+    sandbox.reset_calls()
+    second = sandbox.run()
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert _mutations(sandbox.calls()) == []
+    assert sandbox.tree() == before
+    assert sandbox.machine()["mounts"] == machine_before["mounts"]
+    assert second.stdout.splitlines()[-1].startswith("homelab-tunnel: edge ready")
+
+
+def test_existing_filesystem_is_never_formatted(sandbox: Sandbox) -> None:
+    assert sandbox.run().returncode == 0
+    assert not [call for call in sandbox.calls() if call[0] == "mkfs.ext4"]
+
+
+def test_blank_volume_is_formatted_once(sandbox: Sandbox) -> None:
+    assert sandbox.run("blank-volume").returncode == 0
+    assert [call[0] for call in sandbox.calls() if call[0] == "mkfs.ext4"] == ["mkfs.ext4"]
+    sandbox.reset_calls()
+    assert sandbox.run("blank-volume").returncode == 0
+    assert not [call for call in sandbox.calls() if call[0] == "mkfs.ext4"]
+
+
+def test_missing_volume_fails_before_touching_anything(
+    tmp_path: Path, example_config: TunnelConfig
+) -> None:
+    with make_sandbox(tmp_path, example_config, volume=False) as sandbox:
+        result = sandbox.run()
+        assert result.returncode == 1
+        assert "FAILED: state volume homelab-edge-state is not attached" in result.stderr
+        assert _mutations(sandbox.calls()) == []
+
+
+def test_tampered_headscale_package_is_not_installed(sandbox: Sandbox) -> None:
+    result = sandbox.run("bad-checksum")
+    assert result.returncode == 1
+    assert "does not match the release's checksums.txt" in result.stderr
+    assert "headscale" not in sandbox.machine()["packages"]
+
+
+def test_config_checksum_is_enforced_too(tmp_path: Path) -> None:
+    config = config_with(headscale={"deb_sha256": "ab" * 32})
+    with make_sandbox(tmp_path, config) as sandbox:
+        result = sandbox.run()
+        assert result.returncode == 1
+        assert "does not match headscale.deb_sha256 from the config" in result.stderr
+        assert "headscale" not in sandbox.machine()["packages"]
+
+
+def test_caddy_waits_for_the_reserved_ip(sandbox: Sandbox) -> None:
+    assert sandbox.run().returncode == 0
+    calls = sandbox.calls()
+    checks = [
+        i
+        for i, c in enumerate(calls)
+        if c[0] == "curl" and c[-1].endswith("reserved_ip/ipv4/active")
+    ]
+    caddy_start = [
+        i
+        for i, c in enumerate(calls)
+        if c[0] == "systemctl" and c[-1] == "caddy" and c[-2] in ("start", "restart")
+    ]
+    assert len(checks) == 2  # inactive once, then active
+    assert caddy_start and caddy_start[0] > checks[-1]
+
+
+def test_caddy_never_starts_while_the_reserved_ip_is_inactive(sandbox: Sandbox) -> None:
+    result = sandbox.run("reserved-ip-never-active")
+    assert result.returncode == 1
+    assert "reserved IP still not active after 30s" in result.stderr
+    assert "caddy" not in sandbox.machine()["active"]
+
+
+def test_edge_joins_its_own_headscale_over_loopback(sandbox: Sandbox) -> None:
+    assert sandbox.run().returncode == 0
+    up = [c for c in sandbox.calls() if c[:2] == ["tailscale", "up"]]
+    assert up == [[
+        "tailscale", "up", "--login-server", "http://127.0.0.1:8080",
+        "--authkey", "hskey-auth-0123456789abcdef", "--hostname", "homelab-edge",
+        "--accept-dns=false",
+    ]]  # fmt: skip
+
+
+def test_derp_advertises_the_droplets_own_addresses(sandbox: Sandbox) -> None:
+    assert sandbox.run().returncode == 0
+    dropin = sandbox.root / "etc/systemd/system/headscale.service.d/20-derp-address.conf"
+    text = dropin.read_text()
+    assert "HEADSCALE_DERP_SERVER_IPV4=203.0.113.10" in text
+    assert "HEADSCALE_DERP_SERVER_IPV6=2001:db8::10" in text
+    assert "198.51.100.7" not in text  # never the reserved IP
+
+
+def test_rendered_configs_are_installed_where_services_read_them(sandbox: Sandbox) -> None:
+    assert sandbox.run().returncode == 0
+    conf = sandbox.root / CONF.lstrip("/")
+    assert (sandbox.root / "etc/caddy/Caddyfile").read_text() == (conf / "Caddyfile").read_text()
+    assert (sandbox.root / "etc/headscale/config.yaml").read_text() == (
+        conf / "headscale.yaml"
+    ).read_text()
+    assert (sandbox.root / "etc/headscale/policy.hujson").exists()
+
+
+def test_egress_is_switched_on_only_when_asked(tmp_path: Path) -> None:
+    with make_sandbox(tmp_path, config_with(egress_via_reserved_ip=True)) as sandbox:
+        assert sandbox.run().returncode == 0
+        assert "homelab-tunnel-egress" in sandbox.machine()["enabled"]
+
+
+def test_egress_stays_off_by_default(sandbox: Sandbox) -> None:
+    assert sandbox.run().returncode == 0
+    assert "homelab-tunnel-egress" not in sandbox.machine()["enabled"]
+
+
+def test_restored_node_is_not_registered_again(sandbox: Sandbox) -> None:
+    result = sandbox.run("restored-node")
+    assert result.returncode == 0, result.stdout + result.stderr
+    calls = sandbox.calls()
+    assert not [c for c in calls if c[:2] == ["tailscale", "up"]]
+    assert not [c for c in calls if c[:2] == ["headscale", "preauthkeys"]]

