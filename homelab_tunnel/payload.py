@@ -18,6 +18,7 @@ from homelab_tunnel.render.user_data import LIB, UNITS, EdgeFile, render_user_da
 FIXED_FILES: tuple[tuple[str, str, int], ...] = (
     ("bootstrap.sh", f"{LIB}/bootstrap.sh", 0o755),
     ("reserved-ip-egress.sh", f"{LIB}/reserved-ip-egress.sh", 0o755),
+    ("homelab-tunnel-bootstrap.service", f"{UNITS}/homelab-tunnel-bootstrap.service", 0o644),
     ("homelab-tunnel-egress.service", f"{UNITS}/homelab-tunnel-egress.service", 0o644),
     ("homelab-tunnel-health.service", f"{UNITS}/homelab-tunnel-health.service", 0o644),
     ("homelab-tunnel-health.timer", f"{UNITS}/homelab-tunnel-health.timer", 0o644),

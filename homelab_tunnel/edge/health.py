@@ -26,6 +26,29 @@ from homelab_tunnel.findings import Finding, Severity, count_line, problem, warn
 # The timer runs every 5 minutes, give or take its 1 minute accuracy: each run
 # reads the journal since the previous one could have started.
 HEALTH_JOURNAL_SINCE = "-6min"
+# Written by bootstrap.sh: "ready: ..." or "failed: why".
+BOOTSTRAP_STATUS = "/var/lib/homelab-tunnel/bootstrap-status"
+
+
+def bootstrap_findings(path: Path) -> list[Finding]:
+    """A failed or unfinished bootstrap is the first thing a person must hear of."""
+    try:
+        status = path.read_text(encoding="utf-8", errors="replace").strip()
+    except FileNotFoundError:
+        return [
+            warning("bootstrap", "has not finished yet (journalctl -u homelab-tunnel-bootstrap)")
+        ]
+    except OSError as exc:
+        return [warning("bootstrap", f"status unreadable: {exc.strerror or exc}")]
+    if status.startswith("failed:"):
+        why = status.removeprefix("failed:").strip()
+        return [
+            problem(
+                "bootstrap",
+                f"failed: {why} (retrying; journalctl -u homelab-tunnel-bootstrap)",
+            )
+        ]
+    return []
 
 
 def health(env: Mapping[str, str], run: Runner = run_local, now: datetime | None = None) -> int:
@@ -38,7 +61,8 @@ def health(env: Mapping[str, str], run: Runner = run_local, now: datetime | None
         print(f"warning: HEADSCALE_VERSION: {exc}; judging against {versions.HEADSCALE_VERSION}")
         headscale_version = versions.HEADSCALE_VERSION
     host = socket.gethostname()
-    findings: list[Finding]
+    findings = bootstrap_findings(Path(env.get("BOOTSTRAP_STATUS_FILE") or BOOTSTRAP_STATUS))
+    healthy_summary = ""
     try:
         evidence = collect(
             run, upstreams=upstreams, journal_since=HEALTH_JOURNAL_SINCE, source=host
@@ -51,17 +75,17 @@ def health(env: Mapping[str, str], run: Runner = run_local, now: datetime | None
             peer_versions=parse_whois(evidence.whois),
             journal=evidence.journal,
         )
-        findings = [*report.findings, *(warning("", n) for n in evidence.notes)]
-        summary = report.summary()
+        findings += [*report.findings, *(warning("", n) for n in evidence.notes)]
+        healthy_summary = report.summary()
     except SourceError as exc:
-        findings = [problem("", f"cannot read the tailnet state: {exc}")]
-        summary = count_line(findings)
+        findings.append(problem("", f"cannot read the tailnet state: {exc}"))
     if not upstreams:
         findings.append(warning("", "HEALTH_UPSTREAMS is empty: no site upstream is checked"))
     shown = [f for f in findings if f.severity in (Severity.PROBLEM, Severity.WARNING)]
     for finding in shown:
         print(finding.line())
     bad = any(f.severity is Severity.PROBLEM for f in findings)
+    summary = count_line(findings) if bad else healthy_summary
     print(f"homelab-tunnel health: {'problems' if bad else 'ok'}: {summary}")
     url = env.get("HEALTH_WEBHOOK_URL", "").strip()
     if url:

@@ -32,9 +32,15 @@ CONF = "/etc/homelab-tunnel"
 UNITS = "/etc/systemd/system"
 BOOTSTRAP = f"{LIB}/bootstrap.sh"
 BUNDLE = f"{LIB}/edge-files.tar.bz2"
+BOOTSTRAP_UNIT = "homelab-tunnel-bootstrap.service"
 # Unpacks the bundle before bootstrap runs; `data` refuses anything outside `/`
 # paths we wrote, links and device files.
 UNPACK = f"import tarfile; tarfile.open('{BUNDLE}').extractall('/', filter='data')"
+# Runs the first attempt (systemd retries a failed one by itself) and copies
+# its lines into cloud-init's log, which then ends with "edge ready" or "FAILED".
+FIRST_BOOT = (
+    f"systemctl start {BOOTSTRAP_UNIT}; journalctl -b -u {BOOTSTRAP_UNIT} -o cat --no-pager"
+)
 
 
 @dataclass(frozen=True)
@@ -81,7 +87,9 @@ def render_user_data(config: TunnelConfig, fixed: Sequence[EdgeFile]) -> str:
         ),
         "runcmd:",
         f"  - [python3, -c, {json.dumps(UNPACK)}]",
-        f"  - [{BOOTSTRAP}]",
+        "  - [systemctl, daemon-reload]",
+        f"  - [systemctl, enable, {BOOTSTRAP_UNIT}]",
+        f"  - [sh, -c, {json.dumps(FIRST_BOOT)}]",
         "",
     ]
     return "\n".join(lines)

@@ -67,6 +67,10 @@ class Sandbox:
     def reset_calls(self) -> None:
         (self.state / "calls.jsonl").unlink(missing_ok=True)
 
+    def status(self) -> str:
+        """What the health agent reads: "ready: ..." or "failed: why"."""
+        return (self.root / "var/lib/homelab-tunnel/bootstrap-status").read_text()
+
     def machine(self) -> dict[str, object]:
         return dict(json.loads((self.state / "state.json").read_text()))
 
@@ -209,7 +213,12 @@ def test_missing_volume_fails_before_touching_anything(
         result = sandbox.run()
         assert result.returncode == 1
         assert "FAILED: state volume homelab-edge-state is not attached" in result.stderr
-        assert _mutations(sandbox.calls()) == []
+        # Only the health timer, which reports this failure, was started.
+        assert _mutations(sandbox.calls()) == [
+            ["systemctl", "enable", "homelab-tunnel-health.timer"],
+            ["systemctl", "start", "homelab-tunnel-health.timer"],
+        ]
+        assert sandbox.status().startswith("failed: state volume homelab-edge-state")
 
 
 def test_tampered_headscale_package_is_not_installed(sandbox: Sandbox) -> None:
@@ -258,7 +267,7 @@ def test_edge_joins_its_own_headscale_over_loopback(sandbox: Sandbox) -> None:
     assert up == [[
         "tailscale", "up", "--login-server", "http://127.0.0.1:8080",
         "--authkey", "hskey-auth-0123456789abcdef", "--hostname", "homelab-edge",
-        "--accept-dns=false",
+        "--accept-dns=false", "--timeout", "120s",
     ]]  # fmt: skip
 
 
@@ -298,3 +307,126 @@ def test_restored_node_is_not_registered_again(sandbox: Sandbox) -> None:
     calls = sandbox.calls()
     assert not [c for c in calls if c[:2] == ["tailscale", "up"]]
     assert not [c for c in calls if c[:2] == ["headscale", "preauthkeys"]]
+
+
+# ---------------------------------------------------------------------------
+# The droplet never bricks itself
+# ---------------------------------------------------------------------------
+
+HEALTH_TIMER = "homelab-tunnel-health.timer"
+FSTAB_GENERATOR = Path("/usr/lib/systemd/system-generators/systemd-fstab-generator")
+needs_fstab_generator = pytest.mark.skipif(
+    not FSTAB_GENERATOR.exists(), reason="systemd-fstab-generator is absent (Debian: systemd)"
+)
+
+
+def _boot_requirements(tmp_path: Path, fstab: Path) -> dict[str, set[str]]:
+    """Which mounts systemd would make local-fs.target require, and which it only wants."""
+    out = tmp_path / "generated"
+    dirs = [out / name for name in ("normal", "early", "late")]
+    for directory in dirs:
+        directory.mkdir(parents=True)
+    subprocess.run(
+        [str(FSTAB_GENERATOR), *map(str, dirs)],
+        env={"SYSTEMD_FSTAB": str(fstab), "PATH": "/usr/bin:/bin"},
+        check=True,
+        capture_output=True,
+        timeout=30,
+    )
+    found: dict[str, set[str]] = {"requires": set(), "wants": set()}
+    for kind in found:
+        folder = dirs[0] / f"local-fs.target.{kind}"
+        if folder.is_dir():
+            found[kind] = {path.name for path in folder.iterdir() if path.name.endswith(".mount")}
+    return found
+
+
+@needs_fstab_generator
+def test_a_lost_volume_never_holds_the_boot(sandbox: Sandbox, tmp_path: Path) -> None:
+    """Every line bootstrap writes is nofail: local-fs.target only wants the mounts."""
+    assert sandbox.run().returncode == 0
+    found = _boot_requirements(tmp_path, sandbox.root / "etc/fstab")
+    assert found["requires"] == set()
+    assert len(found["wants"]) == 5
+
+
+@needs_fstab_generator
+def test_the_generator_check_sees_a_hard_requirement(tmp_path: Path) -> None:
+    fstab = tmp_path / "fstab"
+    fstab.write_text("/mnt/state/caddy /var/lib/caddy none bind 0 0\n")
+    assert _boot_requirements(tmp_path, fstab)["requires"] == {"var-lib-caddy.mount"}
+
+
+def test_fstab_without_a_final_newline_keeps_its_last_line(sandbox: Sandbox) -> None:
+    fstab = sandbox.root / "etc/fstab"
+    fstab.write_text("LABEL=cloudimg-rootfs / ext4 discard,errors=remount-ro 0 1")
+    assert sandbox.run().returncode == 0
+    lines = fstab.read_text().splitlines()
+    assert lines[0] == "LABEL=cloudimg-rootfs / ext4 discard,errors=remount-ro 0 1"
+    assert len(lines) == 6
+
+
+def test_an_older_line_for_the_same_mount_is_replaced_not_doubled(
+    sandbox: Sandbox, example_config: TunnelConfig
+) -> None:
+    volume = f"{sandbox.root}/mnt/{example_config.volume_name}"
+    old = f"{volume}/caddy {sandbox.root}/var/lib/caddy none bind 0 0"
+    (sandbox.root / "etc/fstab").write_text(old + "\n")
+    assert sandbox.run().returncode == 0
+    caddy = [
+        line
+        for line in (sandbox.root / "etc/fstab").read_text().splitlines()
+        if line.split()[1] == f"{sandbox.root}/var/lib/caddy"
+    ]
+    assert caddy == [
+        f"{volume}/caddy {sandbox.root}/var/lib/caddy none "
+        f"bind,nofail,x-systemd.requires-mounts-for={volume} 0 0"
+    ]
+
+
+def test_a_cut_off_keyring_download_is_not_kept(sandbox: Sandbox) -> None:
+    keyring = sandbox.root / "usr/share/keyrings/tailscale-archive-keyring.gpg"
+    result = sandbox.run("keyring-cut-off")
+    assert result.returncode == 1
+    assert "FAILED: cannot download the signing key https://pkgs.tailscale.com" in result.stderr
+    assert sorted(p.name for p in keyring.parent.iterdir()) == []
+    assert sandbox.run().returncode == 0
+    assert keyring.read_bytes().startswith(b"-----BEGIN PGP PUBLIC KEY BLOCK-----")
+
+
+def test_success_is_recorded_for_the_health_agent(sandbox: Sandbox) -> None:
+    assert sandbox.run().returncode == 0
+    assert sandbox.status().startswith("ready: edge ready: homelab-edge on 198.51.100.7")
+
+
+def test_the_health_timer_starts_before_any_risky_step(sandbox: Sandbox) -> None:
+    assert sandbox.run().returncode == 0
+    calls = sandbox.calls()
+    timer = calls.index(["systemctl", "start", "homelab-tunnel-health.timer"])
+    first_risky = next(i for i, call in enumerate(calls) if call[0] in ("blkid", "curl", "apt-get"))
+    assert timer < first_risky
+
+
+@pytest.mark.parametrize(("failed_before", "wait"), [(0, None), (1, "30"), (3, "120"), (9, "900")])
+def test_retries_wait_longer_after_each_failure(
+    sandbox: Sandbox, failed_before: int, wait: str | None
+) -> None:
+    attempts = sandbox.root / "run/homelab-tunnel/bootstrap-attempts"
+    attempts.parent.mkdir(parents=True)
+    attempts.write_text(f"{failed_before}\n")
+    sandbox.env["HOMELAB_TUNNEL_BACKOFF"] = str(attempts)
+    result = sandbox.run()
+    assert result.returncode == 0
+    calls = sandbox.calls()
+    before_any_step = calls[: calls.index(["systemctl", "is-enabled", "--quiet", HEALTH_TIMER])]
+    assert before_any_step == ([["sleep", wait]] if wait else [])
+    if wait:
+        assert f"attempt {failed_before + 1} after a failure: waiting {wait}s" in result.stdout
+    assert not attempts.exists()  # a success resets the count
+
+
+def test_a_failure_counts_towards_the_next_wait(sandbox: Sandbox) -> None:
+    attempts = sandbox.root / "run/homelab-tunnel/bootstrap-attempts"
+    sandbox.env["HOMELAB_TUNNEL_BACKOFF"] = str(attempts)
+    assert sandbox.run("reserved-ip-never-active").returncode == 1
+    assert attempts.read_text() == "1\n"

@@ -80,7 +80,14 @@ def edge(tmp_path: Path, edge_lib: Path) -> dict[str, str]:
         "HEALTH_UPSTREAMS": HOMELAB,
         "HEALTH_WEBHOOK_URL": "",
         "HEADSCALE_VERSION": "0.29.2",
+        "BOOTSTRAP_STATUS_FILE": str(_status_file(tmp_path, "ready: edge ready: homelab-edge")),
     }
+
+
+def _status_file(directory: Path, text: str) -> Path:
+    path = directory / "bootstrap-status"
+    path.write_text(text + "\n")
+    return path
 
 
 def _health(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -388,3 +395,32 @@ def test_a_command_that_cannot_run_is_reported(tmp_path: Path) -> None:
     result = run_local([[str(tool), "status"]], 5.0)
     assert result.returncode == 126
     assert "Permission denied" in result.stderr
+
+
+def test_failed_bootstrap_is_the_first_problem(edge: dict[str, str], tmp_path: Path) -> None:
+    _status_file(tmp_path, "failed: reserved IP still not active after 600s")
+    done = _health(edge)
+    assert done.returncode == 1
+    assert done.stdout.splitlines()[0] == (
+        "problem: bootstrap: failed: reserved IP still not active after 600s "
+        "(retrying; journalctl -u homelab-tunnel-bootstrap)"
+    )
+
+
+def test_unfinished_bootstrap_is_a_warning(edge: dict[str, str], tmp_path: Path) -> None:
+    (tmp_path / "bootstrap-status").unlink()
+    done = _health(edge)
+    assert done.returncode == 0
+    assert "warning: bootstrap: has not finished yet" in done.stdout
+
+
+def test_failed_bootstrap_reaches_the_webhook(
+    edge: dict[str, str], tmp_path: Path, hook: tuple[str, type[_Hook]]
+) -> None:
+    url, handler = hook
+    _status_file(tmp_path, "failed: cannot download the signing key https://x")
+    edge["HEALTH_WEBHOOK_URL"] = url
+    _health(edge)
+    (message,) = [request["body"] for request in handler.received]
+    assert message["ok"] is False
+    assert message["problems"][0].startswith("bootstrap: failed: cannot download the signing key")

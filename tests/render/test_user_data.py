@@ -22,7 +22,9 @@ from homelab_tunnel.payload import user_data as render_user_data
 from homelab_tunnel.render.edge_env import WEBHOOK_URL_PLACEHOLDER
 from homelab_tunnel.render.user_data import (
     BOOTSTRAP,
+    BOOTSTRAP_UNIT,
     BUNDLE,
+    FIRST_BOOT,
     UNPACK,
     EdgeFile,
     _text_entry,
@@ -124,9 +126,16 @@ def test_bundle_is_the_same_bytes_in_any_process(example_config: TunnelConfig) -
     assert len(digests) == 1
 
 
-def test_runcmd_unpacks_then_bootstraps(tmp_path: Path, example_config: TunnelConfig) -> None:
+def test_runcmd_unpacks_then_starts_the_bootstrap_unit(
+    tmp_path: Path, example_config: TunnelConfig
+) -> None:
     document = _document(example_config)
-    assert document["runcmd"] == [["python3", "-c", UNPACK], [BOOTSTRAP]]
+    assert document["runcmd"] == [
+        ["python3", "-c", UNPACK],
+        ["systemctl", "daemon-reload"],
+        ["systemctl", "enable", BOOTSTRAP_UNIT],
+        ["sh", "-c", FIRST_BOOT],
+    ]
     # Run the very unpack command against a scratch root.
     bundle_path = tmp_path / BUNDLE.lstrip("/")
     bundle_path.parent.mkdir(parents=True)
@@ -139,6 +148,9 @@ def test_runcmd_unpacks_then_bootstraps(tmp_path: Path, example_config: TunnelCo
     bootstrap = tmp_path / BOOTSTRAP.lstrip("/")
     assert bootstrap.read_text() == (ROOT / "cloud-init" / "bootstrap.sh").read_text()
     assert bootstrap.stat().st_mode & 0o111
+    unit = (tmp_path / "etc/systemd/system" / BOOTSTRAP_UNIT).read_text()
+    assert f"ExecStart={BOOTSTRAP}\n" in unit
+    assert "Restart=on-failure\n" in unit
 
 
 def test_webhook_url_is_left_for_terraform(example_config: TunnelConfig) -> None:

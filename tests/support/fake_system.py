@@ -67,6 +67,10 @@ def curl(args: list[str], state: dict[str, Any], scenario: set[str]) -> int:
         body = ("\n".join(lines) + "\n").encode()
     else:
         body = b"-----BEGIN PGP PUBLIC KEY BLOCK-----\nfake\n"
+        if "keyring-cut-off" in scenario:  # the connection drops half-way: curl exit 18
+            if out:
+                Path(out).write_bytes(body[:10])
+            return 18
     if out:
         if out != "/dev/null":
             Path(out).write_bytes(body)
@@ -227,7 +231,9 @@ class FakeSystem:
         if name == "curl":
             return curl(args, state, scenario)
         if name == "gpg":
-            Path(option(args, "-o") or "/dev/null").write_bytes(stdin)
+            source = Path(args[-1]) if Path(args[-1]).is_file() else None
+            data = source.read_bytes() if source else stdin
+            Path(option(args, "-o") or "/dev/null").write_bytes(data)
             return 0
         if name == "systemctl":
             return systemctl(args, state)

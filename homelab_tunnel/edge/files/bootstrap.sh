@@ -2,9 +2,11 @@
 # Bootstrap the homelab-tunnel edge: state volume, current Tailscale and Caddy,
 # pinned Headscale, then join the edge to its own tailnet and start serving.
 #
-# cloud-init runs this once per droplet; it is safe to run again by hand
-# (sudo /usr/local/lib/homelab-tunnel/bootstrap.sh): every step checks before
-# it changes anything. It ends with one line: "edge ready" or "FAILED: why".
+# homelab-tunnel-bootstrap.service runs it at first boot (started by
+# cloud-init) and again, with growing waits, until the edge is ready; it is
+# safe to run again by hand (sudo /usr/local/lib/homelab-tunnel/bootstrap.sh):
+# every step checks before it changes anything. It ends with one line, "edge
+# ready" or "FAILED: why", also kept in $STATUS for the health agent.
 set -euo pipefail
 
 # Tests run the script against a scratch tree with fake system commands.
@@ -14,13 +16,35 @@ CONF="$ROOT/etc/homelab-tunnel"
 SYSTEMD="$ROOT/etc/systemd/system"
 APT_OPTS=(-y -q -o DPkg::Lock::Timeout=600 -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold)
 RESERVED_IP_WAIT="${HOMELAB_TUNNEL_RESERVED_IP_WAIT:-600}"
+# What the health agent reads: "ready: ..." or "failed: why".
+STATUS="$ROOT/var/lib/homelab-tunnel/bootstrap-status"
+# Set by homelab-tunnel-bootstrap.service: counts this boot's attempts.
+ATTEMPTS="${HOMELAB_TUNNEL_BACKOFF:-}"
 
 log() { printf 'homelab-tunnel: %s\n' "$*"; }
+set_status() {
+  mkdir -p "$(dirname "$STATUS")" && printf '%s\n' "$*" >"$STATUS.tmp" && mv -f "$STATUS.tmp" "$STATUS"
+}
 fail() {
   log "FAILED: $*" >&2
+  set_status "failed: $*" || true
   exit 1
 }
 trap 'fail "line $LINENO: $BASH_COMMAND"' ERR
+
+# Retried by systemd after a failure: wait 30 s, 60 s, 120 s ... (at most 15 min)
+# so a missing reserved IP or a download outage is not hammered.
+if [ -n "$ATTEMPTS" ]; then
+  mkdir -p "$(dirname "$ATTEMPTS")"
+  failed_before="$(cat "$ATTEMPTS" 2>/dev/null || echo 0)"
+  echo $((failed_before + 1)) >"$ATTEMPTS"
+  if [ "$failed_before" -gt 0 ]; then
+    delay=$((30 << (failed_before > 5 ? 5 : failed_before - 1)))
+    [ "$delay" -le 900 ] || delay=900
+    log "attempt $((failed_before + 1)) after a failure: waiting ${delay}s first"
+    sleep "$delay"
+  fi
+fi
 
 [ -r "$CONF/edge.env" ] || fail "missing $CONF/edge.env (written by cloud-init from the homelab-tunnel config)"
 # shellcheck source=/dev/null
@@ -54,9 +78,38 @@ write_file() {
   return 1
 }
 
-ensure_line() {
-  touch "$2"
-  grep -qxF -- "$1" "$2" || printf '%s\n' "$1" >>"$2"
+# fstab_entry SOURCE TARGET REST: exactly one line mounting TARGET, replaced
+# atomically when it differs, so a re-run or an older line never doubles it.
+fstab_entry() {
+  local fstab="$ROOT/etc/fstab" wanted="$1 $2 $3" tmp
+  touch "$fstab"
+  if grep -qxF -- "$wanted" "$fstab"; then return 0; fi
+  tmp="$(mktemp "$fstab.XXXXXX")" || fail "cannot create a temporary file next to $fstab"
+  awk -v target="$2" '$2 != target' "$fstab" >"$tmp" || fail "cannot read $fstab"
+  printf '%s\n' "$wanted" >>"$tmp"
+  chmod 0644 "$tmp"
+  mv -f "$tmp" "$fstab" || fail "cannot write $fstab"
+}
+
+# fetch_keyring URL DEST [dearmor]: all or nothing; a partial download is
+# never left behind, so the next attempt fetches it again.
+fetch_keyring() {
+  local url="$1" dest="$2" tmp
+  [ -s "$dest" ] && return 0
+  tmp="$(mktemp "$dest.XXXXXX")" || fail "cannot create a temporary file next to $dest"
+  if ! curl -fsSL --retry 5 -o "$tmp" "$url" || [ ! -s "$tmp" ]; then
+    rm -f "$tmp"
+    fail "cannot download the signing key $url"
+  fi
+  if [ "${3:-}" = dearmor ]; then
+    if ! gpg --batch --yes --dearmor -o "$tmp.gpg" "$tmp"; then
+      rm -f "$tmp" "$tmp.gpg"
+      fail "the signing key $url is not an OpenPGP key"
+    fi
+    mv -f "$tmp.gpg" "$tmp"
+  fi
+  chmod 0644 "$tmp"
+  mv -f "$tmp" "$dest" || fail "cannot write $dest"
 }
 
 metadata() { curl -fsS --max-time 5 --retry 3 "$METADATA/$1"; }
@@ -73,6 +126,14 @@ start_unit() {
     systemctl start "$1"
   fi
 }
+
+# ---------------------------------------------------------------------------
+# 0. The health timer first: a failure in any later step is reported, not silent.
+#    (cloud-init's runcmd reloaded systemd after writing the units.)
+# ---------------------------------------------------------------------------
+enable_unit homelab-tunnel-health.timer
+systemctl is-active --quiet homelab-tunnel-health.timer || systemctl start homelab-tunnel-health.timer
+log "0/6 health timer on (journalctl -u homelab-tunnel-health)"
 
 # ---------------------------------------------------------------------------
 # 1. State volume: everything the edge must keep lives here.
@@ -93,16 +154,18 @@ state="$(findmnt -n -o TARGET --first-only --source "$device" || true)"
 if [ -z "$state" ]; then
   state="$ROOT/mnt/${STATE_VOLUME}"
   mkdir -p "$state"
-  ensure_line "$device $state ext4 defaults,nofail,discard,noatime 0 2" "$ROOT/etc/fstab"
+  fstab_entry "$device" "$state" "ext4 defaults,nofail,discard,noatime 0 2"
   mount "$state"
 fi
 
 # volume dir : system path. A replaced droplet finds the same keys, nodes and certificates.
+# nofail: a lost volume must not hold the boot in emergency mode (no sshd);
+# RequiresMountsFor in the services' drop-ins keeps them from starting instead.
 for pair in headscale-lib:/var/lib/headscale headscale-etc:/etc/headscale caddy:/var/lib/caddy tailscale:/var/lib/tailscale; do
   src="$state/${pair%%:*}"
   dst="$ROOT${pair#*:}"
   mkdir -p "$src" "$dst"
-  ensure_line "$src $dst none bind,x-systemd.requires-mounts-for=$state 0 0" "$ROOT/etc/fstab"
+  fstab_entry "$src" "$dst" "none bind,nofail,x-systemd.requires-mounts-for=$state 0 0"
   mountpoint -q "$dst" || mount --bind "$src" "$dst"
 done
 log "1/6 state volume ${STATE_VOLUME} mounted at $state"
@@ -114,14 +177,10 @@ log "1/6 state volume ${STATE_VOLUME} mounted at $state"
 codename="$(. "$ROOT/etc/os-release" && echo "$VERSION_CODENAME")"
 keyrings="$ROOT/usr/share/keyrings"
 sources_changed=0
-if [ ! -s "$keyrings/tailscale-archive-keyring.gpg" ]; then
-  curl -fsSL --retry 5 -o "$keyrings/tailscale-archive-keyring.gpg" \
-    "https://pkgs.tailscale.com/stable/ubuntu/${codename}.noarmor.gpg"
-fi
-if [ ! -s "$keyrings/caddy-stable-archive-keyring.gpg" ]; then
-  curl -fsSL --retry 5 https://dl.cloudsmith.io/public/caddy/stable/gpg.key |
-    gpg --batch --yes --dearmor -o "$keyrings/caddy-stable-archive-keyring.gpg"
-fi
+fetch_keyring "https://pkgs.tailscale.com/stable/ubuntu/${codename}.noarmor.gpg" \
+  "$keyrings/tailscale-archive-keyring.gpg"
+fetch_keyring https://dl.cloudsmith.io/public/caddy/stable/gpg.key \
+  "$keyrings/caddy-stable-archive-keyring.gpg" dearmor
 write_file "$ROOT/etc/apt/sources.list.d/tailscale.list" 0644 <<EOF && sources_changed=1
 deb [signed-by=/usr/share/keyrings/tailscale-archive-keyring.gpg] https://pkgs.tailscale.com/stable/ubuntu ${codename} main
 EOF
@@ -209,8 +268,9 @@ if [ "$(backend_state)" != "Running" ]; then
     python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])')"
   # Loopback: the join never waits for DNS or certificates. MagicDNS stays out
   # of the system resolver; Caddy asks 100.100.100.100 itself.
+  # --timeout: a join that hangs fails this step (and is retried) instead.
   tailscale up --login-server http://127.0.0.1:8080 --authkey "$key" \
-    --hostname "$EDGE_NAME" --accept-dns=false
+    --hostname "$EDGE_NAME" --accept-dns=false --timeout 120s
 fi
 log "4/6 headscale running; edge joined the tailnet as $EDGE_NAME"
 
@@ -237,14 +297,15 @@ start_unit caddy "$caddy_changed"
 log "5/6 caddy serving on reserved IP $reserved_ip"
 
 # ---------------------------------------------------------------------------
-# 6. Optional egress from the reserved IP, and the health timer.
+# 6. Optional egress from the reserved IP.
 # ---------------------------------------------------------------------------
 if [ "$EGRESS_VIA_RESERVED_IP" = true ]; then
   enable_unit homelab-tunnel-egress.service
   systemctl is-active --quiet homelab-tunnel-egress.service || systemctl start homelab-tunnel-egress.service
 fi
-enable_unit homelab-tunnel-health.timer
-systemctl is-active --quiet homelab-tunnel-health.timer || systemctl start homelab-tunnel-health.timer
-log "6/6 health timer on; egress via reserved IP: $EGRESS_VIA_RESERVED_IP"
+log "6/6 egress via reserved IP: $EGRESS_VIA_RESERVED_IP"
 
-log "edge ready: $EDGE_NAME on $reserved_ip, headscale $HEADSCALE_VERSION, tailscale $(tailscale version | sed -n 1p)"
+ready="edge ready: $EDGE_NAME on $reserved_ip, headscale $HEADSCALE_VERSION, tailscale $(tailscale version | sed -n 1p)"
+set_status "ready: $ready"
+[ -z "$ATTEMPTS" ] || rm -f "$ATTEMPTS"
+log "$ready"

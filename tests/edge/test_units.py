@@ -1,4 +1,4 @@
-"""The health timer's systemd units, checked by the real `systemd-analyze verify`."""
+"""The edge's systemd units (health timer, bootstrap), checked by `systemd-analyze verify`."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from homelab_tunnel.edge.health import HEALTH_JOURNAL_SINCE
 UNITS = ROOT / "cloud-init"
 SERVICE = UNITS / "homelab-tunnel-health.service"
 TIMER = UNITS / "homelab-tunnel-health.timer"
+BOOTSTRAP = UNITS / "homelab-tunnel-bootstrap.service"
 
 needs_systemd_analyze = pytest.mark.skipif(
     shutil.which("systemd-analyze") is None,
@@ -93,3 +94,28 @@ def test_journal_window_covers_the_longest_gap_between_runs() -> None:
     interval = int(timer["OnUnitActiveSec"].removesuffix("min"))
     accuracy = int(timer["AccuracySec"].removesuffix("min"))
     assert f"-{interval + accuracy}min" == HEALTH_JOURNAL_SINCE
+
+
+@needs_systemd_analyze
+def test_bootstrap_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
+    # verify insists that ExecStart exists here: point it at a stand-in script.
+    stub = tmp_path / "bootstrap.sh"
+    stub.write_text("#!/bin/sh\n")
+    stub.chmod(0o755)
+    unit = tmp_path / "src" / BOOTSTRAP.name
+    unit.parent.mkdir()
+    unit.write_text(
+        BOOTSTRAP.read_text().replace("/usr/local/lib/homelab-tunnel/bootstrap.sh", str(stub))
+    )
+    done = _verify(tmp_path, unit)
+    assert (done.returncode, done.stdout + done.stderr) == (0, "")
+
+
+def test_bootstrap_is_retried_forever_and_runs_at_every_boot() -> None:
+    unit = _unit(BOOTSTRAP)
+    assert unit["Unit"]["StartLimitIntervalSec"] == "0"
+    assert unit["Service"]["Type"] == "oneshot"
+    assert unit["Service"]["Restart"] == "on-failure"
+    assert unit["Service"]["ExecStart"] == "/usr/local/lib/homelab-tunnel/bootstrap.sh"
+    assert unit["Service"]["Environment"].startswith("HOMELAB_TUNNEL_BACKOFF=/run/")
+    assert unit["Install"]["WantedBy"] == "multi-user.target"
