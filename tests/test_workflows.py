@@ -234,17 +234,135 @@ def test_plan_runs_once_per_pull_request() -> None:
     }
 
 
+# ---------------------------------------------------------------------------
+# Secrets: only the Terraform steps see them
+# ---------------------------------------------------------------------------
+
+SPACES = {
+    "AWS_ACCESS_KEY_ID": "${{ secrets.SPACES_ACCESS_KEY_ID }}",
+    "AWS_SECRET_ACCESS_KEY": "${{ secrets.SPACES_SECRET_ACCESS_KEY }}",
+}
+TOKEN = {"DIGITALOCEAN_TOKEN": "${{ secrets.DIGITALOCEAN_TOKEN }}"}
+WEBHOOK = {"TF_VAR_health_webhook_url": "${{ secrets.HEALTH_WEBHOOK_URL }}"}
+# `${{ secrets.X != '' }}` is true or false, never the value.
+_PRESENCE = re.compile(r"\$\{\{ secrets\.\w+ != '' \}\}")
+
+
+def _runs_terraform(step: dict[str, Any]) -> bool:
+    return re.search(r"(?m)^\s*terraform ", step.get("run", "")) is not None
+
+
+def _secret_exposures(workflow: dict[str, Any]) -> list[str]:
+    """Where a secret's value reaches anything but a step that runs terraform."""
+
+    def holds_secret(value: Any) -> bool:
+        return "secrets." in _PRESENCE.sub("", json.dumps(value))
+
+    found = []
+    if holds_secret(workflow.get("env", {})):
+        found.append("workflow env")
+    for name, job in workflow["jobs"].items():
+        if holds_secret({k: v for k, v in job.items() if k != "steps"}):
+            found.append(f"job {name}")
+        for step in job["steps"]:
+            if holds_secret(step) and not _runs_terraform(step):
+                found.append(f"step {step.get('name', step.get('uses'))}")
+    return found
+
+
 @pytest.mark.parametrize("path", [PLAN, APPLY], ids=["plan", "apply"])
-def test_spaces_credentials_come_from_secrets_under_terraform_names(path: Path) -> None:
-    workflow = _load(path)
-    (job,) = workflow["jobs"].values()
+def test_secrets_reach_only_the_terraform_steps(path: Path) -> None:
+    assert _secret_exposures(_load(path)) == []
+
+
+def test_secret_check_catches_a_job_level_secret_and_one_in_another_step() -> None:
+    workflow = _load(PLAN)
+    workflow["jobs"]["plan"]["env"]["DIGITALOCEAN_TOKEN"] = "${{ secrets.DIGITALOCEAN_TOKEN }}"
+    synth = next(s for s in workflow["jobs"]["plan"]["steps"] if s.get("name") == "Synthesize")
+    synth["env"] = {"TF_VAR_health_webhook_url": "${{ secrets.HEALTH_WEBHOOK_URL }}"}
+    action = next(s for s in workflow["jobs"]["plan"]["steps"] if "uses" in s)
+    action["with"]["token"] = "${{ secrets.DIGITALOCEAN_TOKEN }}"
+    assert _secret_exposures(workflow) == [
+        "job plan",
+        f"step {action['uses']}",
+        "step Synthesize",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        (
+            PLAN,
+            {"terraform init": SPACES, "terraform plan": {**TOKEN, **SPACES, **WEBHOOK}},
+        ),
+        (
+            APPLY,
+            {
+                "terraform init": SPACES,
+                "terraform plan": {**TOKEN, **SPACES, **WEBHOOK},
+                # A saved plan carries its variables: the webhook is not needed again.
+                "terraform apply": {**TOKEN, **SPACES},
+            },
+        ),
+    ],
+    ids=["plan", "apply"],
+)
+def test_each_terraform_step_gets_the_secrets_it_needs_under_terraform_names(
+    path: Path, expected: dict[str, dict[str, str]]
+) -> None:
+    (job,) = _load(path)["jobs"].values()
+    terraform = {s["name"]: s.get("env", {}) for s in job["steps"] if _runs_terraform(s)}
+    assert terraform == expected
+
+
+@pytest.mark.parametrize("path", [PLAN, APPLY], ids=["plan", "apply"])
+def test_job_env_holds_the_config_and_the_s3_checksum_settings(path: Path) -> None:
+    (job,) = _load(path)["jobs"].values()
     env = job["env"]
-    assert env["DIGITALOCEAN_TOKEN"] == "${{ secrets.DIGITALOCEAN_TOKEN }}"
-    assert env["AWS_ACCESS_KEY_ID"] == "${{ secrets.SPACES_ACCESS_KEY_ID }}"
-    assert env["AWS_SECRET_ACCESS_KEY"] == "${{ secrets.SPACES_SECRET_ACCESS_KEY }}"
     assert env["AWS_REQUEST_CHECKSUM_CALCULATION"] == "when_required"
     assert env["AWS_RESPONSE_CHECKSUM_VALIDATION"] == "when_required"
     assert env["CONFIG"] == ("${{ vars.HOMELAB_TUNNEL_CONFIG || 'examples/homelab-tunnel.toml' }}")
+
+
+def _require_secrets(**have: str) -> subprocess.CompletedProcess[str]:
+    """Run plan.yml's own 'Require the secrets' script with HAVE_* set as given."""
+    (step,) = [s for s in _steps(_load(PLAN), "plan") if s.get("name") == "Require the secrets"]
+    return subprocess.run(
+        ["bash", "-e", "-c", step["run"]],
+        env={"PATH": "/usr/bin:/bin", **{f"HAVE_{name}": value for name, value in have.items()}},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
+def test_plan_checks_that_the_secrets_are_set_without_reading_them() -> None:
+    (step,) = [s for s in _steps(_load(PLAN), "plan") if s.get("name") == "Require the secrets"]
+    assert step["env"] == {
+        f"HAVE_{name}": f"${{{{ secrets.{name} != '' }}}}"
+        for name in ("DIGITALOCEAN_TOKEN", "SPACES_ACCESS_KEY_ID", "SPACES_SECRET_ACCESS_KEY")
+    }
+    names = [s.get("name") for s in _steps(_load(PLAN), "plan")]
+    assert names.index("Require the secrets") < names.index("Synthesize")
+
+
+def test_plan_passes_when_every_secret_is_set() -> None:
+    result = _require_secrets(
+        DIGITALOCEAN_TOKEN="true", SPACES_ACCESS_KEY_ID="true", SPACES_SECRET_ACCESS_KEY="true"
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_plan_names_the_missing_secrets() -> None:
+    result = _require_secrets(
+        DIGITALOCEAN_TOKEN="false", SPACES_ACCESS_KEY_ID="true", SPACES_SECRET_ACCESS_KEY="false"
+    )
+    assert result.returncode == 1
+    assert result.stdout.startswith(
+        "::error::missing repository secrets: DIGITALOCEAN_TOKEN SPACES_SECRET_ACCESS_KEY "
+    )
 
 
 @pytest.mark.parametrize("path", [PLAN, APPLY], ids=["plan", "apply"])
