@@ -387,16 +387,18 @@ def test_plan_synthesizes_plans_and_summarizes_in_the_stack_directory() -> None:
     assert [s["name"] for s in in_stack] == ["terraform init", "terraform plan"]
 
 
-def test_plan_keeps_one_sticky_comment() -> None:
+def test_plan_comments_through_the_tested_script_even_after_a_failure() -> None:
+    # What the script does is proven in test_plan_comment.py, through this step.
     (comment,) = [
         s
         for s in _steps(_load(PLAN), "plan")
         if s.get("uses", "").startswith("actions/github-script@")
     ]
-    script = comment["with"]["script"]
-    assert 'const marker = "<!-- homelab-tunnel plan -->";' in script
-    assert "github.rest.issues.updateComment" in script
-    assert script.index("updateComment") < script.index("createComment")
+    assert comment["with"] == {
+        "script": 'const run = require("./.github/scripts/plan-comment.js");\n'
+        "await run({ github, context, core });\n"
+    }
+    assert (ROOT / ".github" / "scripts" / "plan-comment.js").is_file()
     assert comment["if"] == "${{ !cancelled() }}"
 
 
