@@ -17,7 +17,7 @@ export UV_PROJECT_ENVIRONMENT := $(VENV)
 export UV_PYTHON_DOWNLOADS := never
 export CHECKPOINT_DISABLE := 1
 
-.PHONY: synth check test lint format unit deploy diff bench test-tools clean
+.PHONY: synth check test lint format unit deploy diff bench test-tools test-binaries clean
 
 synth: $(VENV)/.synced ## Synthesize $(CONFIG) into $(OUT)/stacks/<name>/cdk.tf.json
 	$(BIN)/homelab-tunnel synth --config $(CONFIG) --out $(OUT)
@@ -25,7 +25,7 @@ synth: $(VENV)/.synced ## Synthesize $(CONFIG) into $(OUT)/stacks/<name>/cdk.tf.
 check: $(VENV)/.synced ## Validate $(CONFIG)
 	$(BIN)/homelab-tunnel check --config $(CONFIG)
 
-test: lint test-tools unit ## Lint, then every test
+test: lint test-tools test-binaries unit ## Lint, then every test
 
 unit: $(VENV)/.synced
 	$(BIN)/python -m pytest
@@ -64,6 +64,11 @@ test-tools:
 	      || echo "note: installing$$missing failed; their tests will skip"; \
 	  fi; \
 	fi
+
+# Go-built programs the tests run (tools/binaries.toml): built once from the Go
+# module proxy and cached outside the clone (~/.cache/homelab-tunnel/go/).
+test-binaries: $(VENV)/.synced
+	$(BIN)/python tools/build_binaries.py
 
 # cdktf CLI, pinned in tools/cdktf/package-lock.json, installed locally.
 $(CDKTF): tools/cdktf/package-lock.json $(VENV)/.synced
