@@ -17,6 +17,8 @@ from homelab_tunnel.render.user_data import LIB, UNITS, EdgeFile, render_user_da
 # (file in homelab_tunnel/edge/files, path on the edge, mode)
 FIXED_FILES: tuple[tuple[str, str, int], ...] = (
     ("bootstrap.sh", f"{LIB}/bootstrap.sh", 0o755),
+    ("join-edge.sh", f"{LIB}/join-edge.sh", 0o755),
+    ("mint-preauth-key.sh", f"{LIB}/mint-preauth-key.sh", 0o755),
     ("reserved-ip-egress.sh", f"{LIB}/reserved-ip-egress.sh", 0o755),
     ("homelab-tunnel-bootstrap.service", f"{UNITS}/homelab-tunnel-bootstrap.service", 0o644),
     ("homelab-tunnel-egress.service", f"{UNITS}/homelab-tunnel-egress.service", 0o644),

@@ -21,6 +21,7 @@ from homelab_tunnel.config.values import (
     Fqdn,
     HttpsUrl,
     Name,
+    PemCertificates,
     Port,
     Region,
     Sha256,
@@ -31,6 +32,9 @@ from homelab_tunnel.config.values import (
     Version,
 )
 from homelab_tunnel.edge.versions import HEADSCALE_VERSION
+
+# The CAA identifier of Let's Encrypt, the default CA.
+LETS_ENCRYPT_CAA = "letsencrypt.org"
 
 
 class _Model(BaseModel):
@@ -98,6 +102,31 @@ class TlsConfig(_Model):
         default=False,
         description="use Let's Encrypt's staging CA (untrusted certificates, no rate limits)",
     )
+    acme_ca: HttpsUrl | None = Field(
+        default=None,
+        description="ACME directory of another CA (private or alternative); default Let's Encrypt",
+    )
+    ca_roots: PemCertificates | None = Field(
+        default=None,
+        description="PEM roots trusted for tls.acme_ca: its directory's TLS and what it issues",
+    )
+    caa_issuer: Fqdn = Field(
+        default=LETS_ENCRYPT_CAA,
+        description="the CA's CAA identifier: the only CA allowed to issue for the edge's names",
+    )
+
+    @model_validator(mode="after")
+    def _one_ca(self) -> TlsConfig:
+        if self.acme_ca and self.staging:
+            raise ValueError("tls.staging and tls.acme_ca exclude each other: pick one CA")
+        if self.ca_roots and not self.acme_ca:
+            raise ValueError("tls.ca_roots needs tls.acme_ca (Let's Encrypt needs no extra roots)")
+        if self.acme_ca and self.caa_issuer == LETS_ENCRYPT_CAA:
+            raise ValueError(
+                "tls.caa_issuer: set the CAA identifier of the CA at tls.acme_ca; with the "
+                "default letsencrypt.org the DNS records would forbid that CA to issue"
+            )
+        return self
 
 
 class VolumeConfig(_Model):

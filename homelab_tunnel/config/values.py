@@ -6,6 +6,7 @@ the file. Checks never touch the network.
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 import re
 from typing import Annotated, Any
@@ -143,6 +144,27 @@ def _check_sha256(value: str) -> str:
     return value.lower()
 
 
+_PEM_CERTIFICATE = r"-----BEGIN CERTIFICATE-----\n[A-Za-z0-9+/=\n]+\n-----END CERTIFICATE-----\n"
+_PEM_BUNDLE = re.compile(f"(?:{_PEM_CERTIFICATE})+")
+MAX_PEM_BYTES = 16 * 1024
+
+
+def _check_pem_certificates(value: str) -> str:
+    """One or more PEM certificates and nothing else: they land in a file on the edge."""
+    text = "\n".join(line.strip() for line in value.strip().splitlines()) + "\n"
+    if len(text) > MAX_PEM_BYTES or not _PEM_BUNDLE.fullmatch(text):
+        raise ValueError(
+            "expected one or more PEM certificates (-----BEGIN CERTIFICATE----- ... "
+            f"-----END CERTIFICATE-----) and nothing else, {MAX_PEM_BYTES // 1024} KiB at most"
+        )
+    for body in re.findall(r"CERTIFICATE-----\n([A-Za-z0-9+/=\n]+)\n-----END", text):
+        try:
+            base64.b64decode(body.replace("\n", ""), validate=True)
+        except ValueError:
+            raise ValueError("a PEM certificate's body is not valid base64") from None
+    return text
+
+
 def _check_https_url(value: str) -> str:
     if not _HTTPS_URL.match(value):
         raise ValueError(f"{value!r} is not an https:// URL")
@@ -187,5 +209,6 @@ StateKey = Annotated[str, AfterValidator(_check_state_key)]
 Version = Annotated[str, AfterValidator(_check_version)]
 Sha256 = Annotated[str, AfterValidator(_check_sha256)]
 HttpsUrl = Annotated[str, AfterValidator(_check_https_url)]
+PemCertificates = Annotated[str, AfterValidator(_check_pem_certificates)]
 SshKey = Annotated[str, AfterValidator(_check_ssh_key)]
 Port = Annotated[int, Field(ge=1, le=65535)]

@@ -9,6 +9,8 @@ from homelab_tunnel.render.headscale import HEADSCALE_LISTEN
 
 MAGICDNS_RESOLVER = "100.100.100.100"
 LETS_ENCRYPT_STAGING = "https://acme-staging-v02.api.letsencrypt.org/directory"
+# tls.ca_roots, written there by user_data: Caddy trusts them for the ACME CA.
+CA_ROOTS_PATH = "/etc/homelab-tunnel/ca-roots.pem"
 # How long an upgraded connection (websocket) may outlive a config reload.
 STREAM_CLOSE_DELAY = "5m"
 
@@ -33,8 +35,8 @@ class CaddyRuntime:
 def render_caddyfile(config: TunnelConfig, runtime: CaddyRuntime | None = None) -> str:
     runtime = runtime or CaddyRuntime()
     blocks = [
-        _header(config),
-        _global_options(config, runtime),
+        # caddy fmt keeps the header comment on the global block, no blank line between.
+        _header(config) + _global_options(config, runtime),
         *(_site(config, site, runtime) for site in config.sites),
         _headscale(config, runtime),
         _catch_all_http(),
@@ -62,6 +64,15 @@ def _global_options(config: TunnelConfig, runtime: CaddyRuntime) -> str:
         lines.append(
             "# Staging CA: untrusted certificates, but no rate limits while testing.\n"
             f"acme_ca {LETS_ENCRYPT_STAGING}"
+        )
+    if config.tls.acme_ca:
+        lines.append(
+            "# Certificates from the CA in tls.acme_ca, not Let's Encrypt.\n"
+            f"acme_ca {config.tls.acme_ca}"
+        )
+    if config.tls.ca_roots:
+        lines.append(
+            f"# The roots in tls.ca_roots, trusted for that CA.\nacme_ca_root {CA_ROOTS_PATH}"
         )
     if runtime.local_ca:
         lines.append("local_certs\nskip_install_trust")

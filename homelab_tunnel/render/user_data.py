@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 from homelab_tunnel.config import TunnelConfig
-from homelab_tunnel.render.caddyfile import render_caddyfile
+from homelab_tunnel.render.caddyfile import CA_ROOTS_PATH, render_caddyfile
 from homelab_tunnel.render.edge_env import render_edge_env, render_health_env
 from homelab_tunnel.render.headscale import render_headscale_config
 from homelab_tunnel.render.policy import render_policy
@@ -52,13 +52,16 @@ class EdgeFile:
 
 def rendered_files(config: TunnelConfig) -> list[EdgeFile]:
     """Files made from the config: written readable, bootstrap installs them."""
-    return [
+    files = [
         EdgeFile(f"{CONF}/edge.env", render_edge_env(config)),
         EdgeFile(f"{CONF}/health.env", render_health_env(config), 0o600),
         EdgeFile(f"{CONF}/Caddyfile", render_caddyfile(config)),
         EdgeFile(f"{CONF}/headscale.yaml", render_headscale_config(config)),
         EdgeFile(f"{CONF}/policy.hujson", render_policy(config)),
     ]
+    if config.tls.ca_roots:
+        files.append(EdgeFile(CA_ROOTS_PATH, config.tls.ca_roots))
+    return files
 
 
 def render_user_data(config: TunnelConfig, fixed: Sequence[EdgeFile]) -> str:

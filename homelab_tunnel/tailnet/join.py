@@ -1,7 +1,11 @@
-"""The steps that join the homelab machine to the edge's Headscale, as text to follow.
+"""The steps that join a homelab machine to the edge's Headscale: a script to read, then run.
 
-The pre-auth key is minted on the edge and typed on the homelab: it never
-passes through this tool, the config or Terraform state.
+`homelab-tunnel join-command ... > join.sh && EDGE=<ip> bash join.sh` on the
+homelab installs or upgrades Tailscale only when it is older than what
+Headscale accepts, mints a one-hour key on the edge over ssh (the edge's own
+mint-preauth-key.sh, which bootstrap uses for the edge itself), joins and
+checks the path. The key is minted on the edge and used on the homelab: it
+never passes through this tool, the config or Terraform state.
 """
 
 from __future__ import annotations
@@ -12,98 +16,116 @@ from homelab_tunnel.config import TunnelConfig
 from homelab_tunnel.edge.versions import Version, min_tailscale
 
 TAILSCALE_REPO = "https://pkgs.tailscale.com/stable/$ID/$VERSION_CODENAME"
+MINT_KEY = "/usr/local/lib/homelab-tunnel/mint-preauth-key.sh"
 
 
 def join_steps(
     config: TunnelConfig, *, config_path: str = "homelab-tunnel.toml", edge: str = ""
 ) -> str:
-    """Install or upgrade Tailscale, mint a key on the edge, join, verify the path."""
+    """The whole script: header, install, key, join, verify."""
     minimum = min_tailscale(config.headscale.version)
-    names = config.upstream_machines or ["homelab"]
+    machines = config.upstream_machines or ["homelab"]
     parts = [
-        _title(config, minimum),
+        _header(config, minimum, machines, edge),
         _install(minimum),
-        _mint_key(config, names[0], edge),
-        _join(config, names),
+        _mint_key(config),
+        _join(config),
         _verify(config, config_path),
     ]
     return "\n".join(parts)
 
 
-def _title(config: TunnelConfig, minimum: Version | None) -> str:
+def _header(config: TunnelConfig, minimum: Version | None, machines: list[str], edge: str) -> str:
     needs = (
         f"Headscale {config.headscale.version} accepts Tailscale {minimum.series} or newer"
         if minimum
         else f"Headscale {config.headscale.version} is not in the version table: "
-        "install the newest stable Tailscale"
+        "the newest stable Tailscale is installed"
     )
-    return f"# Join the homelab to {config.headscale_url} ({needs}).\n"
+    ssh = (
+        f"#   SSH to the edge is allowed from {', '.join(config.ssh_allowed_cidrs)}.\n"
+        if config.ssh_allowed_cidrs
+        else "#   SSH to the edge is closed (ssh_allowed_cidrs is empty): add your address/32\n"
+        "#   there and apply, or run this in the DigitalOcean droplet console:\n"
+        f"#     {MINT_KEY} <machine> 1h\n"
+        "#   and run this script with KEY=<the key it printed>.\n"
+    )
+    others = ""
+    if len(machines) > 1:
+        others = (
+            f"#   The sites use {len(machines)} machines; run it on each with MACHINE=<name>.\n"
+        )
+    allowed = " | ".join(machines)
+    return f"""\
+#!/usr/bin/env bash
+# Join a homelab machine to {config.headscale_url} ({needs}).
+# On the homelab, as a user who may sudo:
+#   EDGE=<the edge's reserved IP> bash join.sh    (terraform output -raw reserved_ip)
+# Step 2 mints the key on the edge over ssh as root.
+{ssh}{others}set -euo pipefail
+EDGE="${{EDGE:-{shlex.quote(edge) if edge else ""}}}"
+MACHINE="${{MACHINE:-{machines[0]}}}"
+case "$MACHINE" in
+  {allowed}) ;;
+  *)
+    echo "MACHINE must be one of the sites' upstream machines: {", ".join(machines)}" >&2
+    exit 2
+    ;;
+esac
+if [ -z "${{KEY:-}}" ] && [ -z "$EDGE" ]; then
+  echo "set EDGE to the edge's reserved IP (terraform output -raw reserved_ip), or KEY" >&2
+  exit 2
+fi
+"""
 
 
 def _install(minimum: Version | None) -> str:
+    floor = minimum.series if minimum else "0"
     return f"""\
-# 1. On the homelab: install or upgrade Tailscale from Tailscale's official stable
-#    repository (Debian/Ubuntu shown; other systems: https://tailscale.com/download).
+# 1. Tailscale from Tailscale's official stable repository, unless the installed
+#    one is already new enough (other systems: https://tailscale.com/download).
 #    Never a distribution's old package: Headscale refuses an outdated client and
 #    its traffic silently falls back to a relay.
-. /etc/os-release
-sudo mkdir -p --mode=0755 /usr/share/keyrings
-curl -fsSL "{TAILSCALE_REPO}.noarmor.gpg" \\
-  | sudo tee /usr/share/keyrings/tailscale-archive-keyring.gpg >/dev/null
-curl -fsSL "{TAILSCALE_REPO}.tailscale-keyring.list" \\
-  | sudo tee /etc/apt/sources.list.d/tailscale.list >/dev/null
-sudo apt-get update && sudo apt-get install -y tailscale tailscale-archive-keyring
-tailscale version    # the first line must be {minimum.series if minimum else "current"} or newer
+MINIMUM={floor}
+installed="$(tailscale version 2>/dev/null | head -n 1 || true)"
+oldest="$(printf '%s\\n' "$MINIMUM" "$installed" | sort -V | head -n 1)"
+if [ -z "$installed" ] || [ "$oldest" != "$MINIMUM" ]; then
+  # shellcheck source=/dev/null
+  . /etc/os-release
+  sudo mkdir -p --mode=0755 /usr/share/keyrings
+  curl -fsSL "{TAILSCALE_REPO}.noarmor.gpg" |
+    sudo tee /usr/share/keyrings/tailscale-archive-keyring.gpg >/dev/null
+  curl -fsSL "{TAILSCALE_REPO}.tailscale-keyring.list" |
+    sudo tee /etc/apt/sources.list.d/tailscale.list >/dev/null
+  sudo apt-get update && sudo apt-get install -y tailscale tailscale-archive-keyring
+fi
+echo "tailscale $(tailscale version | head -n 1) (Headscale needs $MINIMUM or newer)"
 """
 
 
-def _mint_key(config: TunnelConfig, hostname: str, edge: str) -> str:
-    ssh_note = (
-        f"SSH is allowed from {', '.join(config.ssh_allowed_cidrs)} (ssh_allowed_cidrs)."
-        if config.ssh_allowed_cidrs
-        else "SSH to the edge is closed (ssh_allowed_cidrs is empty): add your address/32\n"
-        "#    there and apply, or use the DigitalOcean droplet console."
-    )
-    quoted = shlex.quote(edge) if edge else ""
-    version = config.headscale.version
+def _mint_key(config: TunnelConfig) -> str:
     return f"""\
-# 2. From your machine: mint a one-hour, single-use pre-auth key on the edge.
-#    {ssh_note}
-#    In the console, run the same headscale commands without `ssh root@"$EDGE"`.
-EDGE={quoted}    # the edge's reserved IP: terraform output -raw reserved_ip
-#    The user is named after the machine: the edge's ACL policy lets the edge
-#    reach exactly the site ports on the nodes of user {hostname}.
-ssh root@"$EDGE" headscale users create {hostname}    # once; 'already exists' is fine
-ssh root@"$EDGE" headscale users list --name {hostname}    # shows the user's ID
-USER_ID=    # that ID: Headscale {version} takes the user by numeric ID, not by name
-ssh root@"$EDGE" headscale preauthkeys create --user "$USER_ID" --expiration 1h
+# 2. A one-hour, single-use pre-auth key, minted on the edge for the Headscale
+#    user named after the machine: the edge's ACL policy lets the edge reach
+#    exactly the site ports on that user's nodes.
+KEY="${{KEY:-$(ssh -o BatchMode=yes root@"$EDGE" {MINT_KEY} "$MACHINE" 1h)}}"
 """
 
 
-def _join(config: TunnelConfig, names: list[str]) -> str:
-    hostname = names[0]
-    more = ""
-    if len(names) > 1:
-        more = (
-            f"#    The sites also use {', '.join(names[1:])}: repeat steps 1-3 on each,\n"
-            "#    as the Headscale user of the same name, with its own --hostname and key:\n"
-            "#    the edge's ACL policy lets it reach each upstream machine by that user.\n"
-        )
+def _join(config: TunnelConfig) -> str:
     return f"""\
-# 3. On the homelab: join with that key.
-KEY=    # the key the last command printed
-sudo tailscale up --login-server {config.headscale_url} --auth-key "$KEY" \\
-  --hostname {hostname} --accept-dns=false
-#    --hostname {hostname}: the sites reach it as {hostname}.{config.headscale.base_domain}
-#    --accept-dns=false: the homelab needs no tailnet names; its resolver stays as is.
+# 3. Join. --hostname: the sites reach the machine as $MACHINE.{config.headscale.base_domain};
+#    --accept-dns=false: the homelab needs no tailnet names, its resolver stays as is.
 #    Joined to another server before? Add --reset so no old setting lingers.
-{more}"""
+sudo tailscale up --login-server {config.headscale_url} --auth-key "$KEY" \\
+  --hostname "$MACHINE" --accept-dns=false --timeout 2m
+"""
 
 
 def _verify(config: TunnelConfig, config_path: str) -> str:
     return f"""\
-# 4. Verify the path is direct (not via DERP). The edge joined as its host name,
-#    {config.name}; tailscale ping finds peers by that short name without DNS.
-tailscale ping {config.name}    # on the homelab: wants "pong ... via <ip>:<port>"
-homelab-tunnel doctor --config {config_path} --ssh root@"$EDGE"    # yours: wants exit 0
+# 4. The path to the edge must be direct ("via <ip>:<port>"), not "via DERP".
+tailscale ping -c 10 {config.name}
+echo "joined as $MACHINE; check the edge's view from your machine:"
+echo "  homelab-tunnel doctor --config {shlex.quote(config_path)} --ssh root@$EDGE"
 """

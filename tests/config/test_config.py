@@ -84,6 +84,13 @@ BAD_CONFIGS: list[tuple[str, Mutation, list[str]]] = [
     ("spaces key not a state file", _set("backend", {"type": "spaces", "bucket": "state", "key": "/x", "region": "fra1"}), ["backend.key", ".tfstate"]),
     ("spaces typo", _set("backend", {"type": "spaces", "bucket": "state", "key": "a.tfstate", "region": "fra1", "endpoint": "x"}), ["backend.endpoint: unknown key", "bucket"]),
     ("empty ssh key", _set("ssh_keys", [" "]), ["ssh_keys.0", "fingerprint"]),
+    ("acme_ca not https", _set("tls.acme_ca", "http://acme.example.net/dir"), ["tls.acme_ca", "https://"]),
+    ("acme_ca and staging together", _set("tls", {"staging": True, "acme_ca": "https://acme.example.net/dir", "caa_issuer": "example.net"}), ["tls", "exclude each other"]),
+    ("acme_ca keeping Let's Encrypt's CAA", _set("tls", {"acme_ca": "https://acme.example.net/dir"}), ["tls", "tls.caa_issuer", "forbid that CA"]),
+    ("ca_roots without acme_ca", _set("tls", {"ca_roots": "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"}), ["tls", "ca_roots needs tls.acme_ca"]),
+    ("ca_roots that is not PEM", _set("tls", {"acme_ca": "https://acme.example.net/dir", "caa_issuer": "example.net", "ca_roots": "my root"}), ["tls.ca_roots", "PEM certificates"]),
+    ("ca_roots with a private key", _set("tls", {"acme_ca": "https://acme.example.net/dir", "caa_issuer": "example.net", "ca_roots": "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"}), ["tls.ca_roots", "and nothing else"]),
+    ("caa_issuer not a domain", _set("tls.caa_issuer", "Let's Encrypt"), ["tls.caa_issuer", "fully qualified"]),
 ]  # fmt: skip
 
 

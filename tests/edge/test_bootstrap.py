@@ -28,6 +28,7 @@ from homelab_tunnel.render.user_data import CONF, rendered_files
 FAKED_COMMANDS = (
     "blkid", "mkfs.ext4", "mount", "mountpoint", "findmnt", "curl", "gpg", "systemctl",
     "apt-get", "dpkg-query", "dpkg", "headscale", "tailscale", "chown", "caddy", "sleep",
+    "update-ca-certificates",
 )  # fmt: skip
 # Calls that change a machine. A second run must make none of them.
 MUTATING = {
@@ -36,6 +37,7 @@ MUTATING = {
     "gpg": None,
     "apt-get": None,
     "systemctl": {"enable", "start", "restart", "stop", "daemon-reload"},
+    "update-ca-certificates": None,
     "headscale": {"create"},
     "tailscale": {"up"},
 }
@@ -430,3 +432,28 @@ def test_a_failure_counts_towards_the_next_wait(sandbox: Sandbox) -> None:
     sandbox.env["HOMELAB_TUNNEL_BACKOFF"] = str(attempts)
     assert sandbox.run("reserved-ip-never-active").returncode == 1
     assert attempts.read_text() == "1\n"
+
+
+def test_roots_of_a_private_ca_are_trusted_once(tmp_path: Path) -> None:
+    root = (ROOT / "tests/data/tls/test-root.pem").read_text()
+    config = config_with(
+        tls={
+            "acme_ca": "https://acme.example.net/dir",
+            "ca_roots": root + root,
+            "caa_issuer": "example.net",
+        }
+    )
+    with make_sandbox(tmp_path, config) as sandbox:
+        assert sandbox.run().returncode == 0
+        trusted = sandbox.root / "usr/local/share/ca-certificates/homelab-tunnel"
+        assert sorted(p.name for p in trusted.iterdir()) == ["root-1.crt", "root-2.crt"]
+        assert (trusted / "root-1.crt").read_text() == root
+        assert ["update-ca-certificates"] in sandbox.calls()
+        sandbox.reset_calls()
+        assert sandbox.run().returncode == 0
+        assert ["update-ca-certificates"] not in sandbox.calls()
+
+
+def test_without_a_private_ca_the_trust_store_is_left_alone(sandbox: Sandbox) -> None:
+    assert sandbox.run().returncode == 0
+    assert ["update-ca-certificates"] not in sandbox.calls()

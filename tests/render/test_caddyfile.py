@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.config import config_with
+from support.config import DATA, config_with
 from support.loopback import (
     DnsServer,
     RunningCaddy,
@@ -25,7 +25,7 @@ from support.loopback import (
 )
 
 from homelab_tunnel.config import TunnelConfig
-from homelab_tunnel.render.caddyfile import render_caddyfile
+from homelab_tunnel.render.caddyfile import CA_ROOTS_PATH, render_caddyfile
 
 CADDY = caddy_binary()
 needs_caddy = pytest.mark.skipif(
@@ -155,6 +155,49 @@ def test_acme_email_and_staging_ca(tmp_path: Path) -> None:
     issuers = _find(adapted["apps"]["tls"], "issuers")[0]
     assert {issuer.get("email") for issuer in issuers} == {"certs@example.com"}
     assert "https://acme-staging-v02.api.letsencrypt.org/directory" in _find(issuers, "ca")
+
+
+PRIVATE_CA = {
+    "acme_ca": "https://acme.example.net/acme/directory",
+    "ca_roots": (DATA / "tls" / "test-root.pem").read_text(),
+    "caa_issuer": "example.net",
+}
+
+
+def test_a_private_acme_ca_is_used_with_its_roots(tmp_path: Path) -> None:
+    """The option a private or alternative CA needs (the lab uses it for Pebble)."""
+    text = render_caddyfile(config_with(tls=PRIVATE_CA))
+    assert f"acme_ca {PRIVATE_CA['acme_ca']}\n" in text
+    # Caddy reads the roots from the file user_data writes; point it at a copy.
+    roots = tmp_path / "ca-roots.pem"
+    roots.write_text(PRIVATE_CA["ca_roots"])
+    path = tmp_path / "Caddyfile"
+    path.write_text(text.replace(CA_ROOTS_PATH, str(roots)))
+    result = _caddy("adapt", "--config", str(path), "--adapter", "caddyfile", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    issuers = _find(json.loads(result.stdout)["apps"]["tls"], "issuers")[0]
+    assert _find(issuers, "ca") == [PRIVATE_CA["acme_ca"]]
+    assert _find(issuers, "trusted_roots_pem_files") == [[str(roots)]]
+
+
+@needs_caddy
+@pytest.mark.parametrize(
+    "tls", [{}, {"staging": True}, PRIVATE_CA], ids=["le", "staging", "private"]
+)
+def test_rendered_caddyfile_needs_no_caddy_fmt(tmp_path: Path, tls: dict[str, Any]) -> None:
+    """Caddy warns at every start when its input is not formatted."""
+    path = tmp_path / "Caddyfile"
+    path.write_text(render_caddyfile(config_with(tls=tls)))
+    result = _caddy("fmt", str(path), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == path.read_text()
+
+
+@needs_caddy
+def test_caddy_fmt_check_sees_a_misplaced_line(tmp_path: Path) -> None:
+    path = tmp_path / "Caddyfile"
+    path.write_text(render_caddyfile(config_with()).replace("{\n", "\n{\n", 1))
+    assert _caddy("fmt", str(path), cwd=tmp_path).stdout != path.read_text()
 
 
 def test_production_ca_by_default() -> None:

@@ -199,6 +199,19 @@ if [ "${#missing[@]}" -gt 0 ]; then
   # The package starts Caddy on its example config; ours starts in step 5.
   systemctl stop caddy
 fi
+# A private ACME CA (tls.acme_ca): trust its roots system-wide, so tailscaled
+# reaches the embedded DERP through the certificate Caddy got from it.
+trusted="$ROOT/usr/local/share/ca-certificates/homelab-tunnel"
+if [ -s "$CONF/ca-roots.pem" ]; then
+  split="$(mktemp -d)"
+  awk -v dir="$split" '/-----BEGIN CERTIFICATE-----/ { n++ } n { print > (dir "/root-" n ".crt") }' \
+    "$CONF/ca-roots.pem"
+  if ! diff -r "$split" "$trusted" >/dev/null 2>&1; then
+    rm -rf "$trusted" && mkdir -p "$trusted" && cp "$split"/*.crt "$trusted"/
+    update-ca-certificates >/dev/null
+  fi
+  rm -rf "$split"
+fi
 log "2/6 tailscale $(dpkg-query -W --showformat='${Version}' tailscale) and caddy $(dpkg-query -W --showformat='${Version}' caddy) installed; unattended upgrades keep them current"
 
 # ---------------------------------------------------------------------------
@@ -254,24 +267,8 @@ done
 curl -fsS --max-time 2 -o /dev/null http://127.0.0.1:8080/health ||
   fail "headscale is not answering on 127.0.0.1:8080 (journalctl -u headscale)"
 
-backend_state() { tailscale status --json 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin).get("BackendState", ""))' || true; }
-# A replaced droplet restores its node from the volume: let tailscaled settle
-# before deciding it needs a key, or the edge would register a second time.
-for _ in $(seq 1 30); do
-  case "$(backend_state)" in Running | NeedsLogin | NeedsMachineAuth | Stopped) break ;; esac
-  sleep 1
-done
-if [ "$(backend_state)" != "Running" ]; then
-  user_id() { headscale users list -o json | python3 -c 'import json,sys; print(next((str(u["id"]) for u in json.load(sys.stdin) or [] if u.get("name") == "edge"), ""))'; }
-  [ -n "$(user_id)" ] || headscale users create edge >/dev/null
-  key="$(headscale preauthkeys create --user "$(user_id)" --expiration 10m -o json |
-    python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])')"
-  # Loopback: the join never waits for DNS or certificates. MagicDNS stays out
-  # of the system resolver; Caddy asks 100.100.100.100 itself.
-  # --timeout: a join that hangs fails this step (and is retried) instead.
-  tailscale up --login-server http://127.0.0.1:8080 --authkey "$key" \
-    --hostname "$EDGE_NAME" --accept-dns=false --timeout 120s
-fi
+EDGE_NAME="$EDGE_NAME" "$(dirname "$(readlink -f "$0")")/join-edge.sh" ||
+  fail "the edge could not join its own Headscale (tailscale status; journalctl -u tailscaled)"
 log "4/6 headscale running; edge joined the tailnet as $EDGE_NAME"
 
 # ---------------------------------------------------------------------------

@@ -7,12 +7,12 @@ from cdktf_cdktf_provider_digitalocean.domain import Domain
 from cdktf_cdktf_provider_digitalocean.record import Record
 from constructs import Construct
 
-# Only Let's Encrypt may issue for our names (DigitalOcean wants the trailing dot).
-CAA_ISSUER = "letsencrypt.org."
-
 
 class EdgeDns(Construct):
     """A (and AAAA) plus CAA records for each name, in a created or existing zone.
+
+    The CAA record lets only the configured CA (Let's Encrypt unless
+    tls.acme_ca says otherwise) issue for the name.
 
     An existing zone is read through a data source so a typo in the zone fails
     at plan time, not halfway through an apply.
@@ -26,6 +26,7 @@ class EdgeDns(Construct):
         zone: str,
         create_zone: bool,
         ttl: int,
+        caa_issuer: str,
         record_names: list[str],
         ipv4: str,
         ipv6: str | None,
@@ -62,7 +63,8 @@ class EdgeDns(Construct):
                 name,
                 ttl,
                 record_type="CAA",
-                value=CAA_ISSUER,
+                # DigitalOcean wants the trailing dot.
+                value=f"{caa_issuer}.",
                 flags=0,
                 tag="issue",
             )

@@ -66,6 +66,7 @@ class EdgeStack(TerraformStack):
             zone=config.dns.zone,
             create_zone=config.dns.create_zone,
             ttl=config.dns.ttl,
+            caa_issuer=config.tls.caa_issuer,
             record_names=[config.record_name(domain) for domain in config.domains],
             ipv4=self.addresses.ipv4_address,
             ipv6=self.addresses.ipv6_address,
