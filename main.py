@@ -13,6 +13,7 @@ from pathlib import Path
 
 from homelab_tunnel.config import load_config
 from homelab_tunnel.errors import InputError
+from homelab_tunnel.payload import checked_user_data_size
 
 DEFAULT_CONFIG = "examples/homelab-tunnel.toml"
 
@@ -21,6 +22,7 @@ def main() -> None:
     path = Path(os.environ.get("HOMELAB_TUNNEL_CONFIG", DEFAULT_CONFIG))
     try:
         config = load_config(path)
+        checked_user_data_size(config, str(path))
     except InputError as exc:
         print("\n".join(exc.lines()), file=sys.stderr)
         sys.exit(2)

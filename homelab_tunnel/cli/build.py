@@ -21,6 +21,8 @@ from homelab_tunnel.cli.app import (
 from homelab_tunnel.cli.output import print_findings, print_json, print_lines
 from homelab_tunnel.config import TunnelConfig, load_config
 from homelab_tunnel.findings import count_line, problems
+from homelab_tunnel.payload import USER_DATA_LIMIT, checked_user_data_size, user_data
+from homelab_tunnel.render.edge_env import WEBHOOK_URL_MAX_LENGTH
 from homelab_tunnel.tailnet.gate import version_gate
 
 
@@ -36,7 +38,7 @@ def _config_table(config: TunnelConfig) -> Table:
     return table
 
 
-def _config_facts(config: TunnelConfig) -> dict[str, str]:
+def _config_facts(config: TunnelConfig, user_data_size: int) -> dict[str, str]:
     ssh = ", ".join(config.ssh_allowed_cidrs) if config.ssh_allowed_cidrs else "closed"
     zone = "created by this stack" if config.dns.create_zone else "existing"
     return {
@@ -46,6 +48,8 @@ def _config_facts(config: TunnelConfig) -> dict[str, str]:
         "reserved IPv6": "yes" if config.reserved_ipv6 else "no",
         "state volume": f"{config.volume_name}, {config.volume.size_gb} GiB",
         "Terraform state": config.backend.type,
+        "user_data": f"{user_data_size} of {USER_DATA_LIMIT} bytes (DigitalOcean's limit; "
+        f"counting a {WEBHOOK_URL_MAX_LENGTH}-character webhook URL)",
     }
 
 
@@ -65,11 +69,12 @@ def check(
 ) -> None:
     """Validate a config file, show what it describes, and run the version gate."""
     loaded = load_config(config)
+    size = checked_user_data_size(loaded, str(config))
     findings = version_gate(loaded, upgrade_from=upgrade_from)
     ok = not problems(findings)
     gate = "passed" if ok else "failed"
     summary = f"{config} is valid; version gate {gate}: {count_line(findings)}"
-    facts = _config_facts(loaded)
+    facts = _config_facts(loaded, size)
     if as_json:
         print_json(findings, summary=summary, ok=ok, extra={"config": str(config), "facts": facts})
     else:
@@ -88,6 +93,7 @@ def synth(
 ) -> None:
     """Synthesize the Terraform JSON for the edge into --out."""
     loaded = load_config(config)
+    checked_user_data_size(loaded, str(config))
     from homelab_tunnel.infra.stack_summary import summarize_stack  # cdktf is slow to import
     from homelab_tunnel.infra.synth import synthesize
 
@@ -118,7 +124,6 @@ def render(
     config: ConfigOption = DEFAULT_CONFIG,
 ) -> None:
     """Print one file exactly as the edge gets it (user-data: as cloud-init gets it)."""
-    from homelab_tunnel.payload import user_data
     from homelab_tunnel.render.caddyfile import render_caddyfile
     from homelab_tunnel.render.headscale import render_headscale_config
     from homelab_tunnel.render.policy import render_policy

@@ -24,7 +24,8 @@ from support.config import EDGY_ALERT_EMAIL, EDGY_KEY_NAME, edgy_config
 from homelab_tunnel.config import TunnelConfig
 from homelab_tunnel.infra.terraform_literal import terraform_literal
 from homelab_tunnel.payload import user_data as render_user_data
-from homelab_tunnel.render.edge_env import WEBHOOK_URL_PLACEHOLDER
+from homelab_tunnel.payload import user_data_size
+from homelab_tunnel.render.edge_env import WEBHOOK_URL_MAX_LENGTH, WEBHOOK_URL_PLACEHOLDER
 
 TERRAFORM = shutil.which("terraform")
 pytestmark = pytest.mark.skipif(
@@ -77,6 +78,14 @@ def test_terraform_reads_user_data_exactly_as_rendered(
     webhook = "https://hooks.example.com/services/T000/B000/XXXX"
     expected = render_user_data(example_config).replace(WEBHOOK_URL_PLACEHOLDER, webhook)
     assert _user_data_as_terraform_reads_it(workdir, webhook) == expected
+
+
+def test_user_data_size_holds_for_the_longest_webhook_terraform_accepts(
+    workdir: Path, example_config: TunnelConfig
+) -> None:
+    longest = "https://hooks.example.com/" + "x" * (WEBHOOK_URL_MAX_LENGTH - 26)
+    read = _user_data_as_terraform_reads_it(workdir, longest)
+    assert len(read.encode()) == user_data_size(example_config)
 
 
 def test_empty_webhook_is_allowed(workdir: Path) -> None:
