@@ -19,8 +19,10 @@ from homelab_tunnel.cli.app import (
     reports_input_errors,
 )
 from homelab_tunnel.cli.output import print_findings, print_json, print_lines
-from homelab_tunnel.config import TunnelConfig, load_config
+from homelab_tunnel.config import SpacesBackend, TunnelConfig, load_config
 from homelab_tunnel.findings import count_line, problems
+from homelab_tunnel.infra.outdir import check_out_dir
+from homelab_tunnel.infra.state import check_state_location, state_file
 from homelab_tunnel.payload import USER_DATA_LIMIT, checked_user_data_size, user_data
 from homelab_tunnel.render.edge_env import WEBHOOK_URL_MAX_LENGTH
 from homelab_tunnel.tailnet.gate import version_gate
@@ -91,13 +93,15 @@ def synth(
     config: ConfigOption = DEFAULT_CONFIG,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output directory.")] = Path("cdktf.out"),
 ) -> None:
-    """Synthesize the Terraform JSON for the edge into --out."""
+    """Synthesize the Terraform JSON for the edge into --out (replaced as a whole)."""
     loaded = load_config(config)
     checked_user_data_size(loaded, str(config))
+    check_out_dir(out, config=config, cwd=Path.cwd())
+    check_state_location(loaded, config, Path.cwd())
     from homelab_tunnel.infra.stack_summary import summarize_stack  # cdktf is slow to import
     from homelab_tunnel.infra.synth import synthesize
 
-    summary = summarize_stack(synthesize(loaded, out))
+    summary = summarize_stack(synthesize(loaded, out, config_path=config))
     print_lines(
         [
             f"stack {summary.stack} -> {summary.path}",
@@ -106,8 +110,16 @@ def synth(
             "reserved IP: known after apply "
             f"({summary.outputs['reserved_ip']}; `terraform output -raw reserved_ip`)",
             "sites: " + ", ".join(site.domain for site in loaded.sites),
+            f"Terraform state: {_state_location(loaded, config)}",
         ]
     )
+
+
+def _state_location(config: TunnelConfig, config_path: Path) -> str:
+    backend = config.backend
+    if isinstance(backend, SpacesBackend):
+        return f"Spaces bucket {backend.bucket} ({backend.region}), key {backend.key}"
+    return f"{state_file(config, config_path)} (local file, beside the config)"
 
 
 class RenderedFile(StrEnum):

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.config import config_with
+from support.config import EXAMPLE, config_with
 
 from homelab_tunnel.config import TunnelConfig
 from homelab_tunnel.infra.constructs.dns import record_labels
@@ -63,7 +63,9 @@ def test_negative_twin_the_old_rule_collides() -> None:
 def _record_addresses(config: TunnelConfig, outdir: Path) -> set[str]:
     from homelab_tunnel.infra.synth import synthesize
 
-    document: dict[str, Any] = json.loads(synthesize(config, outdir).read_text())
+    document: dict[str, Any] = json.loads(
+        synthesize(config, outdir, config_path=EXAMPLE).read_text()
+    )
     return {f"digitalocean_record.{name}" for name in document["resource"]["digitalocean_record"]}
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.config import EDGY_ALERT_EMAIL, EDGY_KEY_NAME, edgy_config
+from support.config import EDGY_ALERT_EMAIL, EDGY_KEY_NAME, EXAMPLE, edgy_config
 
 from homelab_tunnel.config import TunnelConfig
 from homelab_tunnel.infra.terraform_literal import terraform_literal
@@ -172,7 +172,7 @@ def _templates_outside_user_data(document: dict[str, Any]) -> list[str]:
 def _synth(config: TunnelConfig, outdir: Path) -> dict[str, Any]:
     from homelab_tunnel.infra.synth import synthesize
 
-    return dict(json.loads(synthesize(config, outdir).read_text()))
+    return dict(json.loads(synthesize(config, outdir, config_path=EXAMPLE).read_text()))
 
 
 @pytest.fixture(scope="module")
