@@ -18,8 +18,9 @@ from homelab_tunnel.cli.app import (
     console,
     reports_input_errors,
 )
-from homelab_tunnel.cli.output import print_findings, print_json, print_lines
+from homelab_tunnel.cli.output import finding_markup, print_findings, print_json, print_lines
 from homelab_tunnel.config import SpacesBackend, TunnelConfig, load_config
+from homelab_tunnel.config.advice import config_warnings
 from homelab_tunnel.findings import count_line, problems
 from homelab_tunnel.infra.outdir import check_out_dir
 from homelab_tunnel.infra.state import check_state_location, state_file
@@ -72,7 +73,7 @@ def check(
     """Validate a config file, show what it describes, and run the version gate."""
     loaded = load_config(config)
     size = checked_user_data_size(loaded, str(config))
-    findings = version_gate(loaded, upgrade_from=upgrade_from)
+    findings = version_gate(loaded, upgrade_from=upgrade_from) + config_warnings(loaded)
     ok = not problems(findings)
     gate = "passed" if ok else "failed"
     summary = f"{config} is valid; version gate {gate}: {count_line(findings)}"
@@ -113,6 +114,8 @@ def synth(
             f"Terraform state: {_state_location(loaded, config)}",
         ]
     )
+    for finding in config_warnings(loaded):
+        console.print(finding_markup(finding))
 
 
 def _state_location(config: TunnelConfig, config_path: Path) -> str:
