@@ -20,7 +20,8 @@ DEFAULT_CONFIG = "examples/homelab-tunnel.toml"
 
 
 def main() -> None:
-    path = Path(os.environ.get("HOMELAB_TUNNEL_CONFIG", DEFAULT_CONFIG))
+    # Empty counts as unset: the Makefile exports the variable even when it is not given.
+    path = Path(os.environ.get("HOMELAB_TUNNEL_CONFIG") or DEFAULT_CONFIG)
     try:
         config = load_config(path)
         checked_user_data_size(config, str(path))
