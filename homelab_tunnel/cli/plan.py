@@ -24,6 +24,7 @@ class FailOn(StrEnum):
 
     data_loss = "data-loss"
     address_change = "address-change"
+    exposure = "exposure"
     downtime = "downtime"
 
     @property
