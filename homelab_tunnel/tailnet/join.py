@@ -101,9 +101,10 @@ sudo tailscale up --login-server {config.headscale_url} --auth-key "$KEY" \\
 
 
 def _verify(config: TunnelConfig, config_path: str) -> str:
+    quoted = shlex.quote(config_path)  # the steps are pasted into a shell
     return f"""\
 # 4. Verify the path is direct (not via DERP). The edge joined as its host name,
 #    {config.name}; tailscale ping finds peers by that short name without DNS.
 tailscale ping {config.name}    # on the homelab: wants "pong ... via <ip>:<port>"
-homelab-tunnel doctor --config {config_path} --ssh root@"$EDGE"    # yours: wants exit 0
+homelab-tunnel doctor --config {quoted} --ssh root@"$EDGE"    # yours: wants exit 0
 """

@@ -98,3 +98,24 @@ def test_printed_steps_are_valid_shell() -> None:
         ["bash", "-n"], input=_join(), capture_output=True, text=True, timeout=30, check=False
     )
     assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize(
+    "path", ["my edge.toml", "edge.toml;touch PWNED", "$(touch PWNED).toml", "it's.toml"]
+)
+def test_the_printed_doctor_command_runs_with_the_config_path_intact(
+    tmp_path: Path, path: str
+) -> None:
+    # The steps are pasted into a shell: the config path must arrive as one argument.
+    line = next(
+        line
+        for line in join_steps(config_with(), config_path=path).splitlines()
+        if line.startswith("homelab-tunnel doctor")
+    )
+    command = line.split("    #")[0].replace("homelab-tunnel doctor", "printf '%s\\n'", 1)
+    done = subprocess.run(
+        ["sh", "-c", command], cwd=tmp_path, env={"PATH": "/usr/bin:/bin", "EDGE": "203.0.113.10"},
+        capture_output=True, text=True, timeout=30, check=True,
+    )  # fmt: skip
+    assert done.stdout.splitlines() == ["--config", path, "--ssh", "root@203.0.113.10"]
+    assert not (tmp_path / "PWNED").exists()
