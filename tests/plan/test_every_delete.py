@@ -168,6 +168,9 @@ def test_fail_on_counts_exposure_and_every_delete(
     result = runner.invoke(app, ["plan-summary", str(path), "--fail-on", threshold])
     assert result.exit_code == code, result.output
     assert "verdict: safe" not in result.stdout
+    if code:
+        found = "an exposure change" if document is FIREWALL_DELETE else "a downtime change"
+        assert f"plan.json: refusing {found} (--fail-on {threshold})" in result.stdout
 
 
 def test_a_firewall_delete_is_headed_exposure_in_every_format() -> None:
