@@ -5,6 +5,14 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 UV_VERSION := 0.13.8
 CONFIG ?= examples/homelab-tunnel.toml
 OUT ?= cdktf.out
+# Paths from the command line or the environment (CI passes a repository
+# variable through CONFIG) are data, never code: `$(value ...)` keeps make from
+# expanding a `$(...)` inside them, and recipes read them from the environment,
+# double-quoted, so blanks, quotes and `;` stay part of the path.
+override CONFIG := $(value CONFIG)
+override OUT := $(value OUT)
+override HOMELAB_TUNNEL_CONFIG := $(value HOMELAB_TUNNEL_CONFIG)
+export CONFIG OUT HOMELAB_TUNNEL_CONFIG
 
 VENV := .venv
 TOOLS := .tools
@@ -20,10 +28,10 @@ export CHECKPOINT_DISABLE := 1
 .PHONY: synth check test lint format unit deploy diff bench test-tools test-binaries clean
 
 synth: $(VENV)/.synced ## Synthesize $(CONFIG) into $(OUT)/stacks/<name>/cdk.tf.json
-	$(BIN)/homelab-tunnel synth --config $(CONFIG) --out $(OUT)
+	$(BIN)/homelab-tunnel synth --config "$$CONFIG" --out "$$OUT"
 
 check: $(VENV)/.synced ## Validate $(CONFIG)
-	$(BIN)/homelab-tunnel check --config $(CONFIG)
+	$(BIN)/homelab-tunnel check --config "$$CONFIG"
 
 test: lint test-tools test-binaries unit ## Lint, then every test
 
@@ -76,10 +84,10 @@ $(CDKTF): tools/cdktf/package-lock.json $(VENV)/.synced
 	touch $@
 
 deploy: $(CDKTF) ## cdktf deploy with HOMELAB_TUNNEL_CONFIG (default the example)
-	HOMELAB_TUNNEL_CONFIG=$${HOMELAB_TUNNEL_CONFIG:-$(CONFIG)} $(CDKTF) deploy
+	HOMELAB_TUNNEL_CONFIG="$${HOMELAB_TUNNEL_CONFIG:-$$CONFIG}" $(CDKTF) deploy
 
 diff: $(CDKTF) ## cdktf diff (terraform plan) with HOMELAB_TUNNEL_CONFIG
-	HOMELAB_TUNNEL_CONFIG=$${HOMELAB_TUNNEL_CONFIG:-$(CONFIG)} $(CDKTF) diff
+	HOMELAB_TUNNEL_CONFIG="$${HOMELAB_TUNNEL_CONFIG:-$$CONFIG}" $(CDKTF) diff
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -89,5 +97,7 @@ $(VENV)/.synced: $(UV) uv.lock pyproject.toml
 	$(UV) sync --frozen --python $(PYTHON) --quiet
 	touch $@
 
+# $(OUT) goes only if synth wrote it (its marker, or cdktf's manifest): never `make clean OUT=.`.
 clean:
-	rm -rf $(VENV) $(TOOLS) $(OUT) tools/cdktf/node_modules .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(TOOLS) tools/cdktf/node_modules .pytest_cache .mypy_cache .ruff_cache
+	if [ -f "$$OUT/.homelab-tunnel-synth" ] || [ -f "$$OUT/manifest.json" ]; then rm -rf -- "$$OUT"; fi

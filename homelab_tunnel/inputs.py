@@ -42,11 +42,15 @@ def read_bytes(source: str, *, expected: str = "") -> bytes:
         raise InputError(source, [f"cannot read: {exc.strerror or exc}"]) from None
 
 
-def decode(data: bytes, source: str, *, expected: str = "") -> str:
-    """UTF-8 text; a byte order mark (UTF-8, or UTF-16 as PowerShell's `>` writes) is fine."""
+def decode(data: bytes, source: str, *, expected: str = "", lenient: bool = False) -> str:
+    """UTF-8 text; a byte order mark (UTF-8, or UTF-16 as PowerShell's `>` writes) is fine.
+
+    `lenient` replaces undecodable bytes instead of refusing the input: for
+    logs, where one odd byte must not hide the lines around it.
+    """
     encoding = "utf-16" if data[:2] in (b"\xff\xfe", b"\xfe\xff") else "utf-8-sig"
     try:
-        return data.decode(encoding)
+        return data.decode(encoding, errors="replace" if lenient else "strict")
     except UnicodeDecodeError as exc:
         hint = f"; {expected}" if expected else ""
         raise InputError(
@@ -54,6 +58,7 @@ def decode(data: bytes, source: str, *, expected: str = "") -> str:
         ) from None
 
 
-def read_text(source: str, *, expected: str = "") -> str:
+def read_text(source: str, *, expected: str = "", lenient: bool = False) -> str:
     """A file's text, or stdin's for `-`; unreadable or undecodable input names the source."""
-    return decode(read_bytes(source, expected=expected), source, expected=expected)
+    data = read_bytes(source, expected=expected)
+    return decode(data, source, expected=expected, lenient=lenient)

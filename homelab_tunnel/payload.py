@@ -12,7 +12,13 @@ from importlib.resources import files
 from importlib.resources.abc import Traversable
 
 from homelab_tunnel.config import TunnelConfig
+from homelab_tunnel.errors import InputError
+from homelab_tunnel.render.edge_env import WEBHOOK_URL_MAX_LENGTH, WEBHOOK_URL_PLACEHOLDER
 from homelab_tunnel.render.user_data import LIB, UNITS, EdgeFile, render_user_data
+
+# DigitalOcean refuses a droplet whose user_data is larger than 64 KiB, and
+# only at apply time, after the reserved IP, the records and the volume exist.
+USER_DATA_LIMIT = 64 * 1024
 
 # (file in homelab_tunnel/edge/files, path on the edge, mode)
 FIXED_FILES: tuple[tuple[str, str, int], ...] = (
@@ -71,3 +77,34 @@ def fixed_files() -> tuple[EdgeFile, ...]:
 def user_data(config: TunnelConfig) -> str:
     """The droplet's user_data for `config`, with the fixed files bundled."""
     return render_user_data(config, fixed_files())
+
+
+def user_data_size(config: TunnelConfig) -> int:
+    """The size in bytes of the user_data the droplet will get, at most.
+
+    Terraform replaces the webhook placeholder at plan time with the URL from
+    TF_VAR_health_webhook_url, of unknown length here; its validation allows at
+    most WEBHOOK_URL_MAX_LENGTH characters (all ASCII), so the size counts that
+    many and holds for any URL Terraform accepts.
+    """
+    text = user_data(config)
+    placeholders = text.count(WEBHOOK_URL_PLACEHOLDER)
+    return len(text.encode()) + placeholders * (
+        WEBHOOK_URL_MAX_LENGTH - len(WEBHOOK_URL_PLACEHOLDER.encode())
+    )
+
+
+def checked_user_data_size(config: TunnelConfig, source: str) -> int:
+    """`user_data_size`, or `InputError` when DigitalOcean would refuse it."""
+    size = user_data_size(config)
+    if size > USER_DATA_LIMIT:
+        raise InputError(
+            source,
+            [
+                f"sites: the droplet's user_data would be {size} bytes with "
+                f"{len(config.sites)} sites (counting a {WEBHOOK_URL_MAX_LENGTH}-character "
+                f"webhook URL), over DigitalOcean's limit of {USER_DATA_LIMIT} bytes; "
+                "serve fewer sites from this edge"
+            ],
+        )
+    return size

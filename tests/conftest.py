@@ -15,7 +15,7 @@ from homelab_tunnel.config import TunnelConfig, parse_config
 def _synth(config: TunnelConfig, outdir: Path) -> dict[str, Any]:
     from homelab_tunnel.infra.synth import synthesize
 
-    path = synthesize(config, outdir)
+    path = synthesize(config, outdir, config_path=EXAMPLE)
     return json.loads(path.read_text())
 
 

@@ -19,7 +19,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-console = Console(highlight=False, soft_wrap=True)
+# No highlighting and no `:emoji:` codes: paths and names print as they are
+# (markup is escaped wherever text comes from outside, see output.py).
+console = Console(highlight=False, soft_wrap=True, emoji=False)
 
 P = ParamSpec("P")
 R = TypeVar("R")

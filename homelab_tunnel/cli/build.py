@@ -18,9 +18,14 @@ from homelab_tunnel.cli.app import (
     console,
     reports_input_errors,
 )
-from homelab_tunnel.cli.output import print_findings, print_json, print_lines
-from homelab_tunnel.config import TunnelConfig, load_config
+from homelab_tunnel.cli.output import finding_markup, print_findings, print_json, print_lines
+from homelab_tunnel.config import SpacesBackend, TunnelConfig, load_config
+from homelab_tunnel.config.advice import config_warnings
 from homelab_tunnel.findings import count_line, problems
+from homelab_tunnel.infra.outdir import check_out_dir
+from homelab_tunnel.infra.state import check_state_location, state_file
+from homelab_tunnel.payload import USER_DATA_LIMIT, checked_user_data_size, user_data
+from homelab_tunnel.render.edge_env import WEBHOOK_URL_MAX_LENGTH
 from homelab_tunnel.tailnet.gate import version_gate
 
 
@@ -36,7 +41,7 @@ def _config_table(config: TunnelConfig) -> Table:
     return table
 
 
-def _config_facts(config: TunnelConfig) -> dict[str, str]:
+def _config_facts(config: TunnelConfig, user_data_size: int) -> dict[str, str]:
     ssh = ", ".join(config.ssh_allowed_cidrs) if config.ssh_allowed_cidrs else "closed"
     zone = "created by this stack" if config.dns.create_zone else "existing"
     return {
@@ -46,6 +51,8 @@ def _config_facts(config: TunnelConfig) -> dict[str, str]:
         "reserved IPv6": "yes" if config.reserved_ipv6 else "no",
         "state volume": f"{config.volume_name}, {config.volume.size_gb} GiB",
         "Terraform state": config.backend.type,
+        "user_data": f"{user_data_size} of {USER_DATA_LIMIT} bytes (DigitalOcean's limit; "
+        f"counting a {WEBHOOK_URL_MAX_LENGTH}-character webhook URL)",
     }
 
 
@@ -65,11 +72,12 @@ def check(
 ) -> None:
     """Validate a config file, show what it describes, and run the version gate."""
     loaded = load_config(config)
-    findings = version_gate(loaded, upgrade_from=upgrade_from)
+    size = checked_user_data_size(loaded, str(config))
+    findings = version_gate(loaded, upgrade_from=upgrade_from) + config_warnings(loaded)
     ok = not problems(findings)
     gate = "passed" if ok else "failed"
     summary = f"{config} is valid; version gate {gate}: {count_line(findings)}"
-    facts = _config_facts(loaded)
+    facts = _config_facts(loaded, size)
     if as_json:
         print_json(findings, summary=summary, ok=ok, extra={"config": str(config), "facts": facts})
     else:
@@ -86,12 +94,15 @@ def synth(
     config: ConfigOption = DEFAULT_CONFIG,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output directory.")] = Path("cdktf.out"),
 ) -> None:
-    """Synthesize the Terraform JSON for the edge into --out."""
+    """Synthesize the Terraform JSON for the edge into --out (replaced as a whole)."""
     loaded = load_config(config)
+    checked_user_data_size(loaded, str(config))
+    check_out_dir(out, config=config, cwd=Path.cwd())
+    check_state_location(loaded, config, Path.cwd())
     from homelab_tunnel.infra.stack_summary import summarize_stack  # cdktf is slow to import
     from homelab_tunnel.infra.synth import synthesize
 
-    summary = summarize_stack(synthesize(loaded, out))
+    summary = summarize_stack(synthesize(loaded, out, config_path=config))
     print_lines(
         [
             f"stack {summary.stack} -> {summary.path}",
@@ -100,8 +111,18 @@ def synth(
             "reserved IP: known after apply "
             f"({summary.outputs['reserved_ip']}; `terraform output -raw reserved_ip`)",
             "sites: " + ", ".join(site.domain for site in loaded.sites),
+            f"Terraform state: {_state_location(loaded, config)}",
         ]
     )
+    for finding in config_warnings(loaded):
+        console.print(finding_markup(finding))
+
+
+def _state_location(config: TunnelConfig, config_path: Path) -> str:
+    backend = config.backend
+    if isinstance(backend, SpacesBackend):
+        return f"Spaces bucket {backend.bucket} ({backend.region}), key {backend.key}"
+    return f"{state_file(config, config_path)} (local file, beside the config)"
 
 
 class RenderedFile(StrEnum):
@@ -118,7 +139,6 @@ def render(
     config: ConfigOption = DEFAULT_CONFIG,
 ) -> None:
     """Print one file exactly as the edge gets it (user-data: as cloud-init gets it)."""
-    from homelab_tunnel.payload import user_data
     from homelab_tunnel.render.caddyfile import render_caddyfile
     from homelab_tunnel.render.headscale import render_headscale_config
     from homelab_tunnel.render.policy import render_policy

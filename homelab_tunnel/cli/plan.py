@@ -24,6 +24,7 @@ class FailOn(StrEnum):
 
     data_loss = "data-loss"
     address_change = "address-change"
+    exposure = "exposure"
     downtime = "downtime"
 
     @property
@@ -59,8 +60,14 @@ def plan_summary(
         thresholds.append(Danger.DATA_LOSS)
     if thresholds and summary.reaches(min(thresholds)):
         threshold = min(thresholds)
-        found = "an errored plan" if summary.errored else f"a {summary.verdict_label} change"
+        label = summary.verdict_label  # "an exposure change", "an address change"
+        noun = label if label.endswith("change") else f"{label} change"
+        found = "an errored plan" if summary.errored else f"{_article(label)} {noun}"
         refusal = f"{summary.source}: refusing {found} (--fail-on {threshold.option})"
         if output_format is not PlanFormat.json:  # the JSON document is all of stdout
             typer.echo(refusal)
         raise typer.Exit(1)
+
+
+def _article(word: str) -> str:
+    return "an" if word[:1] in ("a", "e", "i", "o", "u") else "a"

@@ -44,14 +44,58 @@ def format_errors(exc: ValidationError) -> list[str]:
         if not loc:
             lines.extend(message.splitlines())
             continue
-        path = ".".join(str(part) for part in loc if not _is_union_tag(part))
+        path = ".".join(_key(part) for part in loc if not _is_union_tag(part))
         if error["type"] == "extra_forbidden":
             allowed = _allowed_keys(loc[:-1])
             message = f"unknown key (allowed here: {', '.join(allowed)})"
         elif error["type"] == "missing":
             message = "required but missing"
+        elif error["type"] == "union_tag_invalid":
+            context = error.get("ctx", {})
+            path += "." + str(context.get("discriminator", "type")).strip("'")
+            message = f"{context.get('tag')!r} is not one of {context.get('expected_tags')}"
+        elif error["type"] in _EXPECTED:
+            message = f"{_EXPECTED[error['type']]}, not {_toml_kind(error['input'])}"
         lines.append(f"{path}: {message}")
     return lines
+
+
+# Strict type errors, said in TOML's words: what to write instead.
+_EXPECTED = {
+    "int_type": "must be a whole number, unquoted (e.g. 8080)",
+    "bool_type": "must be true or false, unquoted",
+    "string_type": 'must be a string in quotes (e.g. "fra1")',
+    "list_type": "must be an array [...]",
+    "model_type": "must be a table ([section] or { key = value })",
+    "model_attributes_type": "must be a table ([section] or { key = value })",
+    "dict_type": "must be a table ([section] or { key = value })",
+}
+
+
+def _toml_kind(value: Any) -> str:
+    """How TOML calls what the user wrote, with the value (shortened) when it is short."""
+    kinds = [
+        (bool, "a boolean"),
+        (int, "an integer"),
+        (float, "a float"),
+        (str, "a string"),
+        (list, "an array"),
+        (dict, "a table"),
+    ]
+    kind = next((name for cls, name in kinds if isinstance(value, cls)), "a date/time")
+    if isinstance(value, (bool, int, float, str)):
+        shown = str(value).lower() if isinstance(value, bool) else repr(value)
+        if len(shown) <= 40:
+            return f"{kind} ({shown})"
+    return kind
+
+
+def _key(part: int | str) -> str:
+    """A path element as written; a key with odd characters quoted so the line stays one line."""
+    text = str(part)
+    if text and all(char.isalnum() or char in "_-" for char in text) and text.isascii():
+        return text
+    return repr(text)
 
 
 _BACKENDS: dict[str, type[BaseModel]] = {"local": LocalBackend, "spaces": SpacesBackend}

@@ -38,7 +38,13 @@ LETS_ENCRYPT_CAA = "letsencrypt.org"
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    """Strict types: TOML has real ones, so a quoted number or a string for a switch is a mistake.
+
+    Lax pydantic would turn `port = true` into port 1, accept `port = "8080"`
+    and `8080.0`, and read `reserved_ipv6 = "on"` as yes.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 # ---------------------------------------------------------------------------
@@ -184,6 +190,23 @@ class TunnelConfig(_Model):
         return self
 
     def _problems(self) -> Iterable[str]:
+        yield from _duplicates("ssh_keys", self.ssh_keys)
+        yield from _duplicates("ssh_allowed_cidrs", self.ssh_allowed_cidrs)
+        yield from _duplicates("headscale.derp_urls", self.headscale.derp_urls)
+        yield from self._site_problems()
+        if not _within(self.headscale.domain, self.dns.zone):
+            yield (
+                f"headscale.domain: {self.headscale.domain!r} is outside the DNS zone "
+                f"{self.dns.zone!r}"
+            )
+        if _within(self.headscale.domain, self.headscale.base_domain):
+            yield (
+                f"headscale.base_domain: {self.headscale.base_domain!r} must not equal or "
+                f"contain the Headscale domain {self.headscale.domain!r} (Headscale refuses "
+                "to start); use a separate name such as 'tail.example.net'"
+            )
+
+    def _site_problems(self) -> Iterable[str]:
         zone = self.dns.zone
         seen: dict[str, int] = {}
         for index, site in enumerate(self.sites):
@@ -200,14 +223,6 @@ class TunnelConfig(_Model):
                     f"sites.{index}.upstream: {site.upstream!r} is the edge itself on the "
                     "tailnet; name the homelab machine that serves the site"
                 )
-        if not _within(self.headscale.domain, zone):
-            yield f"headscale.domain: {self.headscale.domain!r} is outside the DNS zone {zone!r}"
-        if _within(self.headscale.domain, self.headscale.base_domain):
-            yield (
-                f"headscale.base_domain: {self.headscale.base_domain!r} must not equal or "
-                f"contain the Headscale domain {self.headscale.domain!r} (Headscale refuses "
-                "to start); use a separate name such as 'tail.example.net'"
-            )
 
     # -- derived names ------------------------------------------------------
 
@@ -253,10 +268,23 @@ class TunnelConfig(_Model):
         )
 
     def ssh_key_fingerprints(self) -> list[str]:
-        return [key for key in self.ssh_keys if FINGERPRINT.match(key)]
+        return [key for key in self.ssh_keys if FINGERPRINT.fullmatch(key)]
 
     def ssh_key_names(self) -> list[str]:
-        return [key for key in self.ssh_keys if not FINGERPRINT.match(key)]
+        return [key for key in self.ssh_keys if not FINGERPRINT.fullmatch(key)]
+
+
+def _duplicates(field: str, values: Iterable[str]) -> Iterable[str]:
+    """A value listed twice is a mistake somewhere: name both places.
+
+    Values are compared as their types normalised them, so `203.0.113.7`
+    repeats `203.0.113.7/32` and fingerprints compare in any case.
+    """
+    first: dict[str, int] = {}
+    for index, value in enumerate(values):
+        if value in first:
+            yield f"{field}.{index}: {value!r} is already listed as {field}.{first[value]}"
+        first.setdefault(value, index)
 
 
 def _within(domain: str, zone: str) -> bool:

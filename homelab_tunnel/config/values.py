@@ -2,6 +2,13 @@
 
 Every check says what is allowed, so the user's one-line error is enough to fix
 the file. Checks never touch the network.
+
+Each value lands in several files of different syntax: the Caddyfile,
+headscale.yaml, policy.hujson, env files that bash sources, the user_data YAML
+and Terraform JSON (where `${...}` and `%{...}` are evaluated). Rather than
+escape per target, every value has a well-known shape that is literal in all
+of them: patterns match the whole value (`fullmatch`; `$` would also match
+before a trailing newline), and no string may hold a control character.
 """
 
 from __future__ import annotations
@@ -31,24 +38,98 @@ REGIONS = (
     "tor1",
 )
 
-_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
-_SLUG = re.compile(r"^[a-z0-9][a-z0-9-]*[a-z0-9]$")
-_NAME = re.compile(r"^[a-z][a-z0-9-]{0,38}[a-z0-9]$")
-_BUCKET = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-FINGERPRINT = re.compile(r"^([0-9a-f]{2}:){15}[0-9a-f]{2}$")
-_VERSION = re.compile(r"^v?\d+\.\d+\.\d+$")
-_SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
-_HTTPS_URL = re.compile(r"^https://[^\s\"'\\]+$")
+_LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
+_SLUG = re.compile(r"[a-z0-9][a-z0-9-]*[a-z0-9]")
+_NAME = re.compile(r"[a-z][a-z0-9-]{0,38}[a-z0-9]")
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9-]{1,61}[a-z0-9]")
+# RFC 5322 dot-atoms, narrowed to what real mailboxes use: no quotes, braces,
+# '#', '$', '%', '`' or '|', which mean something to Caddy, YAML, bash or Terraform.
+_EMAIL_LOCAL = re.compile(r"[A-Za-z0-9_+-]+(?:\.[A-Za-z0-9_+-]+)*")
+FINGERPRINT = re.compile(r"(?:[0-9a-f]{2}:){15}[0-9a-f]{2}")
+# A key's name in the DigitalOcean account: it reaches Terraform JSON, so no
+# '$', '%' or braces (template syntax), no quotes or backslashes.
+_KEY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._@+(),:'-]{0,254}")
+_VERSION = re.compile(r"v?[0-9]{1,6}\.[0-9]{1,6}\.[0-9]{1,6}")
+_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
+_HTTPS_URL = re.compile(
+    r"https://(?P<host>[A-Za-z0-9.-]{1,253})(?::(?P<port>[0-9]{1,5}))?"
+    r"(?P<rest>/[A-Za-z0-9._~/%=&?+,:@!-]*)?"
+)
+_KEY_SEGMENT = re.compile(r"[A-Za-z0-9._-]+")
+# Headscale refuses user names shorter than 2 characters or not starting with a
+# letter (hscontrol/util/dns.go, ValidateUsername); each upstream machine joins as
+# the user of its own name, so its name must pass the same rule.
+_HEADSCALE_USER = re.compile(r"[a-z][a-z0-9-]*")
 # The Headscale user of the edge's own node (its ACL policy names it).
 EDGE_USER = "edge"
 TAILNET_V4 = ipaddress.ip_network("100.64.0.0/10")
 
+_CONTROL_NAMES = {"\0": "NUL", "\t": "tab", "\n": "newline", "\r": "carriage return"}
+
+
+# ---------------------------------------------------------------------------
+# Every string: one line of text
+# ---------------------------------------------------------------------------
+
+
+def _control_character(value: str) -> tuple[int, str] | None:
+    """The first character that is not printable text, with a name for it.
+
+    C0/C1 controls and DEL, plus the separators YAML also reads as line breaks
+    (U+0085, U+2028, U+2029) and the zero-width/bidi format characters that
+    make a value look different from what it is.
+    """
+    for index, char in enumerate(value):
+        code = ord(char)
+        if (
+            code < 0x20
+            or 0x7F <= code <= 0x9F
+            or code in (0x2028, 0x2029, 0xFEFF)
+            or 0x200B <= code <= 0x200F
+            or 0x202A <= code <= 0x202E
+            or 0x2066 <= code <= 0x2069
+        ):
+            return index, _CONTROL_NAMES.get(char, f"U+{code:04X}")
+    return None
+
+
+def _single_line(value: Any) -> Any:
+    """Refuse control characters before any normalising could hide them."""
+    if isinstance(value, str):
+        found = _control_character(value)
+        if found is not None:
+            index, name = found
+            raise ValueError(
+                f"{value!r} contains a control character ({name}) at position {index}; "
+                "values are one line of printable text"
+            )
+    return value
+
+
+def _domain(value: Any) -> Any:
+    return _normalise_domain(_single_line(value))
+
+
+# ---------------------------------------------------------------------------
+# Names
+# ---------------------------------------------------------------------------
+
 
 def _normalise_domain(value: Any) -> Any:
     if isinstance(value, str):
-        return value.strip().lower().removesuffix(".")
+        return value.strip(" ").lower().removesuffix(".")
     return value
+
+
+def is_hostname(value: str) -> bool:
+    """Lowercase DNS labels, at least two, the last one not all digits."""
+    labels = value.split(".")
+    return (
+        len(labels) >= 2
+        and len(value) <= 253
+        and all(_LABEL.fullmatch(label) for label in labels)
+        and not labels[-1].isdigit()
+    )
 
 
 def _check_fqdn(value: str) -> str:
@@ -57,13 +138,7 @@ def _check_fqdn(value: str) -> str:
             f"{value!r}: wildcard names are not supported (list each name; "
             "Caddy gets one certificate per name over HTTP-01)"
         )
-    labels = value.split(".")
-    if (
-        len(labels) < 2
-        or len(value) > 253
-        or not all(_LABEL.match(label) for label in labels)
-        or labels[-1].isdigit()
-    ):
+    if not is_hostname(value):
         raise ValueError(
             f"{value!r} is not a fully qualified domain name "
             "(expected lowercase labels of a-z, 0-9 and '-', e.g. blog.example.com)"
@@ -78,7 +153,7 @@ def _check_region(value: str) -> str:
 
 
 def _check_slug(value: str) -> str:
-    if not _SLUG.match(value):
+    if not _SLUG.fullmatch(value):
         raise ValueError(
             f"{value!r} is not a DigitalOcean slug (lowercase letters, digits and '-')"
         )
@@ -86,7 +161,7 @@ def _check_slug(value: str) -> str:
 
 
 def _check_name(value: str) -> str:
-    if not _NAME.match(value):
+    if not _NAME.fullmatch(value):
         raise ValueError(
             f"{value!r} is not a valid name: 2-40 characters, lowercase letters, "
             "digits and '-', starting with a letter"
@@ -95,14 +170,68 @@ def _check_name(value: str) -> str:
 
 
 def _check_email(value: str) -> str:
-    if not _EMAIL.match(value):
-        raise ValueError(f"{value!r} is not an email address")
+    local, at, domain = value.rpartition("@")
+    if not at or not _EMAIL_LOCAL.fullmatch(local) or len(value) > 254:
+        raise ValueError(
+            f"{value!r} is not an email address (expected name@domain, the name of "
+            "letters, digits and . _ + -, e.g. ops@example.com)"
+        )
+    if not is_hostname(domain.lower()):
+        raise ValueError(
+            f"{value!r} is not an email address: {domain!r} is not a domain name "
+            "(e.g. ops@example.com)"
+        )
+    return value
+
+
+def _check_upstream(value: str) -> str:
+    try:
+        address = ipaddress.ip_address(value)
+    except ValueError:
+        pass
+    else:
+        if address not in TAILNET_V4:
+            raise ValueError(
+                f"{value!r} is not a tailnet address (100.64.0.0/10); upstreams are reached "
+                "over the tailnet, by machine name or tailnet IPv4"
+            )
+        return value
+    if not _LABEL.fullmatch(value):
+        raise ValueError(
+            f"{value!r} is not a tailnet machine name (one DNS label, e.g. 'homelab') "
+            "or a tailnet IPv4 address (100.64.0.0/10)"
+        )
+    if not _HEADSCALE_USER.fullmatch(value) or len(value) < 2:
+        raise ValueError(
+            f"{value!r}: the machine joins as the Headscale user of its name, and Headscale "
+            "refuses user names shorter than 2 characters or not starting with a letter; "
+            "rename the machine (e.g. 'nas1')"
+        )
+    return value
+
+
+# ---------------------------------------------------------------------------
+# Keys, networks, versions, URLs
+# ---------------------------------------------------------------------------
+
+
+def _check_ssh_key(value: str) -> str:
+    """A fingerprint (any case, stored lowercase) or the key's name in the account."""
+    value = value.strip(" ")
+    if FINGERPRINT.fullmatch(value.lower()):
+        return value.lower()
+    if not _KEY_NAME.fullmatch(value):
+        raise ValueError(
+            f"{value!r} is neither an MD5 fingerprint (aa:bb:...:ff) nor a key name "
+            "of letters, digits, spaces and . _ @ + ( ) , : ' -"
+        )
     return value
 
 
 def _check_cidr(value: Any) -> str:
     if not isinstance(value, str):
         raise ValueError("must be a CIDR string such as 203.0.113.7/32")
+    _single_line(value)
     try:
         interface = ipaddress.ip_interface(value)
     except ValueError:
@@ -116,7 +245,7 @@ def _check_cidr(value: Any) -> str:
 
 
 def _check_bucket(value: str) -> str:
-    if not _BUCKET.match(value):
+    if not _BUCKET.fullmatch(value):
         raise ValueError(
             f"{value!r} is not a Spaces bucket name (3-63 lowercase letters, digits and '-')"
         )
@@ -124,22 +253,27 @@ def _check_bucket(value: str) -> str:
 
 
 def _check_state_key(value: str) -> str:
-    if value.startswith("/") or not value.endswith(".tfstate"):
+    segments = value.split("/")
+    if (
+        not value.endswith(".tfstate")
+        or len(value) > 1024
+        or not all(_KEY_SEGMENT.fullmatch(part) and part not in (".", "..") for part in segments)
+    ):
         raise ValueError(
-            f"{value!r}: expected a relative object key ending in .tfstate, "
-            "e.g. 'edge/terraform.tfstate'"
+            f"{value!r}: expected a relative object key ending in .tfstate, of "
+            "letters, digits and . _ - separated by '/', e.g. 'edge/terraform.tfstate'"
         )
     return value
 
 
 def _check_version(value: str) -> str:
-    if not _VERSION.match(value):
+    if not _VERSION.fullmatch(value):
         raise ValueError(f"{value!r} is not a version; expected MAJOR.MINOR.PATCH, e.g. '1.90.2'")
     return value.removeprefix("v")
 
 
 def _check_sha256(value: str) -> str:
-    if not _SHA256.match(value):
+    if not _SHA256.fullmatch(value):
         raise ValueError(f"{value!r} is not a sha256 digest (64 hex characters)")
     return value.lower()
 
@@ -150,7 +284,11 @@ MAX_PEM_BYTES = 16 * 1024
 
 
 def _check_pem_certificates(value: str) -> str:
-    """One or more PEM certificates and nothing else: they land in a file on the edge."""
+    """One or more PEM certificates and nothing else: they land in a file on the edge.
+
+    The one multi-line value of the config: line breaks are allowed between
+    the PEM lines, and nothing but base64 and the PEM markers on them.
+    """
     text = "\n".join(line.strip() for line in value.strip().splitlines()) + "\n"
     if len(text) > MAX_PEM_BYTES or not _PEM_BUNDLE.fullmatch(text):
         raise ValueError(
@@ -166,49 +304,34 @@ def _check_pem_certificates(value: str) -> str:
 
 
 def _check_https_url(value: str) -> str:
-    if not _HTTPS_URL.match(value):
-        raise ValueError(f"{value!r} is not an https:// URL")
-    return value
-
-
-def _check_upstream(value: str) -> str:
-    try:
-        address = ipaddress.ip_address(value)
-    except ValueError:
-        if _LABEL.match(value):
-            return value
+    match = _HTTPS_URL.fullmatch(value)
+    if (
+        match is None
+        or not is_hostname(match["host"].lower())
+        or not 1 <= int(match["port"] or 443) <= 65535
+    ):
         raise ValueError(
-            f"{value!r} is not a tailnet machine name (one DNS label, e.g. 'homelab') "
-            "or a tailnet IPv4 address (100.64.0.0/10)"
-        ) from None
-    if address not in TAILNET_V4:
-        raise ValueError(
-            f"{value!r} is not a tailnet address (100.64.0.0/10); upstreams are reached "
-            "over the tailnet, by machine name or tailnet IPv4"
+            f"{value!r} is not an https:// URL of a host name, optional port and path "
+            "(letters, digits and . _ ~ / % = & ? + , : @ ! -), "
+            "e.g. https://controlplane.tailscale.com/derpmap/default"
         )
     return value
 
 
-def _check_ssh_key(value: str) -> str:
-    if not value.strip():
-        raise ValueError(
-            "an SSH key is a fingerprint (aa:bb:...) or the key's name in DigitalOcean"
-        )
-    return value.strip()
-
-
-Fqdn = Annotated[str, BeforeValidator(_normalise_domain), AfterValidator(_check_fqdn)]
-Region = Annotated[str, AfterValidator(_check_region)]
-Slug = Annotated[str, AfterValidator(_check_slug)]
-Name = Annotated[str, AfterValidator(_check_name)]
-Email = Annotated[str, AfterValidator(_check_email)]
+# Control characters are refused first (before any normalising could hide them).
+_Line = BeforeValidator(_single_line)
+Fqdn = Annotated[str, BeforeValidator(_domain), AfterValidator(_check_fqdn)]
+Region = Annotated[str, _Line, AfterValidator(_check_region)]
+Slug = Annotated[str, _Line, AfterValidator(_check_slug)]
+Name = Annotated[str, _Line, AfterValidator(_check_name)]
+Email = Annotated[str, _Line, AfterValidator(_check_email)]
 Cidr = Annotated[str, BeforeValidator(_check_cidr)]
-Upstream = Annotated[str, BeforeValidator(_normalise_domain), AfterValidator(_check_upstream)]
-Bucket = Annotated[str, AfterValidator(_check_bucket)]
-StateKey = Annotated[str, AfterValidator(_check_state_key)]
-Version = Annotated[str, AfterValidator(_check_version)]
-Sha256 = Annotated[str, AfterValidator(_check_sha256)]
-HttpsUrl = Annotated[str, AfterValidator(_check_https_url)]
+Upstream = Annotated[str, BeforeValidator(_domain), AfterValidator(_check_upstream)]
+Bucket = Annotated[str, _Line, AfterValidator(_check_bucket)]
+StateKey = Annotated[str, _Line, AfterValidator(_check_state_key)]
+Version = Annotated[str, _Line, AfterValidator(_check_version)]
+Sha256 = Annotated[str, _Line, AfterValidator(_check_sha256)]
+HttpsUrl = Annotated[str, _Line, AfterValidator(_check_https_url)]
 PemCertificates = Annotated[str, AfterValidator(_check_pem_certificates)]
-SshKey = Annotated[str, AfterValidator(_check_ssh_key)]
+SshKey = Annotated[str, _Line, AfterValidator(_check_ssh_key)]
 Port = Annotated[int, Field(ge=1, le=65535)]

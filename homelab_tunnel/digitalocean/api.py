@@ -67,6 +67,7 @@ class DigitalOceanApi:
 
     def __init__(self, token: str, settings: ApiSettings = DEFAULT_SETTINGS) -> None:
         self.settings = settings
+        self._token = token
         retry = _BoundedRetry(
             max_wait=settings.max_wait,
             retry_total=settings.retries,
@@ -150,6 +151,20 @@ class DigitalOceanApi:
         return value
 
     def _call(self, what: str, call: Any) -> Any:
+        """The call's answer, or `ApiError`; no message ever carries the token."""
+        try:
+            return self._unredacted_call(what, call)
+        except ApiError as exc:
+            raise ApiError(self._redact(exc.message), fatal=exc.fatal) from None
+
+    def _redact(self, text: str) -> str:
+        """Defence in depth: a library error may quote the Authorization header."""
+        for secret in (self._token, *self._token.split()):
+            if len(secret) >= 4:
+                text = text.replace(secret, "<DIGITALOCEAN_TOKEN>")
+        return text
+
+    def _unredacted_call(self, what: str, call: Any) -> Any:
         try:
             return call()
         except ClientAuthenticationError:

@@ -40,12 +40,12 @@ class Version:
 
 # "v1.80", "1.80.0", "1.36.0-t1234abcd-g5678ef90", "1.91.0-dev20260101-t0123": the
 # leading MAJOR.MINOR[.PATCH] is the version, anything after '-' or '+' is build info.
-_VERSION = re.compile(r"^v?(\d+)\.(\d+)(?:\.(\d+))?(?:[-+].*)?$")
+_VERSION = re.compile(r"v?([0-9]+)\.([0-9]+)(?:\.([0-9]+))?(?:[-+][!-~]*)?")
 
 
 def parse_version(text: str) -> Version:
     """Parse a Headscale or Tailscale version; `ValueError` names what was expected."""
-    match = _VERSION.match(text.strip())
+    match = _VERSION.fullmatch(text.strip())
     if match is None:
         raise ValueError(f"{text!r} is not a version (expected MAJOR.MINOR[.PATCH], e.g. 1.80.0)")
     major, minor, patch = match.groups()

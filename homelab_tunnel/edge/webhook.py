@@ -63,24 +63,43 @@ def _read_marker(marker: Path | None) -> list[str]:
 
 
 def post_json(url: str, message: Mapping[str, Any], timeout: float = WEBHOOK_TIMEOUT) -> bool:
-    """POST `message` as JSON; log and return False on any failure instead of raising."""
+    """POST `message` as JSON; log and return False on any failure instead of raising.
+
+    The URL is a credential for most services (Slack, Discord): no log line
+    quotes it, even when a library error would.
+    """
     if not url.startswith(("https://", "http://")):
         print("webhook: HEALTH_WEBHOOK_URL is not an http(s) URL, not sent")
         return False
-    request = urllib.request.Request(  # noqa: S310 - scheme checked above
-        url,
-        data=json.dumps(message).encode(),
-        headers={"Content-Type": "application/json", "User-Agent": "homelab-tunnel-health"},
-        method="POST",
-    )
     try:
+        request = urllib.request.Request(  # noqa: S310 - scheme checked above
+            url,
+            data=json.dumps(message).encode(),
+            headers={"Content-Type": "application/json", "User-Agent": "homelab-tunnel-health"},
+            method="POST",
+        )
         with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
             status = response.status
     except urllib.error.HTTPError as exc:
         print(f"webhook: POST failed with HTTP {exc.code}")
         return False
-    except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
-        print(f"webhook: POST failed: {getattr(exc, 'reason', exc)}")
+    except (http.client.InvalidURL, ValueError):
+        print(
+            "webhook: HEALTH_WEBHOOK_URL is not a valid URL (not shown: it is a secret), not sent"
+        )
+        return False
+    except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
+        reason = str(getattr(exc, "reason", exc))
+        print(f"webhook: POST failed: {_without(url, reason)}")
         return False
     print(f"webhook: sent (HTTP {status})")
     return True
+
+
+def _without(url: str, text: str) -> str:
+    """`text` with the URL, and its path (where the secret usually is), taken out."""
+    path = url.split("://", 1)[-1].partition("/")[2]
+    for secret in (url, path):
+        if len(secret) >= 4:
+            text = text.replace(secret, "<HEALTH_WEBHOOK_URL>")
+    return text

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -10,52 +9,61 @@ from pathlib import Path
 from cdktf import App
 
 from homelab_tunnel.config import TunnelConfig
+from homelab_tunnel.errors import InputError
+from homelab_tunnel.infra.outdir import write_marker
 from homelab_tunnel.infra.stacks.edge import EdgeStack
+from homelab_tunnel.infra.state import relative_state_path
 from homelab_tunnel.payload import user_data
 
 
-def local_state_path(config: TunnelConfig, outdir: Path) -> str:
-    """State file next to the project, relative to the stack directory.
-
-    A relative path keeps the JSON the same on every machine; keeping it out
-    of cdktf.out means re-synthesizing never touches state.
-    """
-    state = Path.cwd() / f"terraform.{config.name}.tfstate"
-    return os.path.relpath(state, outdir.resolve() / "stacks" / config.name)
-
-
-def add_edge_stack(app: App, config: TunnelConfig, outdir: Path) -> EdgeStack:
+def add_edge_stack(app: App, config: TunnelConfig, outdir: Path, config_path: Path) -> EdgeStack:
     return EdgeStack(
         app,
         config.name,
         config=config,
         user_data=user_data(config),
-        local_state_path=local_state_path(config, outdir),
+        local_state_path=relative_state_path(config, config_path, outdir),
     )
 
 
-def synth_for_cdktf_cli(config: TunnelConfig) -> None:
-    """What `cdktf synth` runs through main.py: the CLI picks the output directory."""
+def synth_for_cdktf_cli(config: TunnelConfig, config_path: Path) -> None:
+    """What `cdktf synth` runs through main.py: the CLI picks the output directory.
+
+    The marker lets `homelab-tunnel synth` replace that directory later.
+    """
     app = App()
-    add_edge_stack(app, config, Path(app.outdir))
+    add_edge_stack(app, config, Path(app.outdir), config_path)
     app.synth()
+    write_marker(Path(app.outdir))
 
 
-def synthesize(config: TunnelConfig, outdir: Path) -> Path:
+def synthesize(config: TunnelConfig, outdir: Path, *, config_path: Path) -> Path:
     """Write the stack into `outdir` atomically; return the stack's JSON path.
 
     Synthesis goes to a fresh directory beside `outdir` that replaces it only
-    once complete, so a failure never leaves a half-written cdktf.out.
+    once complete, so a failure never leaves a half-written cdktf.out. Whether
+    `outdir` may be replaced at all is `outdir.check_out_dir`'s call, made first.
     """
     final = outdir.resolve()
-    final.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
-    staging.chmod(0o755)
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+        staging.chmod(0o755)
+    except OSError as exc:
+        raise InputError(
+            str(config_path), [f"--out: cannot write {str(outdir)!r}: {exc.strerror or exc}"]
+        ) from None
     try:
         app = App(outdir=str(staging))
-        add_edge_stack(app, config, final)
+        add_edge_stack(app, config, final, config_path)
         app.synth()
+        write_marker(staging)
         _replace_dir(staging, final)
+    except OSError as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise InputError(
+            str(config_path), [f"--out: cannot write {str(outdir)!r}: {exc.strerror or exc}"]
+        ) from None
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

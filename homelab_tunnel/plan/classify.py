@@ -14,7 +14,7 @@ from typing import Any
 from homelab_tunnel.errors import InputError
 from homelab_tunnel.inputs import label, read_text
 from homelab_tunnel.plan.model import ACTIONS, Action, Change, Danger, PlanSummary
-from homelab_tunnel.plan.rules import RULES, Values, format_path, safe
+from homelab_tunnel.plan.rules import RULES, Values, format_path, unclassified
 
 # `terraform show -json` promises compatibility within a major format version.
 SUPPORTED_FORMAT_MAJOR = "1"
@@ -134,7 +134,11 @@ def _classify(entry: Mapping[str, Any], action: Action, *, volume_lost: bool) ->
     values = Values(
         _object(change, "before"), _object(change, "after"), _object(change, "after_unknown")
     )
-    danger, consequence = RULES.get(draft.resource_type, safe)(draft, values, volume_lost)
+    danger, consequence = RULES.get(draft.resource_type, unclassified)(draft, values, volume_lost)
+    if action in (Action.DELETE, Action.REPLACE) and danger < Danger.DOWNTIME:
+        # Every delete is classified: a rule that calls one safe is overruled.
+        danger = Danger.DOWNTIME
+        consequence += "; a delete or replacement counts as downtime at least"
     return replace(draft, danger=danger, consequence=consequence)
 
 

@@ -6,9 +6,17 @@ Danger classes, worst first:
   deleted or replaced;
 - address change: a reserved IP is released or replaced, a DNS record is
   deleted, replaced or pointed elsewhere;
+- exposure: the droplet becomes reachable by more of the internet: the
+  firewall is deleted or replaced, the droplet leaves it, or an inbound rule
+  opens a port or widens its sources (SSH above all);
 - downtime: the droplet is replaced, deleted or resized, or the reserved IP
-  is taken off it (the address itself survives, the service does not);
+  is taken off it (the address itself survives, the service does not); and
+  any other delete or replacement, which nothing here knows to be harmless;
 - safe: everything else (creations, in-place updates).
+
+Exposure ranks above downtime (a hole is worse than a pause, and it does not
+show: the sites keep working) and below address change (the next apply closes
+it; a released reserved IP never comes back).
 """
 
 from __future__ import annotations
@@ -26,8 +34,9 @@ class Danger(IntEnum):
 
     SAFE = 0
     DOWNTIME = 1
-    ADDRESS_CHANGE = 2
-    DATA_LOSS = 3
+    EXPOSURE = 2
+    ADDRESS_CHANGE = 3
+    DATA_LOSS = 4
 
     @property
     def label(self) -> str:

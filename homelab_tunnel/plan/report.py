@@ -17,7 +17,10 @@ Format = Literal["text", "markdown", "json"]
 _HEADLINES = {
     None: "no changes: the edge already matches the configuration",
     Danger.SAFE: "safe: only creations and in-place updates",
-    Danger.DOWNTIME: "downtime: the sites go down while this applies",
+    Danger.DOWNTIME: (
+        "downtime: the sites go down while this applies, or something the edge relies on is removed"
+    ),
+    Danger.EXPOSURE: "EXPOSURE: the droplet becomes reachable by more of the internet",
     Danger.ADDRESS_CHANGE: "address change: a public address or DNS name changes",
     Danger.DATA_LOSS: "DATA LOSS: applying this destroys data that cannot be recovered",
 }
@@ -25,14 +28,25 @@ _ICONS = {
     None: "✅",
     Danger.SAFE: "✅",
     Danger.DOWNTIME: "⏳",
+    Danger.EXPOSURE: "🔓",
     Danger.ADDRESS_CHANGE: "⚠️",
     Danger.DATA_LOSS: "🛑",
 }
+# An errored plan may hide any change: it never reads as "no changes" or "safe".
+_ERRORED = "ERRORED: Terraform did not finish this plan, so it may not show every change"
+_ERRORED_ICON = "❌"
 _COUNTED = (Action.CREATE, Action.UPDATE, Action.REPLACE, Action.DELETE)
 
 
 def headline(summary: PlanSummary) -> str:
+    if summary.errored:
+        worst = f" (worst change shown: {summary.verdict.label})" if summary.verdict else ""
+        return _ERRORED + worst
     return _HEADLINES[summary.verdict]
+
+
+def _icon(summary: PlanSummary) -> str:
+    return _ERRORED_ICON if summary.errored else _ICONS[summary.verdict]
 
 
 def counts_line(summary: PlanSummary) -> str:
@@ -84,9 +98,8 @@ def render_text(summary: PlanSummary) -> str:
 
 
 def render_markdown(summary: PlanSummary) -> str:
-    verdict = summary.verdict
     lines = [
-        f"### {_ICONS[verdict]} Terraform plan: {headline(summary)}",
+        f"### {_icon(summary)} Terraform plan: {headline(summary)}",
         "",
         f"**{counts_line(summary)}** (Terraform {_md(summary.terraform_version)})",
     ]
@@ -138,7 +151,12 @@ def render_json(summary: PlanSummary) -> str:
     document = {
         "source": summary.source,
         "terraform_version": summary.terraform_version,
-        "verdict": verdict.option if verdict is not None else "no-changes",
+        # "errored" first: tools that look only at the verdict must not read "no-changes".
+        "verdict": "errored"
+        if summary.errored
+        else verdict.option
+        if verdict is not None
+        else "no-changes",
         "headline": headline(summary),
         "counts": {action.value: count for action, count in summary.counts.items()},
         "changes": [

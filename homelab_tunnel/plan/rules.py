@@ -1,7 +1,8 @@
 """Per-resource rules: what a change to each resource type means for the edge, in words.
 
-Each rule returns (danger, consequence); a type without a rule is judged by
-`safe`.
+Each rule returns (danger, consequence). A type without a rule is judged by
+`unclassified`: creations and updates are safe, but a delete or replacement
+is at least downtime, because nothing here knows it to be harmless.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from homelab_tunnel.plan.firewall import inbound_unknown, opens_ssh, widened_inbound
 from homelab_tunnel.plan.model import Action, Change, Danger
 
 
@@ -33,6 +35,66 @@ _Rule = Callable[[Change, Values, bool], tuple[Danger, str]]
 
 def safe(change: Change, values: Values, volume_lost: bool) -> tuple[Danger, str]:
     return Danger.SAFE, f"{change.address} {_past(change)}"
+
+
+def unclassified(change: Change, values: Values, volume_lost: bool) -> tuple[Danger, str]:
+    """No rule for this type: a delete or replacement is downtime until someone reviews it."""
+    if change.action in (Action.DELETE, Action.REPLACE):
+        return Danger.DOWNTIME, (
+            f"{change.address} {_past(change)}: homelab-tunnel has no rule for "
+            f"{change.resource_type}, so losing it counts as downtime; check what depends on it"
+        )
+    return safe(change, values, volume_lost)
+
+
+def _firewall(change: Change, values: Values, volume_lost: bool) -> tuple[Danger, str]:
+    if change.action is Action.DELETE:
+        return Danger.EXPOSURE, (
+            "firewall deleted: nothing filters inbound traffic to the droplet any more; SSH "
+            "and every other listening port are open to the internet until a firewall exists"
+        )
+    if change.action is Action.REPLACE:
+        return Danger.EXPOSURE, (
+            f"firewall replaced because {change.because or 'Terraform must re-create it'}: "
+            "between the delete and the create the droplet has no firewall"
+        )
+    if change.action is not Action.UPDATE:
+        return safe(change, values, volume_lost)
+    if inbound_unknown(values.unknown):
+        return Danger.EXPOSURE, (
+            "firewall inbound rules are known only after apply: this plan cannot show that "
+            "they do not open more; review the configuration change behind it"
+        )
+    droplets = values.after.get("droplet_ids")
+    if not values.unknown.get("droplet_ids") and values.before.get("droplet_ids") and not droplets:
+        return Danger.EXPOSURE, (
+            "the droplet is taken out of the firewall: nothing filters its inbound traffic"
+        )
+    opened = widened_inbound(values.before.get("inbound_rule"), values.after.get("inbound_rule"))
+    if opened:
+        ssh = " SSH is reachable from more of the internet." if opens_ssh(opened) else ""
+        return Danger.EXPOSURE, f"firewall lets more in: {'; '.join(opened)}.{ssh}"
+    return safe(change, values, volume_lost)
+
+
+def _alert(change: Change, values: Values, volume_lost: bool) -> tuple[Danger, str]:
+    if change.action in (Action.DELETE, Action.REPLACE):
+        what = values.before.get("description") or change.address
+        return Danger.DOWNTIME, (
+            f"monitor alert {_past(change)} ({what}): until it exists again nobody is told "
+            "when the edge runs out of CPU, memory or disk"
+        )
+    return safe(change, values, volume_lost)
+
+
+def _project(change: Change, values: Values, volume_lost: bool) -> tuple[Danger, str]:
+    if change.action in (Action.DELETE, Action.REPLACE):
+        name = values.before.get("name") or change.address
+        return Danger.DOWNTIME, (
+            f"project {name} {_past(change)}: the edge's resources are no longer grouped "
+            "in the control panel; nothing goes offline, but a delete is never waved through"
+        )
+    return safe(change, values, volume_lost)
 
 
 def _droplet(change: Change, values: Values, volume_lost: bool) -> tuple[Danger, str]:
@@ -162,6 +224,9 @@ RULES: dict[str, _Rule] = {
     "digitalocean_reserved_ip_assignment": _assignment,
     "digitalocean_reserved_ipv6_assignment": _assignment,
     "digitalocean_record": _record,
+    "digitalocean_firewall": _firewall,
+    "digitalocean_monitor_alert": _alert,
+    "digitalocean_project": _project,
 }
 
 

@@ -1,7 +1,10 @@
 """The env files bootstrap.sh and the health unit read: plain KEY=value lines.
 
-bash sources edge.env and systemd reads health.env, so values are limited by
-config validation to characters that need no quoting in either.
+bash sources edge.env, so its values are limited by config validation to
+shapes without blanks or shell syntax (names, versions, hex). systemd reads
+health.env (EnvironmentFile=), where blanks inside a value are literal but
+quotes and backslashes are syntax: its values are host names, a version and
+the webhook URL, whose Terraform validation refuses those characters.
 """
 
 from __future__ import annotations
@@ -11,6 +14,12 @@ from homelab_tunnel.config import TunnelConfig
 # Filled by Terraform from the sensitive variable `health_webhook_url` at
 # apply time, so the webhook never appears in the config or cdktf.out.
 WEBHOOK_URL_PLACEHOLDER = "@@health_webhook_url@@"
+# What Terraform lets into that place (its validation of the variable, in
+# infra/stacks/edge.py): https, at most this long, of URL characters that are
+# literal in health.env for systemd: no blanks, quotes, backslashes, '$' or
+# backticks. The length bound also lets `check` know user_data's final size.
+WEBHOOK_URL_MAX_LENGTH = 512
+WEBHOOK_URL_CHARACTERS = "A-Za-z0-9._~:/?#@!&*+,;=%-"
 
 
 def render_edge_env(config: TunnelConfig) -> str:

@@ -42,7 +42,8 @@ def examine(
     """Gather the evidence from exactly one of `status` (a file or '-') and `ssh`, then judge it."""
     source, evidence = _gather(upstreams=upstreams, status=status, ssh=ssh, whois=whois)
     if journal is not None:
-        evidence = dataclasses.replace(evidence, journal=read_text(str(journal)))
+        # A journal is a log: odd bytes (a client's name, a binary field) are replaced.
+        evidence = dataclasses.replace(evidence, journal=read_text(str(journal), lenient=True))
     document = _checked(source, parse_status, evidence.status)
     peer_versions = None
     if whois is not None or ssh is not None:

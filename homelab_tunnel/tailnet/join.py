@@ -127,5 +127,6 @@ def _verify(config: TunnelConfig, config_path: str) -> str:
 # 4. The path to the edge must be direct ("via <ip>:<port>"), not "via DERP".
 tailscale ping -c 10 {config.name}
 echo "joined as $MACHINE; check the edge's view from your machine:"
-echo "  homelab-tunnel doctor --config {shlex.quote(config_path)} --ssh root@$EDGE"
+printf '  homelab-tunnel doctor --config %s --ssh root@%s\\n' \\
+  {shlex.quote(shlex.quote(config_path))} "$EDGE"
 """

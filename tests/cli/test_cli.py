@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -31,7 +32,8 @@ def test_synth_writes_the_stack_and_summarises_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    result = runner.invoke(app, ["synth", "--config", str(EXAMPLE), "--out", "cdktf.out"])
+    shutil.copy(EXAMPLE, tmp_path / "edge.toml")
+    result = runner.invoke(app, ["synth", "--config", "edge.toml", "--out", "cdktf.out"])
     assert result.exit_code == 0, result.output
     stack_json = tmp_path / "cdktf.out" / "stacks" / "homelab-edge" / "cdk.tf.json"
     document = json.loads(stack_json.read_text())
@@ -40,11 +42,13 @@ def test_synth_writes_the_stack_and_summarises_it(
     assert "15 resources" in result.stdout
     assert "reserved IP: known after apply" in result.stdout
     assert "sites: blog.example.com, photos.example.com" in result.stdout
-    # State lives beside the project, outside the regenerated cdktf.out.
+    # State lives beside the config, outside the regenerated cdktf.out.
     state = document["terraform"]["backend"]["local"]["path"]
     assert state == "../../../terraform.homelab-edge.tfstate"
     assert (stack_json.parent / state).resolve() == tmp_path / "terraform.homelab-edge.tfstate"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["cdktf.out"]
+    location = f"{tmp_path}/terraform.homelab-edge.tfstate (local file, beside the config)"
+    assert f"Terraform state: {location}" in result.stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cdktf.out", "edge.toml"]
 
 
 def test_failed_synth_leaves_the_previous_output_untouched(
@@ -61,7 +65,7 @@ def test_failed_synth_leaves_the_previous_output_untouched(
 
     monkeypatch.setattr(synth_app.App, "synth", explode)
     with pytest.raises(RuntimeError, match="halfway"):
-        synth_app.synthesize(example_config, out)
+        synth_app.synthesize(example_config, out, config_path=EXAMPLE)
     assert [p.name for p in tmp_path.iterdir()] == ["cdktf.out"]
     assert [p.name for p in out.iterdir()] == ["previous.txt"]
 

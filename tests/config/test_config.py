@@ -78,7 +78,7 @@ BAD_CONFIGS: list[tuple[str, Mutation, list[str]]] = [
     ("bad alert email", _set("alert_email", "ops-at-example"), ["alert_email", "email"]),
     ("volume too small", _set("volume.size_gb", 0), ["volume.size_gb"]),
     ("ttl too low", _set("dns.ttl", 5), ["dns.ttl", "30"]),
-    ("reserved_ipv6 not a bool", _set("reserved_ipv6", "maybe"), ["reserved_ipv6", "boolean"]),
+    ("reserved_ipv6 not a bool", _set("reserved_ipv6", "maybe"), ["reserved_ipv6", "true or false", "not a string ('maybe')"]),
     ("unknown backend type", _set("backend", {"type": "s3"}), ["backend", "'local', 'spaces'"]),
     ("spaces backend without bucket", _set("backend", {"type": "spaces", "key": "a.tfstate", "region": "fra1"}), ["backend.bucket: required but missing"]),
     ("spaces key not a state file", _set("backend", {"type": "spaces", "bucket": "state", "key": "/x", "region": "fra1"}), ["backend.key", ".tfstate"]),

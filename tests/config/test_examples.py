@@ -22,6 +22,6 @@ def test_there_are_examples() -> None:
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
 def test_example_synthesizes_to_a_valid_stack(path: Path, tmp_path: Path) -> None:
     config = load_config(path)
-    document = json.loads(synthesize(config, tmp_path / "out").read_text())
+    document = json.loads(synthesize(config, tmp_path / "out", config_path=path).read_text())
     assert document["resource"]["digitalocean_droplet"]["edge"]["name"] == config.name
     assert stack_problems(document) == []

@@ -70,7 +70,10 @@ def test_command_with_a_bad_token_says_so(fake: FakeDigitalOcean) -> None:
 def test_command_refuses_a_plain_http_endpoint() -> None:
     result = _cli(None, DIGITALOCEAN_API_URL="http://127.0.0.1:9")
     assert result.exit_code == 2
-    assert result.stderr == "--api-url: 'http://127.0.0.1:9' is not an https:// URL\n"
+    assert result.stderr == (
+        "--api-url: 'http://127.0.0.1:9' is not an https:// URL "
+        "(e.g. https://api.digitalocean.com)\n"
+    )
 
 
 def test_command_checks_the_config_before_the_account(tmp_path: Path) -> None:
@@ -81,3 +84,84 @@ def test_command_checks_the_config_before_the_account(tmp_path: Path) -> None:
     )
     assert result.exit_code == 2
     assert f"{bad}: region: required but missing" in result.stderr
+
+
+# ---------------------------------------------------------------------------
+# Secrets are never printed: malformed tokens are refused without an echo
+# ---------------------------------------------------------------------------
+
+SECRET = "dop_v1_0123456789abcdef"
+MALFORMED_TOKENS = {
+    "second line": f"{SECRET}\nsecond-line-secret",
+    "blank inside": f"{SECRET} second-part-secret",
+    "tab inside": f"{SECRET}\tsecond-part-secret",
+    "carriage return": f"{SECRET}\rsecond-part-secret",
+    "non-ASCII": f"{SECRET}\u00e9second-part-secret",
+    "control character": f"{SECRET}\x01second-part-secret",
+}
+
+
+@pytest.mark.parametrize("token", list(MALFORMED_TOKENS.values()), ids=list(MALFORMED_TOKENS))
+def test_a_malformed_token_is_refused_without_echoing_it(
+    fake: FakeDigitalOcean, token: str
+) -> None:
+    result = _cli(fake, DIGITALOCEAN_TOKEN=token)
+    assert result.exit_code == 2
+    assert result.stderr == (
+        "DIGITALOCEAN_TOKEN: holds a line break, a blank or another character no API token "
+        "has (the value is not shown: it is a secret); export the token alone, on one line\n"
+    )
+    assert "dop_v1" not in result.output
+    assert "secret" not in result.output.replace("is a secret", "")
+    assert fake.requests == []
+
+
+def test_surrounding_blanks_are_not_part_of_the_token(fake: FakeDigitalOcean) -> None:
+    result = _cli(fake, DIGITALOCEAN_TOKEN=f"  {TOKEN}\n")
+    assert result.exit_code == 0, result.output
+
+
+# (--api-url, the refusal): never a traceback, credentials never shown.
+BAD_API_URLS = [
+    ("https://[::1", "'https://[::1' is not an https:// URL"),
+    ("https://127.0.0.1:99999", "'https://127.0.0.1:99999' is not an https:// URL"),
+    ("https://", "'https://' is not an https:// URL"),
+    ("https://api.digitalocean.com\n.evil", "is not an https:// URL"),
+    (
+        "https://ops:hunter2@api.digitalocean.com",
+        "'https://***@api.digitalocean.com' carries credentials",
+    ),
+]
+
+
+@pytest.mark.parametrize(("url", "message"), BAD_API_URLS)
+def test_a_bad_api_url_is_refused_in_one_line(url: str, message: str) -> None:
+    result = _cli(None, DIGITALOCEAN_API_URL=url)
+    assert result.exit_code == 2
+    assert "Traceback" not in result.output
+    assert result.stderr.startswith("--api-url: ")
+    assert message in result.stderr
+    assert len(result.stderr.splitlines()) == 1
+    assert "hunter2" not in result.output
+
+
+def _raises(exc: Exception) -> Any:
+    def call() -> Any:
+        raise exc
+
+    return call
+
+
+def test_an_error_that_quotes_the_header_does_not_show_the_token() -> None:
+    from azure.core.exceptions import ServiceRequestError
+
+    client = do_api.DigitalOceanApi(SECRET)
+    quoting = ServiceRequestError(f"Invalid header value: 'Bearer {SECRET}'")
+    with pytest.raises(do_api.ApiError) as caught:
+        client._call("the account", _raises(quoting))
+    assert SECRET not in caught.value.message
+    assert "'Bearer <DIGITALOCEAN_TOKEN>'" in caught.value.message
+    # Negative twin: without the redaction the library's text would carry it.
+    with pytest.raises(do_api.ApiError) as raw:
+        client._unredacted_call("the account", _raises(quoting))
+    assert SECRET in raw.value.message

@@ -424,3 +424,68 @@ def test_failed_bootstrap_reaches_the_webhook(
     (message,) = [request["body"] for request in handler.received]
     assert message["ok"] is False
     assert message["problems"][0].startswith("bootstrap: failed: cannot download the signing key")
+
+
+# ---------------------------------------------------------------------------
+# The webhook URL is a secret: no failure quotes it
+# ---------------------------------------------------------------------------
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+BROKEN_WEBHOOKS = {
+    "unclosed IPv6 bracket": "https://[::1/hooks/SECRET-PATH",
+    "port out of range": "https://127.0.0.1:99999/hooks/SECRET-PATH",
+    "blank in the path": "https://127.0.0.1/hooks/a b/SECRET-PATH",
+    "control character": "https://127.0.0.1/hooks/\x01/SECRET-PATH",
+    "nothing listening": "http://127.0.0.1:{port}/hooks/SECRET-PATH",
+}
+
+
+@pytest.mark.parametrize("url", list(BROKEN_WEBHOOKS.values()), ids=list(BROKEN_WEBHOOKS))
+def test_a_failing_webhook_is_logged_without_its_url(
+    url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert post_json(url.format(port=_closed_port()), {"text": "x"}, timeout=2) is False
+    out = capsys.readouterr().out
+    assert out.startswith("webhook: ")
+    assert "SECRET" not in out
+
+
+def test_negative_twin_the_library_error_quotes_the_url() -> None:
+    import http.client
+    import urllib.request
+
+    with pytest.raises(http.client.InvalidURL) as caught:
+        urllib.request.urlopen("https://127.0.0.1/hooks/a b/SECRET-PATH", timeout=2)
+    assert "SECRET" in str(caught.value)
+
+
+# ---------------------------------------------------------------------------
+# Bytes that are not UTF-8 from the edge's own tools
+# ---------------------------------------------------------------------------
+
+
+def test_non_utf8_bytes_from_journalctl_and_tailscale_are_read_around(
+    edge: dict[str, str], tmp_path: Path
+) -> None:
+    journal = tmp_path / "journal.log"
+    journal.write_bytes(
+        b"\xff\xfe odd bytes \x80\n"
+        + (HEADSCALE / "journal-0.29-text.log").read_bytes()
+        + b"\xc3\x28 more\n"
+    )
+    status = tmp_path / "status.json"
+    status.write_bytes(
+        (TAILSCALE / "status-direct.json").read_bytes().replace(b'"homelab"', b'"home\xfflab"', 1)
+    )
+    edge["FAKE_JOURNAL"] = str(journal)
+    edge["FAKE_STATUS"] = str(status)
+    done = _health(edge)
+    assert "Traceback" not in done.stderr
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "Headscale rejected Tailscale 1.36" in done.stdout

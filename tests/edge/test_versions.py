@@ -31,7 +31,11 @@ def test_versions_parse_as_tailscale_and_headscale_print_them(text: str, expecte
     assert parse_version(text) == expected
 
 
-@pytest.mark.parametrize("text", ["", "1", "latest", "1.x.0", "v", "1.80.0.1", "1..2"])
+@pytest.mark.parametrize(
+    "text",
+    ["", "1", "latest", "1.x.0", "v", "1.80.0.1", "1..2", "0.28.1\nrm -rf /", "1.80.0-a b",
+     "\u0661.80.0", "1.80.0;reboot"],
+)  # fmt: skip
 def test_non_versions_are_refused_with_the_expected_form(text: str) -> None:
     with pytest.raises(ValueError, match=r"MAJOR\.MINOR"):
         parse_version(text)

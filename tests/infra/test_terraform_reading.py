@@ -9,19 +9,23 @@ evaluated without it: they are copied into a provider-free configuration.
 from __future__ import annotations
 
 import base64
+import copy
 import json
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
+from support.config import EDGY_ALERT_EMAIL, EDGY_KEY_NAME, EXAMPLE, edgy_config
 
 from homelab_tunnel.config import TunnelConfig
 from homelab_tunnel.infra.terraform_literal import terraform_literal
 from homelab_tunnel.payload import user_data as render_user_data
-from homelab_tunnel.render.edge_env import WEBHOOK_URL_PLACEHOLDER
+from homelab_tunnel.payload import user_data_size
+from homelab_tunnel.render.edge_env import WEBHOOK_URL_MAX_LENGTH, WEBHOOK_URL_PLACEHOLDER
 
 TERRAFORM = shutil.which("terraform")
 pytestmark = pytest.mark.skipif(
@@ -76,17 +80,52 @@ def test_terraform_reads_user_data_exactly_as_rendered(
     assert _user_data_as_terraform_reads_it(workdir, webhook) == expected
 
 
+def test_user_data_size_holds_for_the_longest_webhook_terraform_accepts(
+    workdir: Path, example_config: TunnelConfig
+) -> None:
+    longest = "https://hooks.example.com/" + "x" * (WEBHOOK_URL_MAX_LENGTH - 26)
+    read = _user_data_as_terraform_reads_it(workdir, longest)
+    assert len(read.encode()) == user_data_size(example_config)
+
+
 def test_empty_webhook_is_allowed(workdir: Path) -> None:
     assert "HEALTH_WEBHOOK_URL=\n" in _user_data_as_terraform_reads_it(workdir, "")
 
 
-@pytest.mark.parametrize(
-    "webhook", ["http://hooks.example.com/x", "https://a b", "https://x\nEVIL=1", "ftp://x"]
-)
+REFUSED_WEBHOOKS = [
+    "http://hooks.example.com/x",
+    "https://a b",
+    "https://x\nEVIL=1",
+    "ftp://x",
+    "https://",
+    'https://hooks.example.com/"x"',
+    "https://hooks.example.com/'x'",
+    "https://hooks.example.com/a\\b",
+    "https://hooks.example.com/$HOME",
+    "https://hooks.example.com/`id`",
+    "https://hooks.example.com/" + "x" * 487,  # 513 characters
+]
+
+
+@pytest.mark.parametrize("webhook", REFUSED_WEBHOOKS)
 def test_webhook_that_is_not_a_plain_https_url_is_refused(workdir: Path, webhook: str) -> None:
     done = _terraform(workdir, "plan", "-input=false", "-no-color", webhook=webhook)
     assert done.returncode != 0
     assert "health_webhook_url must be empty or an https:// URL" in done.stdout + done.stderr
+
+
+@pytest.mark.parametrize(
+    "webhook",
+    [
+        "https://hooks.slack.com/services/T000/B000/XXXX",
+        "https://discord.com/api/webhooks/123/a_b-C",
+        "https://ntfy.sh/homelab-alerts?priority=high&tags=warning,edge",
+        "https://hooks.example.com/" + "x" * 486,  # 512 characters: the most user_data allows for
+    ],
+)
+def test_webhooks_of_common_services_are_accepted(workdir: Path, webhook: str) -> None:
+    done = _terraform(workdir, "plan", "-input=false", "-no-color", webhook=webhook)
+    assert done.returncode == 0, done.stdout + done.stderr
 
 
 def test_template_sequences_survive_as_literal_text(tmp_path: Path) -> None:
@@ -98,3 +137,96 @@ def test_template_sequences_survive_as_literal_text(tmp_path: Path) -> None:
     done = _terraform(tmp_path, "console", stdin="base64encode(local.text)\n")
     assert done.returncode == 0, done.stderr
     assert base64.b64decode(done.stdout.strip().strip('"')).decode() == tricky
+
+
+# ---------------------------------------------------------------------------
+# Config values in Terraform JSON: literal, never a template
+# ---------------------------------------------------------------------------
+
+# The only interpolations the stack itself writes: references between its resources.
+REFERENCE = re.compile(r"\$\{(?:data\.)?digitalocean_[a-z0-9_]+\.[a-z0-9_-]+\.[a-z0-9_]+\}")
+
+
+def _strings(node: Any) -> list[str]:
+    if isinstance(node, str):
+        return [node]
+    if isinstance(node, dict):
+        return [s for value in node.values() for s in _strings(value)]
+    if isinstance(node, list):
+        return [s for item in node for s in _strings(item)]
+    return []
+
+
+def _templates_outside_user_data(document: dict[str, Any]) -> list[str]:
+    """Every string with `${` or `%{` that is not one of the stack's own references."""
+    body = {key: value for key, value in document.items() if key not in ("//", "variable")}
+    body["resource"] = copy.deepcopy(body["resource"])
+    del body["resource"]["digitalocean_droplet"]["edge"]["user_data"]  # checked above
+    return [
+        text
+        for text in _strings(body)
+        if "%{" in REFERENCE.sub("", text) or "${" in REFERENCE.sub("", text)
+    ]
+
+
+def _synth(config: TunnelConfig, outdir: Path) -> dict[str, Any]:
+    from homelab_tunnel.infra.synth import synthesize
+
+    return dict(json.loads(synthesize(config, outdir, config_path=EXAMPLE).read_text()))
+
+
+@pytest.fixture(scope="module")
+def edgy_stack(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    return _synth(edgy_config(), tmp_path_factory.mktemp("edgy") / "cdktf.out")
+
+
+def test_no_config_value_becomes_a_template(edgy_stack: dict[str, Any]) -> None:
+    assert _templates_outside_user_data(edgy_stack) == []
+
+
+def test_negative_twin_a_key_name_with_a_template_is_caught(tmp_path: Path) -> None:
+    # What the key-name shape prevents: Terraform would evaluate this reference.
+    spoiled = edgy_config().model_copy(update={"ssh_keys": ["laptop ${data.x.y}"]})
+    assert _templates_outside_user_data(_synth(spoiled, tmp_path / "out")) == ["laptop ${data.x.y}"]
+
+
+def _read_back(workdir: Path, values: dict[str, Any]) -> Any:
+    (workdir / "main.tf.json").write_text(json.dumps({"locals": {"values": values}}))
+    assert _terraform(workdir, "init", "-input=false").returncode == 0
+    done = _terraform(workdir, "console", stdin="base64encode(jsonencode(local.values))\n")
+    assert done.returncode == 0, done.stderr
+    return json.loads(base64.b64decode(done.stdout.strip().strip('"')))
+
+
+def test_terraform_reads_every_config_value_literally(
+    edgy_stack: dict[str, Any], tmp_path: Path
+) -> None:
+    config = edgy_config()
+    resource = edgy_stack["resource"]
+    firewall = resource["digitalocean_firewall"]["edge"]
+    values = {
+        "key_name": edgy_stack["data"]["digitalocean_ssh_key"]["key_0"]["name"],
+        "fingerprint": resource["digitalocean_droplet"]["edge"]["ssh_keys"][0],
+        "alert_email": resource["digitalocean_monitor_alert"]["cpu"]["alerts"]["email"],
+        "ssh_sources": next(r for r in firewall["inbound_rule"] if r.get("port_range") == "22")[
+            "source_addresses"
+        ],
+        "records": sorted(r["name"] for r in resource["digitalocean_record"].values()),
+        "site_urls": edgy_stack["output"]["site_urls"]["value"],
+        "headscale_url": edgy_stack["output"]["headscale_url"]["value"],
+        "backend_key": edgy_stack["terraform"]["backend"]["s3"]["key"],
+    }
+    assert _read_back(tmp_path, values) == {
+        "key_name": EDGY_KEY_NAME,
+        "fingerprint": "3b:16:bf:e4:8b:00:8b:b8:59:8c:a9:d3:f0:19:45:fa",
+        "alert_email": [EDGY_ALERT_EMAIL],
+        "ssh_sources": ["203.0.113.7/32", "2001:db8::/64"],
+        "records": sorted(["@", "a-b", "x1.a-b", "headscale"] * 2),
+        "site_urls": [f"https://{site.domain}" for site in config.sites],
+        "headscale_url": "https://headscale.example.com",
+        "backend_key": "edge/sub_dir/terraform-1.2.tfstate",
+    }
+
+
+def test_negative_twin_terraform_evaluates_a_template_in_a_string(tmp_path: Path) -> None:
+    assert _read_back(tmp_path, {"key_name": 'laptop ${upper("x")}'}) == {"key_name": "laptop X"}

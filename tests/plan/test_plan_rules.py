@@ -192,10 +192,11 @@ def test_deleted_reserved_ip_assignment_is_downtime() -> None:
     assert "taken off the droplet" in summary.changes[0].consequence
 
 
-def test_deleting_an_alert_is_safe() -> None:
+def test_deleting_an_alert_is_downtime() -> None:
     summary = summary_of(plan(change("digitalocean_monitor_alert.cpu", ["delete"], before={})))
     assert counts_of(summary) == {**NONE, "delete": 1}
-    assert summary.verdict is Danger.SAFE
+    assert summary.verdict is Danger.DOWNTIME
+    assert "nobody is told when the edge runs out of CPU" in summary.changes[0].consequence
 
 
 def test_forgotten_resource_is_counted_but_safe() -> None:

@@ -55,3 +55,33 @@ def write_config(directory: Path, raw: dict[str, Any] | None = None, **changes: 
 def resources(document: dict[str, Any], kind: str) -> dict[str, Any]:
     """Resources of one type in a synthesized stack, by logical name."""
     return dict(document.get("resource", {}).get(kind, {}))
+
+
+# The most awkward values each field's shape accepts (tests/render and tests/infra
+# read them back with the real tools of every target).
+EDGY_ALERT_EMAIL = "ops.team+alerts-2_x@Mail.Example.com"
+EDGY_ACME_EMAIL = "certs.team+le@example.com"
+EDGY_DERP_URL = "https://Derp.example.com:8443/map/x_y~z?a=1&b=%20,c:d@e!f+g"
+EDGY_KEY_NAME = "Jane's laptop (2024), v1.0: a+b@c"
+
+
+def edgy_config() -> TunnelConfig:
+    """Every field at the edge of what its shape allows."""
+    return config_with(
+        alert_email=EDGY_ALERT_EMAIL,
+        tls={"email": EDGY_ACME_EMAIL},
+        ssh_keys=[EDGY_KEY_NAME, "3B:16:BF:E4:8B:00:8B:B8:59:8C:A9:D3:F0:19:45:FA"],
+        ssh_allowed_cidrs=["203.0.113.7", "2001:db8::/64"],
+        headscale={"derp_urls": [EDGY_DERP_URL], "deb_sha256": "AB" * 32, "version": "v0.29.2"},
+        backend={
+            "type": "spaces",
+            "bucket": "homelab-state",
+            "key": "edge/sub_dir/terraform-1.2.tfstate",
+            "region": "fra1",
+        },
+        sites=[
+            {"domain": "example.com", "upstream": "nas-1", "port": 443, "scheme": "https"},
+            {"domain": "a-b.example.com", "upstream": "100.64.0.7", "port": 8080},
+            {"domain": "x1.a-b.example.com", "upstream": "n0", "port": 65535},
+        ],
+    )

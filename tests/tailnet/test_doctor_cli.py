@@ -287,3 +287,20 @@ def test_ssh_destination_that_looks_like_an_option_is_refused(fake_ssh: Path) ->
     assert result.exit_code == 2
     assert "not an ssh destination" in result.stderr
     assert not fake_ssh.exists()
+
+
+def test_ssh_output_that_is_not_utf8_is_read_around(
+    fake_ssh: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    journal = tmp_path / "journal.log"
+    journal.write_bytes(b"\x80\xff odd\n" + (HEADSCALE / "journal-0.29-text.log").read_bytes())
+    status = tmp_path / "status.json"
+    status.write_bytes(
+        Path(_status("direct")).read_bytes().replace(b'"homelab"', b'"home\xfflab"', 1)
+    )
+    monkeypatch.setenv("FAKE_JOURNAL", str(journal))
+    monkeypatch.setenv("FAKE_STATUS", str(status))
+    result = _doctor("--ssh", "root@203.0.113.10")
+    assert "Traceback" not in result.output
+    assert result.exit_code == 1, result.output
+    assert "Headscale rejected Tailscale 1.36" in result.stdout

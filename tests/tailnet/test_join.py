@@ -117,6 +117,7 @@ def _run(
         text=True,
         timeout=60,
         check=False,
+        cwd=tmp_path,
     )
     return done, calls.read_text().splitlines()
 
@@ -180,3 +181,23 @@ def test_a_machine_no_site_uses_is_refused(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert "MACHINE must be one of the sites' upstream machines: homelab" in done.stderr
     assert calls == []
+
+
+@needs_bash
+@pytest.mark.parametrize(
+    "path", ["my edge.toml", "edge.toml;touch PWNED", "$(touch PWNED).toml", "it's.toml"]
+)
+def test_the_printed_doctor_command_keeps_the_config_path_intact(tmp_path: Path, path: str) -> None:
+    """The script prints the command to paste next; neither runs anything else."""
+    script = join_steps(config_with(), config_path=path)
+    done, _ = _run(tmp_path, script, EDGE="203.0.113.10")
+    assert done.returncode == 0, done.stderr
+    line = done.stdout.splitlines()[-1].strip()
+    assert line.startswith("homelab-tunnel doctor --config ")
+    command = line.replace("homelab-tunnel doctor", "printf '%s\\n'", 1)
+    pasted = subprocess.run(
+        ["sh", "-c", command], cwd=tmp_path, env={"PATH": "/usr/bin:/bin"},
+        capture_output=True, text=True, timeout=30, check=True,
+    )  # fmt: skip
+    assert pasted.stdout.splitlines() == ["--config", path, "--ssh", "root@203.0.113.10"]
+    assert not (tmp_path / "PWNED").exists()

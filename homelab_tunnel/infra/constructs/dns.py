@@ -7,6 +7,25 @@ from cdktf_cdktf_provider_digitalocean.domain import Domain
 from cdktf_cdktf_provider_digitalocean.record import Record
 from constructs import Construct
 
+APEX = "@"
+
+
+def record_labels(record_names: list[str]) -> dict[str, str]:
+    """The logical-id label of each record name: unique, and unchanged for configs that worked.
+
+    Dots become underscores ("blog.dev" -> "blog_dev") and the zone apex ("@")
+    is "apex". Record names are DNS labels of a-z, 0-9 and '-' joined by dots,
+    so underscores never occur in them and the mapping is one-to-one, except
+    for a record literally named "apex" next to the zone apex: both map to
+    "apex", which crashed synthesis. Each alone keeps "apex" (their addresses
+    must not move); together, the apex keeps it and the literal name gets
+    "apex_", which no record name can produce (none ends with a dot).
+    """
+    labels = {name: "apex" if name == APEX else name.replace(".", "_") for name in record_names}
+    if APEX in labels and "apex" in labels:
+        labels["apex"] = "apex_"
+    return labels
+
 
 class EdgeDns(Construct):
     """A (and AAAA) plus CAA records for each name, in a created or existing zone.
@@ -43,8 +62,7 @@ class EdgeDns(Construct):
             zone_name = existing.name
 
         self.records: list[Record] = []
-        for name in record_names:
-            label = "apex" if name == "@" else name.replace(".", "_")
+        for name, label in record_labels(record_names).items():
             values: list[tuple[str, str]] = [("A", ipv4)]
             if ipv6 is not None:
                 values.append(("AAAA", ipv6))

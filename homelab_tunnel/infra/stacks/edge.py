@@ -22,13 +22,21 @@ from homelab_tunnel.infra.constructs.monitoring import EdgeAlerts
 from homelab_tunnel.infra.constructs.project import EdgeProject
 from homelab_tunnel.infra.constructs.storage import EdgeStorage
 from homelab_tunnel.infra.terraform_literal import terraform_literal
-from homelab_tunnel.render.edge_env import WEBHOOK_URL_PLACEHOLDER
+from homelab_tunnel.render.edge_env import (
+    WEBHOOK_URL_CHARACTERS,
+    WEBHOOK_URL_MAX_LENGTH,
+    WEBHOOK_URL_PLACEHOLDER,
+)
 
 # The webhook URL is a credential for most services (Slack, Discord): it comes
 # from TF_VAR_health_webhook_url at plan time, never from the config file.
-# Printable ASCII without spaces: safe in the env file and the YAML around it.
-# No backslashes, which Terraform's string syntax would read as escapes.
-WEBHOOK_URL_PATTERN = "^(https://[!-~]+)?$"
+# Empty, or https and URL characters literal in health.env and the YAML around
+# it, bounded so user_data's size is known before apply. Terraform's regex is
+# RE2, where `$` (without the m flag) matches only at the very end, unlike
+# Python's; a backslash (\z) would have to survive HCL's string escapes too.
+WEBHOOK_URL_PATTERN = (
+    f"^(https://[{WEBHOOK_URL_CHARACTERS}]{{1,{WEBHOOK_URL_MAX_LENGTH - len('https://')}}})?$"
+)
 
 
 class EdgeStack(TerraformStack):
@@ -134,7 +142,11 @@ class EdgeStack(TerraformStack):
         )
         webhook.add_validation(
             condition=Fn.can(Fn.regex(WEBHOOK_URL_PATTERN, webhook.string_value)),
-            error_message="health_webhook_url must be empty or an https:// URL",
+            error_message=(
+                "health_webhook_url must be empty or an https:// URL of at most "
+                f"{WEBHOOK_URL_MAX_LENGTH} characters, without blanks, quotes, "
+                "backslashes, '$' or backticks"
+            ),
         )
         return webhook
 

@@ -1,0 +1,99 @@
+"""user_data's size is known, and checked against DigitalOcean's limit, before apply."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from support.config import ROOT, config_with, write_config
+from typer.testing import CliRunner
+
+from homelab_tunnel.cli import app
+from homelab_tunnel.payload import USER_DATA_LIMIT, user_data, user_data_size
+from homelab_tunnel.render.edge_env import WEBHOOK_URL_MAX_LENGTH, WEBHOOK_URL_PLACEHOLDER
+
+runner = CliRunner(env={"COLUMNS": "200", "NO_COLOR": "1"})
+
+
+def _sites(count: int) -> list[dict[str, Any]]:
+    return [
+        {"domain": f"s{index}.example.com", "upstream": "homelab", "port": 8000 + index}
+        for index in range(count)
+    ]
+
+
+def test_the_size_counts_the_longest_webhook_url_terraform_allows() -> None:
+    config = config_with()
+    text = user_data(config)
+    longest = "https://" + "x" * (WEBHOOK_URL_MAX_LENGTH - len("https://"))
+    assert user_data_size(config) == len(text.replace(WEBHOOK_URL_PLACEHOLDER, longest).encode())
+
+
+def _most_sites_that_fit() -> int:
+    """The boundary, found by bisection: the bundle's size moves as the edge's files change."""
+    low, high = 1, 400
+    while low < high:
+        middle = (low + high + 1) // 2
+        if user_data_size(config_with(sites=_sites(middle))) <= USER_DATA_LIMIT:
+            low = middle
+        else:
+            high = middle - 1
+    return low
+
+
+FITS = _most_sites_that_fit()
+# (number of sites, exit code of `check`): DigitalOcean takes at most 64 KiB.
+SITE_COUNTS = [(1, 0), (FITS, 0), (FITS + 1, 2), (200, 2)]
+
+
+def test_a_useful_number_of_sites_fits() -> None:
+    assert FITS >= 40
+
+
+@pytest.mark.parametrize(("count", "exit_code"), SITE_COUNTS)
+def test_check_refuses_user_data_over_the_limit(tmp_path: Path, count: int, exit_code: int) -> None:
+    path = write_config(tmp_path, sites=_sites(count))
+    result = runner.invoke(app, ["check", "--config", str(path)])
+    assert result.exit_code == exit_code, result.output
+    if exit_code == 2:
+        size = user_data_size(config_with(sites=_sites(count)))
+        assert size > USER_DATA_LIMIT
+        assert result.stderr == (
+            f"{path}: sites: the droplet's user_data would be {size} bytes with {count} "
+            f"sites (counting a {WEBHOOK_URL_MAX_LENGTH}-character webhook URL), over "
+            f"DigitalOcean's limit of {USER_DATA_LIMIT} bytes; serve fewer sites from this edge\n"
+        )
+
+
+def test_check_always_reports_the_size(tmp_path: Path) -> None:
+    path = write_config(tmp_path)
+    size = user_data_size(config_with())
+    result = runner.invoke(app, ["check", "--config", str(path)])
+    assert result.exit_code == 0, result.output
+    assert f"user_data: {size} of {USER_DATA_LIMIT} bytes" in result.stdout
+    as_json = runner.invoke(app, ["check", "--config", str(path), "--json"])
+    assert f"{size} of {USER_DATA_LIMIT} bytes" in as_json.stdout
+
+
+def test_synth_refuses_before_writing_anything(tmp_path: Path) -> None:
+    path = write_config(tmp_path, sites=_sites(80))
+    out = tmp_path / "cdktf.out"
+    result = runner.invoke(app, ["synth", "--config", str(path), "--out", str(out)])
+    assert result.exit_code == 2
+    assert "over DigitalOcean's limit of 65536 bytes" in result.stderr
+    assert not out.exists()
+
+
+def test_cdktf_entry_point_refuses_too(tmp_path: Path) -> None:
+    path = write_config(tmp_path, sites=_sites(80))
+    env = {**os.environ, "CDKTF_OUTDIR": str(tmp_path / "out"), "HOMELAB_TUNNEL_CONFIG": str(path)}
+    done = subprocess.run(
+        [sys.executable, "main.py"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 2
+    assert f"{path}: sites: the droplet's user_data would be" in done.stderr
+    assert not (tmp_path / "out").exists()
