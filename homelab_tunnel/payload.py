@@ -13,6 +13,7 @@ from importlib.resources.abc import Traversable
 
 from homelab_tunnel.config import TunnelConfig
 from homelab_tunnel.errors import InputError
+from homelab_tunnel.render.backup import ACCESS_KEY_PLACEHOLDER, SECRET_KEY_PLACEHOLDER
 from homelab_tunnel.render.edge_env import WEBHOOK_URL_MAX_LENGTH, WEBHOOK_URL_PLACEHOLDER
 from homelab_tunnel.render.user_data import LIB, UNITS, EdgeFile, render_user_data
 
@@ -79,6 +80,10 @@ def user_data(config: TunnelConfig) -> str:
     return render_user_data(config, fixed_files())
 
 
+# Spaces access key ids are 20 characters and secrets 43; counted generously.
+SPACES_KEY_MAX_LENGTH = 64
+
+
 def user_data_size(config: TunnelConfig) -> int:
     """The size in bytes of the user_data the droplet will get, at most.
 
@@ -88,9 +93,14 @@ def user_data_size(config: TunnelConfig) -> int:
     many and holds for any URL Terraform accepts.
     """
     text = user_data(config)
-    placeholders = text.count(WEBHOOK_URL_PLACEHOLDER)
-    return len(text.encode()) + placeholders * (
-        WEBHOOK_URL_MAX_LENGTH - len(WEBHOOK_URL_PLACEHOLDER.encode())
+    longest = {
+        WEBHOOK_URL_PLACEHOLDER: WEBHOOK_URL_MAX_LENGTH,
+        ACCESS_KEY_PLACEHOLDER: SPACES_KEY_MAX_LENGTH,
+        SECRET_KEY_PLACEHOLDER: SPACES_KEY_MAX_LENGTH,
+    }
+    return len(text.encode()) + sum(
+        text.count(placeholder) * (length - len(placeholder.encode()))
+        for placeholder, length in longest.items()
     )
 
 

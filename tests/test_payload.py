@@ -13,7 +13,13 @@ from support.config import ROOT, config_with, write_config
 from typer.testing import CliRunner
 
 from homelab_tunnel.cli import app
-from homelab_tunnel.payload import USER_DATA_LIMIT, user_data, user_data_size
+from homelab_tunnel.payload import (
+    SPACES_KEY_MAX_LENGTH,
+    USER_DATA_LIMIT,
+    user_data,
+    user_data_size,
+)
+from homelab_tunnel.render.backup import ACCESS_KEY_PLACEHOLDER, SECRET_KEY_PLACEHOLDER
 from homelab_tunnel.render.edge_env import WEBHOOK_URL_MAX_LENGTH, WEBHOOK_URL_PLACEHOLDER
 
 runner = CliRunner(env={"COLUMNS": "200", "NO_COLOR": "1"})
@@ -30,7 +36,12 @@ def test_the_size_counts_the_longest_webhook_url_terraform_allows() -> None:
     config = config_with()
     text = user_data(config)
     longest = "https://" + "x" * (WEBHOOK_URL_MAX_LENGTH - len("https://"))
-    assert user_data_size(config) == len(text.replace(WEBHOOK_URL_PLACEHOLDER, longest).encode())
+    filled = (
+        text.replace(WEBHOOK_URL_PLACEHOLDER, longest)
+        .replace(ACCESS_KEY_PLACEHOLDER, "A" * SPACES_KEY_MAX_LENGTH)
+        .replace(SECRET_KEY_PLACEHOLDER, "s" * SPACES_KEY_MAX_LENGTH)
+    )
+    assert user_data_size(config) == len(filled.encode())
 
 
 def _most_sites_that_fit() -> int:

@@ -3,6 +3,7 @@
 from homelab_tunnel.config.load import format_errors, load_config, parse_config
 from homelab_tunnel.config.model import (
     Backend,
+    BackupConfig,
     DnsConfig,
     HeadscaleConfig,
     HomelabConfig,
@@ -19,6 +20,7 @@ __all__ = [
     "EDGE_USER",
     "REGIONS",
     "Backend",
+    "BackupConfig",
     "DnsConfig",
     "HeadscaleConfig",
     "HomelabConfig",

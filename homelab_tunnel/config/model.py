@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from homelab_tunnel.config.values import (
     EDGE_USER,
     FINGERPRINT,
+    AgeRecipient,
     Bucket,
     Cidr,
     Email,
@@ -26,6 +27,7 @@ from homelab_tunnel.config.values import (
     Region,
     Sha256,
     Slug,
+    SpacesRegion,
     SshKey,
     StateKey,
     Upstream,
@@ -135,6 +137,46 @@ class TlsConfig(_Model):
         return self
 
 
+class BackupConfig(_Model):
+    """Off-box copies of Headscale's database and keys, in a DigitalOcean Spaces bucket.
+
+    The bucket costs the Spaces subscription (about $5/month, shared by every
+    bucket of the account); the edge gets a key that can touch this bucket only.
+    """
+
+    enabled: bool = Field(default=False, description="create the bucket and back up the edge")
+    bucket: Bucket | None = Field(
+        default=None, description="bucket name (unique in its region); default <name>-backup"
+    )
+    region: SpacesRegion | None = Field(
+        default=None, description="Spaces region of the bucket; another region than the edge's"
+    )
+    retention_days: int = Field(
+        default=30, ge=1, le=3650, description="how far back a restore can go"
+    )
+    recipients: list[AgeRecipient] = Field(
+        default_factory=list,
+        description="age public keys of the owner: the key files are encrypted to them too",
+    )
+    snapshots_keep: int = Field(
+        default=3, ge=1, le=50, description="volume snapshots kept by `homelab-tunnel snapshot`"
+    )
+
+    @model_validator(mode="after")
+    def _complete_when_enabled(self) -> BackupConfig:
+        if self.enabled and self.region is None:
+            raise ValueError(
+                "backup.region: required when backups are enabled; a Spaces region, ideally "
+                "not the edge's own"
+            )
+        if self.enabled and not self.recipients:
+            raise ValueError(
+                "backup.recipients: required when backups are enabled; the age public key "
+                "(`age-keygen -o owner.key` prints it) of the identity you keep off the edge"
+            )
+        return self
+
+
 class VolumeConfig(_Model):
     size_gb: int = Field(default=5, ge=1, le=16384)
 
@@ -149,7 +191,7 @@ class SpacesBackend(_Model):
     type: Literal["spaces"]
     bucket: Bucket
     key: StateKey = Field(description="object key of the state file, e.g. 'edge/terraform.tfstate'")
-    region: Region
+    region: SpacesRegion
 
 
 Backend = Annotated[LocalBackend | SpacesBackend, Field(discriminator="type")]
@@ -180,6 +222,7 @@ class TunnelConfig(_Model):
     homelab: HomelabConfig = HomelabConfig()
     tls: TlsConfig = TlsConfig()
     backend: Backend = LocalBackend()
+    backup: BackupConfig = BackupConfig()
     sites: list[Site] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -238,6 +281,10 @@ class TunnelConfig(_Model):
     @property
     def volume_name(self) -> str:
         return f"{self.name}-state"
+
+    @property
+    def backup_bucket(self) -> str:
+        return self.backup.bucket or f"{self.name}-backup"
 
     @property
     def headscale_url(self) -> str:

@@ -20,6 +20,8 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BeforeValidator, Field
 
+from homelab_tunnel.edge.agekey import is_recipient
+
 # Regions as of 2026 (`doctl compute region list`); preflight asks the API
 # whether the region really offers the size and block storage.
 REGIONS = (
@@ -30,6 +32,21 @@ REGIONS = (
     "lon1",
     "nyc1",
     "nyc2",
+    "nyc3",
+    "sfo2",
+    "sfo3",
+    "sgp1",
+    "syd1",
+    "tor1",
+)
+
+# Regions with Spaces (the provider's digitalocean_spaces_bucket accepts these).
+SPACES_REGIONS = (
+    "ams3",
+    "atl1",
+    "blr1",
+    "fra1",
+    "lon1",
     "nyc3",
     "sfo2",
     "sfo3",
@@ -149,6 +166,23 @@ def _check_fqdn(value: str) -> str:
 def _check_region(value: str) -> str:
     if value not in REGIONS:
         raise ValueError(f"{value!r} is not a DigitalOcean region; allowed: {', '.join(REGIONS)}")
+    return value
+
+
+def _check_spaces_region(value: str) -> str:
+    if value not in SPACES_REGIONS:
+        raise ValueError(
+            f"{value!r} is not a region with Spaces; allowed: {', '.join(SPACES_REGIONS)}"
+        )
+    return value
+
+
+def _check_age_recipient(value: str) -> str:
+    if not is_recipient(value):
+        raise ValueError(
+            f"{value!r} is not an age recipient (age1 and 58 more characters, the public key "
+            "`age-keygen` prints; keep its identity file safe and off the edge)"
+        )
     return value
 
 
@@ -322,6 +356,8 @@ def _check_https_url(value: str) -> str:
 _Line = BeforeValidator(_single_line)
 Fqdn = Annotated[str, BeforeValidator(_domain), AfterValidator(_check_fqdn)]
 Region = Annotated[str, _Line, AfterValidator(_check_region)]
+SpacesRegion = Annotated[str, _Line, AfterValidator(_check_spaces_region)]
+AgeRecipient = Annotated[str, _Line, AfterValidator(_check_age_recipient)]
 Slug = Annotated[str, _Line, AfterValidator(_check_slug)]
 Name = Annotated[str, _Line, AfterValidator(_check_name)]
 Email = Annotated[str, _Line, AfterValidator(_check_email)]

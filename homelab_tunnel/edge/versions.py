@@ -15,6 +15,9 @@ from dataclasses import dataclass
 HEADSCALE_VERSION = "0.29.2"
 """The Headscale release the edge installs unless the config pins another."""
 
+LITESTREAM_VERSION = "0.5.18"
+"""The Litestream release that streams Headscale's database to the backup bucket."""
+
 
 @dataclass(frozen=True, order=True)
 class Version:

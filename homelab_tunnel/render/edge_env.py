@@ -10,6 +10,7 @@ the webhook URL, whose Terraform validation refuses those characters.
 from __future__ import annotations
 
 from homelab_tunnel.config import TunnelConfig
+from homelab_tunnel.edge.versions import LITESTREAM_VERSION
 
 # Filled by Terraform from the sensitive variable `health_webhook_url` at
 # apply time, so the webhook never appears in the config or cdktf.out.
@@ -29,6 +30,8 @@ def render_edge_env(config: TunnelConfig) -> str:
         "HEADSCALE_VERSION": config.headscale.version,
         "HEADSCALE_DEB_SHA256": config.headscale.deb_sha256 or "",
         "EGRESS_VIA_RESERVED_IP": "true" if config.egress_via_reserved_ip else "false",
+        "BACKUP_ENABLED": "true" if config.backup.enabled else "false",
+        "LITESTREAM_VERSION": LITESTREAM_VERSION,
     }
     return "# Read by bootstrap.sh; written by homelab-tunnel.\n" + _env_lines(values)
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 from homelab_tunnel.config import TunnelConfig
+from homelab_tunnel.render.backup import render_backup_env, render_litestream_config
 from homelab_tunnel.render.caddyfile import CA_ROOTS_PATH, render_caddyfile
 from homelab_tunnel.render.edge_env import render_edge_env, render_health_env
 from homelab_tunnel.render.headscale import render_headscale_config
@@ -61,6 +62,9 @@ def rendered_files(config: TunnelConfig) -> list[EdgeFile]:
     ]
     if config.tls.ca_roots:
         files.append(EdgeFile(CA_ROOTS_PATH, config.tls.ca_roots))
+    if config.backup.enabled:
+        files.append(EdgeFile(f"{CONF}/backup.env", render_backup_env(config), 0o600))
+        files.append(EdgeFile(f"{CONF}/litestream.yml", render_litestream_config(config)))
     return files
 
 

@@ -23,8 +23,9 @@ from support.config import EDGY_ALERT_EMAIL, EDGY_KEY_NAME, EXAMPLE, edgy_config
 
 from homelab_tunnel.config import TunnelConfig
 from homelab_tunnel.infra.terraform_literal import terraform_literal
+from homelab_tunnel.payload import SPACES_KEY_MAX_LENGTH, user_data_size
 from homelab_tunnel.payload import user_data as render_user_data
-from homelab_tunnel.payload import user_data_size
+from homelab_tunnel.render.backup import ACCESS_KEY_PLACEHOLDER, SECRET_KEY_PLACEHOLDER
 from homelab_tunnel.render.edge_env import WEBHOOK_URL_MAX_LENGTH, WEBHOOK_URL_PLACEHOLDER
 
 TERRAFORM = shutil.which("terraform")
@@ -51,13 +52,25 @@ def _terraform(workdir: Path, *args: str, webhook: str | None = None, stdin: str
     )  # fmt: skip
 
 
+# The backup bucket's key pair, as the provider would fill it: the longest the
+# size check allows. Without the provider, variables stand in for the references.
+BACKUP_KEYS = {
+    "access_key": "A" * SPACES_KEY_MAX_LENGTH,
+    "secret_key": "s" * SPACES_KEY_MAX_LENGTH,
+}
+
+
 @pytest.fixture(scope="module")
 def workdir(stack: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Path:
     directory = tmp_path_factory.mktemp("terraform")
-    document = {
-        "variable": stack["variable"],
-        "locals": {"user_data": stack["resource"]["digitalocean_droplet"]["edge"]["user_data"]},
-    }
+    user_data = stack["resource"]["digitalocean_droplet"]["edge"]["user_data"]
+    variables = dict(stack["variable"])
+    for attribute, value in BACKUP_KEYS.items():
+        reference = "${digitalocean_spaces_key.backup." + attribute + "}"
+        assert user_data.count(reference) == 1
+        user_data = user_data.replace(reference, "${var.backup_" + attribute + "}")
+        variables[f"backup_{attribute}"] = {"type": "string", "default": value}
+    document = {"variable": variables, "locals": {"user_data": user_data}}
     (directory / "main.tf.json").write_text(json.dumps(document))
     done = _terraform(directory, "init", "-input=false", "-no-color")
     assert done.returncode == 0, done.stdout + done.stderr
@@ -76,7 +89,12 @@ def test_terraform_reads_user_data_exactly_as_rendered(
     workdir: Path, example_config: TunnelConfig
 ) -> None:
     webhook = "https://hooks.example.com/services/T000/B000/XXXX"
-    expected = render_user_data(example_config).replace(WEBHOOK_URL_PLACEHOLDER, webhook)
+    expected = (
+        render_user_data(example_config)
+        .replace(WEBHOOK_URL_PLACEHOLDER, webhook)
+        .replace(ACCESS_KEY_PLACEHOLDER, BACKUP_KEYS["access_key"])
+        .replace(SECRET_KEY_PLACEHOLDER, BACKUP_KEYS["secret_key"])
+    )
     assert _user_data_as_terraform_reads_it(workdir, webhook) == expected
 
 

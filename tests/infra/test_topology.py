@@ -9,6 +9,7 @@ from support.config import resources
 from homelab_tunnel.config import TunnelConfig
 from homelab_tunnel.infra.terraform_literal import terraform_literal
 from homelab_tunnel.payload import user_data as render_user_data
+from homelab_tunnel.render.backup import ACCESS_KEY_PLACEHOLDER, SECRET_KEY_PLACEHOLDER
 from homelab_tunnel.render.edge_env import WEBHOOK_URL_PLACEHOLDER
 
 RESERVED_IP = "${digitalocean_reserved_ip.edge.ip_address}"
@@ -34,6 +35,8 @@ def test_resource_addresses_are_pinned(stack: dict[str, Any]) -> None:
     assert addresses == {
         "digitalocean_droplet.edge",
         "digitalocean_volume.state",
+        "digitalocean_spaces_bucket.backup",
+        "digitalocean_spaces_key.backup",
         "digitalocean_reserved_ip.edge",
         "digitalocean_reserved_ip_assignment.edge",
         "digitalocean_firewall.edge",
@@ -184,11 +187,17 @@ def test_droplet_runs_exactly_the_rendered_user_data(
     stack: dict[str, Any], example_config: TunnelConfig
 ) -> None:
     user_data = resources(stack, "digitalocean_droplet")["edge"]["user_data"]
-    # The one interpolation: the webhook, from a sensitive variable at plan time.
-    assert user_data.count("${var.health_webhook_url}") == 1
-    expected = terraform_literal(render_user_data(example_config)).replace(
-        WEBHOOK_URL_PLACEHOLDER, "${var.health_webhook_url}"
-    )
+    # The only interpolations: the webhook, from a sensitive variable, and the
+    # backup bucket's scoped key pair, both filled at plan time.
+    references = {
+        WEBHOOK_URL_PLACEHOLDER: "${var.health_webhook_url}",
+        ACCESS_KEY_PLACEHOLDER: "${digitalocean_spaces_key.backup.access_key}",
+        SECRET_KEY_PLACEHOLDER: "${digitalocean_spaces_key.backup.secret_key}",
+    }
+    expected = terraform_literal(render_user_data(example_config))
+    for placeholder, reference in references.items():
+        assert user_data.count(reference) == 1
+        expected = expected.replace(placeholder, reference)
     assert user_data == expected
 
 

@@ -170,6 +170,8 @@ def test_edge_env_carries_what_bootstrap_needs(example_config: TunnelConfig) -> 
         "HEADSCALE_VERSION": "0.29.2",
         "HEADSCALE_DEB_SHA256": "",
         "EGRESS_VIA_RESERVED_IP": "false",
+        "BACKUP_ENABLED": "true",
+        "LITESTREAM_VERSION": "0.5.18",
     }
 
 

@@ -25,6 +25,7 @@ from support.config import EDGY_ACME_EMAIL, EDGY_DERP_URL, edgy_config
 from support.loopback import caddy_binary
 
 from homelab_tunnel.config import TlsConfig, TunnelConfig
+from homelab_tunnel.edge.versions import LITESTREAM_VERSION
 from homelab_tunnel.payload import user_data as render_user_data
 from homelab_tunnel.render.caddyfile import render_caddyfile
 from homelab_tunnel.render.edge_env import render_edge_env, render_health_env
@@ -146,6 +147,8 @@ def _edge_env_values(config: TunnelConfig) -> dict[str, str]:
         "HEADSCALE_VERSION": config.headscale.version,
         "HEADSCALE_DEB_SHA256": config.headscale.deb_sha256 or "",
         "EGRESS_VIA_RESERVED_IP": "false",
+        "BACKUP_ENABLED": "true" if config.backup.enabled else "false",
+        "LITESTREAM_VERSION": LITESTREAM_VERSION,
     }
 
 

@@ -15,6 +15,7 @@ from constructs import Construct
 from homelab_tunnel.config import TunnelConfig
 from homelab_tunnel.infra.backend import configure_backend
 from homelab_tunnel.infra.constructs.addresses import EdgeAddresses
+from homelab_tunnel.infra.constructs.backup import EdgeBackup
 from homelab_tunnel.infra.constructs.dns import EdgeDns
 from homelab_tunnel.infra.constructs.firewall import EdgeFirewall
 from homelab_tunnel.infra.constructs.host import EdgeHost
@@ -22,6 +23,7 @@ from homelab_tunnel.infra.constructs.monitoring import EdgeAlerts
 from homelab_tunnel.infra.constructs.project import EdgeProject
 from homelab_tunnel.infra.constructs.storage import EdgeStorage
 from homelab_tunnel.infra.terraform_literal import terraform_literal
+from homelab_tunnel.render.backup import ACCESS_KEY_PLACEHOLDER, SECRET_KEY_PLACEHOLDER
 from homelab_tunnel.render.edge_env import (
     WEBHOOK_URL_CHARACTERS,
     WEBHOOK_URL_MAX_LENGTH,
@@ -79,6 +81,18 @@ class EdgeStack(TerraformStack):
             ipv4=self.addresses.ipv4_address,
             ipv6=self.addresses.ipv6_address,
         )
+        self.backup = (
+            EdgeBackup(
+                self,
+                "backup",
+                name=config.name,
+                bucket=config.backup_bucket,
+                region=config.backup.region or config.region,
+                retention_days=config.backup.retention_days,
+            )
+            if config.backup.enabled
+            else None
+        )
         self.host = self._host(config, user_data)
         self.addresses.assign_to(self.host.droplet)
         self.firewall = EdgeFirewall(
@@ -113,7 +127,14 @@ class EdgeStack(TerraformStack):
         ready_first: list[ITerraformDependable] = [self.addresses.ipv4, *self.dns.records]
         if self.addresses.ipv6 is not None:
             ready_first.append(self.addresses.ipv6)
-        webhook = self._webhook_variable()
+        secrets = {WEBHOOK_URL_PLACEHOLDER: self._webhook_variable().string_value}
+        if self.backup is not None:
+            # Filled at plan time from the scoped key; sensitive, never in the config.
+            secrets[ACCESS_KEY_PLACEHOLDER] = self.backup.key.access_key
+            secrets[SECRET_KEY_PLACEHOLDER] = self.backup.key.secret_key
+        literal = terraform_literal(user_data)
+        for placeholder, reference in secrets.items():
+            literal = literal.replace(placeholder, reference)
         return EdgeHost(
             self,
             "host",
@@ -123,9 +144,7 @@ class EdgeStack(TerraformStack):
             image=config.image,
             ssh_key_fingerprints=config.ssh_key_fingerprints(),
             ssh_key_names=config.ssh_key_names(),
-            user_data=terraform_literal(user_data).replace(
-                WEBHOOK_URL_PLACEHOLDER, webhook.string_value
-            ),
+            user_data=literal,
             volume=self.storage.volume,
             depends_on=ready_first,
         )
@@ -174,6 +193,11 @@ class EdgeStack(TerraformStack):
             ),
             ("headscale_url", config.headscale_url, "Headscale login server"),
             (
+                "headscale_version",
+                config.headscale.version,
+                "Headscale release on the edge; plan-summary names a change of it",
+            ),
+            (
                 "ssh_command",
                 f"ssh root@{ipv4}",
                 "needs your address in ssh_allowed_cidrs; SSH is closed otherwise",
@@ -187,6 +211,10 @@ class EdgeStack(TerraformStack):
                     self.addresses.ipv6_address,
                     "public IPv6 of the edge; AAAA records point here",
                 ),
+            )
+        if self.backup is not None:
+            outputs.append(
+                ("backup_bucket", self.backup.bucket.name, "the Spaces bucket holding the backups")
             )
         for name, value, description in outputs:
             TerraformOutput(self, name, value=value, description=description)

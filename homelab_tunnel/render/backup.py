@@ -1,0 +1,65 @@
+"""The backup's files on the edge: the env file its units read, and Litestream's config.
+
+The bucket's key pair is not in the config: Terraform fills the placeholders
+from the scoped digitalocean_spaces_key at plan time (sensitive), as it does
+for the health webhook.
+"""
+
+from __future__ import annotations
+
+from homelab_tunnel.config import TunnelConfig
+
+ACCESS_KEY_PLACEHOLDER = "@@backup_access_key_id@@"
+SECRET_KEY_PLACEHOLDER = "@@backup_secret_access_key@@"  # noqa: S105 - a marker, not a secret
+DATABASE = "/var/lib/headscale/db.sqlite"
+
+
+def spaces_endpoint(region: str) -> str:
+    return f"https://{region}.digitaloceanspaces.com"
+
+
+def render_backup_env(config: TunnelConfig) -> str:
+    backup = config.backup
+    assert backup.region is not None  # validated: required when enabled
+    values = {
+        "BACKUP_BUCKET": config.backup_bucket,
+        "BACKUP_REGION": backup.region,
+        "BACKUP_ENDPOINT": spaces_endpoint(backup.region),
+        "BACKUP_PREFIX": config.name,
+        "BACKUP_RETENTION_DAYS": str(backup.retention_days),
+        "BACKUP_RECIPIENTS": " ".join(backup.recipients),
+        "BACKUP_ACCESS_KEY_ID": ACCESS_KEY_PLACEHOLDER,
+        "BACKUP_SECRET_ACCESS_KEY": SECRET_KEY_PLACEHOLDER,
+    }
+    return (
+        "# Read by the backup and restore steps; written by homelab-tunnel.\n"
+        "# The key pair comes from Terraform (digitalocean_spaces_key.backup), never the config.\n"
+        + "".join(f"{key}={value}\n" for key, value in values.items())
+    )
+
+
+def render_litestream_config(config: TunnelConfig) -> str:
+    """Litestream 0.5: one replica, credentials from the unit's environment."""
+    backup = config.backup
+    assert backup.region is not None
+    hours = backup.retention_days * 24
+    return f"""\
+# Litestream on the {config.name} edge, written by homelab-tunnel: Headscale's
+# database, streamed to the backup bucket within about a second of each write.
+dbs:
+  - path: {DATABASE}
+    replica:
+      type: s3
+      bucket: {config.backup_bucket}
+      path: {config.name}/db
+      endpoint: {spaces_endpoint(backup.region)}
+      region: {backup.region}
+      # Expanded from /etc/homelab-tunnel/backup.env by Litestream itself.
+      access-key-id: ${{BACKUP_ACCESS_KEY_ID}}
+      secret-access-key: ${{BACKUP_SECRET_ACCESS_KEY}}
+      sync-interval: 1s
+# How far back a restore can go: backup.retention_days.
+snapshot:
+  interval: 24h
+  retention: {hours}h
+"""
