@@ -83,11 +83,19 @@ $(CDKTF): tools/cdktf/package-lock.json $(VENV)/.synced
 	cd tools/cdktf && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-deploy: $(CDKTF) ## cdktf deploy with HOMELAB_TUNNEL_CONFIG (default the example)
-	HOMELAB_TUNNEL_CONFIG="$${HOMELAB_TUNNEL_CONFIG:-$$CONFIG}" $(CDKTF) deploy
+# Extra cdktf flags, e.g. CDKTF_FLAGS='--skip-provider-lock --no-color': split into words,
+# nothing else. Their raw text is single-quoted into the recipe, so neither make ($(...))
+# nor the shell (;, `...`, *) evaluates any of it; unexported, so make never expands it
+# into the environment either.
+CDKTF_FLAGS ?=
+unexport CDKTF_FLAGS
+cdktf_flags = '$(subst ','\'',$(value CDKTF_FLAGS))'
 
-diff: $(CDKTF) ## cdktf diff (terraform plan) with HOMELAB_TUNNEL_CONFIG
-	HOMELAB_TUNNEL_CONFIG="$${HOMELAB_TUNNEL_CONFIG:-$$CONFIG}" $(CDKTF) diff
+deploy: $(CDKTF) ## cdktf deploy with HOMELAB_TUNNEL_CONFIG (default the example) and CDKTF_FLAGS
+	set -f; flags=$(cdktf_flags); HOMELAB_TUNNEL_CONFIG="$${HOMELAB_TUNNEL_CONFIG:-$$CONFIG}" $(CDKTF) deploy $$flags
+
+diff: $(CDKTF) ## cdktf diff (terraform plan) with HOMELAB_TUNNEL_CONFIG and CDKTF_FLAGS
+	set -f; flags=$(cdktf_flags); HOMELAB_TUNNEL_CONFIG="$${HOMELAB_TUNNEL_CONFIG:-$$CONFIG}" $(CDKTF) diff $$flags
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)

@@ -1,13 +1,15 @@
-"""Shared fixtures: the example config, and one synthesis per variant per session."""
+"""Shared fixtures: the example config, one synthesis per variant per session, TLS for fakes."""
 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
 from support.config import EXAMPLE, config_with, example_raw
+from support.fake_digitalocean import make_certificate
 
 from homelab_tunnel.config import TunnelConfig, parse_config
 
@@ -47,3 +49,11 @@ def full_stack(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         ssh_keys=["3b:16:bf:e4:8b:00:8b:b8:59:8c:a9:d3:f0:19:45:fa"],
     )
     return _synth(config, tmp_path_factory.mktemp("synth-full") / "cdktf.out")
+
+
+@pytest.fixture(scope="session")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A throwaway certificate for 127.0.0.1, for the fake DigitalOcean API."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed; it makes the test server's TLS certificate")
+    return make_certificate(tmp_path_factory.mktemp("tls"))

@@ -2,19 +2,11 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support.fake_digitalocean import FakeDigitalOcean, make_certificate
-
-
-@pytest.fixture(scope="session")
-def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl is not installed; it makes the test server's TLS certificate")
-    return make_certificate(tmp_path_factory.mktemp("tls"))
+from support.fake_digitalocean import FakeDigitalOcean
 
 
 @pytest.fixture

@@ -1,9 +1,10 @@
 """What the real Terraform makes of the synthesized strings (no provider needed).
 
-`terraform validate` needs the DigitalOcean provider, which cannot be
-downloaded here. The parts where Terraform's own syntax matters most, the
-user_data template escaping and the webhook variable's validation, can be
-evaluated without it: they are copied into a provider-free configuration.
+The whole stack goes through the real provider in test_terraform_provider.py,
+where the provider binary can be built. The parts where Terraform's own syntax
+matters most, the user_data template escaping and the webhook variable's
+validation, are also checked without it, so they run everywhere: they are
+copied into a provider-free configuration.
 """
 
 from __future__ import annotations

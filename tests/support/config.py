@@ -31,11 +31,16 @@ def _merge(raw: dict[str, Any], changes: dict[str, Any]) -> None:
             raw[key] = value
 
 
+def merged(raw: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    """A copy of `raw` with keys replaced (dicts merged, None removes, at any depth)."""
+    result = copy.deepcopy(raw)
+    _merge(result, copy.deepcopy(changes))
+    return result
+
+
 def raw_with(**changes: Any) -> dict[str, Any]:
     """The example's TOML data with keys replaced (dicts merged, None removes, at any depth)."""
-    raw = copy.deepcopy(example_raw())
-    _merge(raw, changes)
-    return raw
+    return merged(example_raw(), changes)
 
 
 def config_with(**changes: Any) -> TunnelConfig:

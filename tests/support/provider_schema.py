@@ -2,26 +2,73 @@
 
 Fast and offline: names the exact attribute a synthesized resource gets
 wrong. The real provider (tests/infra/test_terraform_provider.py) catches what
-a schema cannot.
+a schema cannot. The fixture is the built provider's own output, and a test
+fails the moment the two differ; to write it again from the provider that
+tools/binaries.toml pins:
+
+    PYTHONPATH=tests .venv/bin/python -m support.provider_schema
 """
 
 from __future__ import annotations
 
 import json
+import sys
+import tempfile
 from collections.abc import Iterator
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 from support.config import DATA
+from support.terraform import (
+    PROVIDER,
+    PROVIDER_VERSION,
+    OfflineTerraform,
+    Unavailable,
+    offline_terraform,
+)
 
-PROVIDER = "registry.terraform.io/digitalocean/digitalocean"
+FIXTURE = DATA / f"do-provider-{PROVIDER_VERSION}-schema.json"
 META_ARGUMENTS = {"//", "depends_on", "lifecycle", "provider", "count", "for_each"}
 
 
 @cache
 def provider_schema() -> dict[str, Any]:
-    document = json.loads((DATA / "do-provider-2.71.0-schema.json").read_text())
+    document = json.loads(FIXTURE.read_text())
     return dict(document["provider_schemas"][PROVIDER])
+
+
+def built_provider_schema(terraform: OfflineTerraform, workdir: Path) -> dict[str, Any]:
+    """`terraform providers schema -json` of the built provider, in a configuration of its own."""
+    namespace, kind = PROVIDER.split("/")[1:]
+    required = {kind: {"source": f"{namespace}/{kind}", "version": PROVIDER_VERSION}}
+    work = terraform.workdir(workdir, {"terraform": {"required_providers": required}})
+    work.init()
+    done = work.run("providers", "schema", "-json")
+    if done.returncode != 0:
+        raise AssertionError(f"terraform providers schema failed:\n{done.output}")
+    document: dict[str, Any] = json.loads(done.stdout)
+    return document
+
+
+def differences(fixture: Any, built: Any, where: str = "") -> Iterator[str]:
+    """Where the fixture and the built provider's schema disagree, as JSON paths."""
+    if isinstance(fixture, dict) and isinstance(built, dict):
+        for key in sorted(fixture.keys() | built.keys()):
+            path = f"{where}/{key}"
+            if key not in built:
+                yield f"{path}: only in the fixture"
+            elif key not in fixture:
+                yield f"{path}: only in the built provider"
+            else:
+                yield from differences(fixture[key], built[key], path)
+    elif fixture != built:
+        yield f"{where or '/'}: fixture {fixture!r}, built provider {built!r}"
+
+
+def render(document: dict[str, Any]) -> str:
+    """The fixture's layout: one key per line, sorted, so a provider bump diffs readably."""
+    return json.dumps(document, indent=1, sort_keys=True)
 
 
 def _is_reference(value: Any) -> bool:
@@ -97,3 +144,21 @@ def stack_problems(document: dict[str, Any]) -> list[str]:
                     block_problems(body, schema[schemas][kind]["block"], f"{kind}.{name}")
                 )
     return problems
+
+
+def main() -> int:
+    """Write the fixture from the built provider."""
+    with tempfile.TemporaryDirectory(prefix="provider-schema-") as scratch:
+        try:
+            terraform = offline_terraform(Path(scratch))
+        except Unavailable as exc:
+            print(f"cannot regenerate {FIXTURE.name}: {exc}", file=sys.stderr)
+            return 1
+        document = built_provider_schema(terraform, Path(scratch) / "work")
+    FIXTURE.write_text(render(document))
+    print(f"wrote {FIXTURE}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
