@@ -243,6 +243,11 @@ SPACES = {
     "AWS_SECRET_ACCESS_KEY": "${{ secrets.SPACES_SECRET_ACCESS_KEY }}",
 }
 TOKEN = {"DIGITALOCEAN_TOKEN": "${{ secrets.DIGITALOCEAN_TOKEN }}"}
+# The provider's own names for the same key: it manages the backup bucket.
+PROVIDER_SPACES = {
+    "SPACES_ACCESS_KEY_ID": "${{ secrets.SPACES_ACCESS_KEY_ID }}",
+    "SPACES_SECRET_ACCESS_KEY": "${{ secrets.SPACES_SECRET_ACCESS_KEY }}",
+}
 WEBHOOK = {"TF_VAR_health_webhook_url": "${{ secrets.HEALTH_WEBHOOK_URL }}"}
 # `${{ secrets.X != '' }}` is true or false, never the value.
 _PRESENCE = re.compile(r"\$\{\{ secrets\.\w+ != '' \}\}")
@@ -250,6 +255,11 @@ _PRESENCE = re.compile(r"\$\{\{ secrets\.\w+ != '' \}\}")
 
 def _runs_terraform(step: dict[str, Any]) -> bool:
     return re.search(r"(?m)^\s*terraform ", step.get("run", "")) is not None
+
+
+def _takes_the_snapshot(step: dict[str, Any]) -> bool:
+    """The one other step that needs the API: it gets the token and nothing else."""
+    return "homelab-tunnel snapshot " in step.get("run", "") and step.get("env") == TOKEN
 
 
 def _secret_exposures(workflow: dict[str, Any]) -> list[str]:
@@ -265,7 +275,7 @@ def _secret_exposures(workflow: dict[str, Any]) -> list[str]:
         if holds_secret({k: v for k, v in job.items() if k != "steps"}):
             found.append(f"job {name}")
         for step in job["steps"]:
-            if holds_secret(step) and not _runs_terraform(step):
+            if holds_secret(step) and not (_runs_terraform(step) or _takes_the_snapshot(step)):
                 found.append(f"step {step.get('name', step.get('uses'))}")
     return found
 
@@ -294,15 +304,18 @@ def test_secret_check_catches_a_job_level_secret_and_one_in_another_step() -> No
     [
         (
             PLAN,
-            {"terraform init": SPACES, "terraform plan": {**TOKEN, **SPACES, **WEBHOOK}},
+            {
+                "terraform init": SPACES,
+                "terraform plan": {**TOKEN, **SPACES, **PROVIDER_SPACES, **WEBHOOK},
+            },
         ),
         (
             APPLY,
             {
                 "terraform init": SPACES,
-                "terraform plan": {**TOKEN, **SPACES, **WEBHOOK},
+                "terraform plan": {**TOKEN, **SPACES, **PROVIDER_SPACES, **WEBHOOK},
                 # A saved plan carries its variables: the webhook is not needed again.
-                "terraform apply": {**TOKEN, **SPACES},
+                "terraform apply": {**TOKEN, **SPACES, **PROVIDER_SPACES},
             },
         ),
     ],
@@ -430,7 +443,7 @@ def test_apply_refuses_data_loss_before_applying_unless_allowed_by_hand() -> Non
     steps = _steps(workflow, "apply")
     names = [s.get("name") for s in steps]
     guard = names.index("Refuse data loss unless allowed")
-    assert guard == names.index("terraform apply") - 1
+    assert guard < names.index("Snapshot the state volume") == names.index("terraform apply") - 1
     assert "plan-summary --fail-on data-loss" in steps[guard]["run"]
     assert steps[-1]["run"] == "terraform apply -input=false -lock-timeout=5m plan.tfplan"
 
@@ -486,3 +499,21 @@ def test_plan_and_apply_pass_the_same_webhook_variable() -> None:
     for name in ("plan.yml", "apply.yml"):
         text = (ROOT / ".github" / "workflows" / name).read_text()
         assert "TF_VAR_health_webhook_url: ${{ secrets.HEALTH_WEBHOOK_URL }}" in text, name
+
+
+def test_apply_snapshots_the_volume_first_when_the_plan_puts_its_state_at_stake() -> None:
+    steps = _steps(_load(APPLY), "apply")
+    (step,) = [s for s in steps if s.get("name") == "Snapshot the state volume"]
+    assert step["env"] == TOKEN
+    assert "plan-summary --format json" in step["run"] and "jq -r .snapshot_first" in step["run"]
+    assert 'homelab-tunnel snapshot --config "$CONFIG" --reason pre-apply' in step["run"]
+    assert (
+        '>> "$GITHUB_STEP_SUMMARY"' in step["run"] or 'tee -a "$GITHUB_STEP_SUMMARY"' in step["run"]
+    )
+
+
+def test_secret_check_refuses_a_snapshot_step_with_more_than_the_token() -> None:
+    workflow = _load(APPLY)
+    (step,) = [s for s in _steps(workflow, "apply") if s.get("name") == "Snapshot the state volume"]
+    step["env"] = {**TOKEN, **WEBHOOK}
+    assert _secret_exposures(workflow) == ["step Snapshot the state volume"]

@@ -1,10 +1,13 @@
-"""`preflight`: will this config deploy into this DigitalOcean account?"""
+"""Commands that talk to the DigitalOcean account: `preflight` and `snapshot`."""
 
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import replace
-from typing import Annotated
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
 from urllib.parse import urlsplit
 
 import typer
@@ -19,21 +22,35 @@ from homelab_tunnel.cli.app import (
 from homelab_tunnel.cli.output import print_findings, print_json
 from homelab_tunnel.config import load_config
 from homelab_tunnel.errors import InputError
-from homelab_tunnel.findings import count_line, problems
+from homelab_tunnel.findings import Finding, count_line, problem, problems
+
+if TYPE_CHECKING:
+    from homelab_tunnel.digitalocean.api import DigitalOceanApi
+
+ApiUrlOption = Annotated[
+    str,
+    typer.Option(
+        "--api-url", envvar="DIGITALOCEAN_API_URL", help="DigitalOcean API endpoint (https)."
+    ),
+]
+DEFAULT_API_URL = "https://api.digitalocean.com"
+REASON = re.compile(r"[a-z0-9][a-z0-9-]{0,19}")
+
+
+def _client(api_url: str) -> DigitalOceanApi:
+    """An API client for DIGITALOCEAN_TOKEN; pydo is slow to import, so only here."""
+    token = _token(os.environ.get("DIGITALOCEAN_TOKEN", ""))
+    _check_api_url(api_url)
+    from homelab_tunnel.digitalocean import api
+
+    return api.DigitalOceanApi(token, replace(api.DEFAULT_SETTINGS, endpoint=api_url))
 
 
 @app.command()
 @reports_input_errors
 def preflight(
     config: ConfigOption = DEFAULT_CONFIG,
-    api_url: Annotated[
-        str,
-        typer.Option(
-            "--api-url",
-            envvar="DIGITALOCEAN_API_URL",
-            help="DigitalOcean API endpoint (https).",
-        ),
-    ] = "https://api.digitalocean.com",
+    api_url: ApiUrlOption = DEFAULT_API_URL,
     as_json: JsonOption = False,
 ) -> None:
     """Check the account before the first apply: token, SSH keys, zone, region, records.
@@ -41,16 +58,48 @@ def preflight(
     Reads DIGITALOCEAN_TOKEN. One line per check; exit 1 when any check fails.
     """
     loaded = load_config(config)
-    token = _token(os.environ.get("DIGITALOCEAN_TOKEN", ""))
-    _check_api_url(api_url)
-    # pydo is slow to import; only this command needs it.
-    from homelab_tunnel.digitalocean import api
+    client = _client(api_url)
     from homelab_tunnel.digitalocean.preflight import run_preflight
 
-    client = api.DigitalOceanApi(token, replace(api.DEFAULT_SETTINGS, endpoint=api_url))
-    findings = run_preflight(loaded, client)
+    _report(run_preflight(loaded, client), f"{config}: preflight", config, as_json)
+
+
+@app.command()
+@reports_input_errors
+def snapshot(
+    config: ConfigOption = DEFAULT_CONFIG,
+    reason: Annotated[
+        str,
+        typer.Option(
+            "--reason", help="A word saying why, appended to the snapshot's name (a-z, 0-9, -)."
+        ),
+    ] = "manual",
+    api_url: ApiUrlOption = DEFAULT_API_URL,
+    as_json: JsonOption = False,
+) -> None:
+    """Snapshot the state volume, keeping the newest backup.snapshots_keep of this tool's.
+
+    Reads DIGITALOCEAN_TOKEN (write access to block storage). Take one before
+    an apply that replaces the droplet or changes Headscale's version; the
+    apply workflow does. Exit 1 when no snapshot could be taken.
+    """
+    if not REASON.fullmatch(reason):
+        raise InputError("--reason", [f"{reason!r}: 1-20 lowercase letters, digits and '-'"])
+    loaded = load_config(config)
+    client = _client(api_url)
+    from homelab_tunnel.digitalocean.api import ApiError
+    from homelab_tunnel.digitalocean.snapshots import take_snapshot
+
+    try:
+        findings = take_snapshot(loaded, client, now=datetime.now(UTC), reason=reason)
+    except ApiError as exc:
+        findings = [problem("snapshot", exc.message)]
+    _report(findings, f"{config}: snapshot", config, as_json)
+
+
+def _report(findings: list[Finding], what: str, config: Path, as_json: bool) -> None:
     ok = not problems(findings)
-    summary = f"{config}: preflight: {count_line(findings)}"
+    summary = f"{what}: {count_line(findings)}"
     if as_json:
         print_json(findings, summary=summary, ok=ok, extra={"config": str(config)})
     else:

@@ -21,7 +21,9 @@ from homelab_tunnel.cli.app import (
 from homelab_tunnel.cli.output import finding_markup, print_findings, print_json, print_lines
 from homelab_tunnel.config import SpacesBackend, TunnelConfig, load_config
 from homelab_tunnel.config.advice import config_warnings
-from homelab_tunnel.findings import count_line, problems
+from homelab_tunnel.cost import monthly_line
+from homelab_tunnel.errors import InputError
+from homelab_tunnel.findings import count_line, note, problems
 from homelab_tunnel.infra.outdir import check_out_dir
 from homelab_tunnel.infra.state import check_state_location, state_file
 from homelab_tunnel.payload import USER_DATA_LIMIT, checked_user_data_size, user_data
@@ -51,6 +53,13 @@ def _config_facts(config: TunnelConfig, user_data_size: int) -> dict[str, str]:
         "reserved IPv6": "yes" if config.reserved_ipv6 else "no",
         "state volume": f"{config.volume_name}, {config.volume.size_gb} GiB",
         "Terraform state": config.backend.type,
+        "backups": (
+            f"Spaces bucket {config.backup_bucket} in {config.backup.region}, "
+            f"{config.backup.retention_days} days"
+            if config.backup.enabled
+            else "off"
+        ),
+        "estimated cost": monthly_line(config),
         "user_data": f"{user_data_size} of {USER_DATA_LIMIT} bytes (DigitalOcean's limit; "
         f"counting a {WEBHOOK_URL_MAX_LENGTH}-character webhook URL)",
     }
@@ -68,12 +77,32 @@ def check(
             help="Headscale release the edge runs now; fail if moving to the config's is refused.",
         ),
     ] = None,
+    ssh: Annotated[
+        str | None,
+        typer.Option(
+            "--ssh",
+            metavar="root@IP",
+            help="Read the release that last ran on the edge's volume, as --upgrade-from.",
+        ),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Validate a config file, show what it describes, and run the version gate."""
     loaded = load_config(config)
     size = checked_user_data_size(loaded, str(config))
+    if ssh is not None:
+        if upgrade_from is not None:
+            raise InputError("--ssh", ["give --upgrade-from or --ssh, not both"])
+        from homelab_tunnel.tailnet.on_edge import running_headscale
+
+        upgrade_from = running_headscale(ssh)
     findings = version_gate(loaded, upgrade_from=upgrade_from) + config_warnings(loaded)
+    if ssh is not None and upgrade_from is None:
+        findings.append(
+            note(
+                "upgrade", f"no Headscale has run on the volume of {ssh} yet: any release may start"
+            )
+        )
     ok = not problems(findings)
     gate = "passed" if ok else "failed"
     summary = f"{config} is valid; version gate {gate}: {count_line(findings)}"

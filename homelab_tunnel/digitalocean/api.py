@@ -1,4 +1,4 @@
-"""The few DigitalOcean API reads preflight needs, through the official client (pydo).
+"""The few DigitalOcean API calls the tool makes (preflight's reads, volume snapshots), via pydo.
 
 pydo is generated code on azure-core: it retries 429 and 5xx on its own, up to
 ten times and honouring any Retry-After. Here the retries are bounded (count
@@ -63,7 +63,7 @@ class _BoundedRetry(RetryPolicy[Any, Any]):
 
 
 class DigitalOceanApi:
-    """Read-only views of an account, each returning plain API JSON."""
+    """Views of an account as plain API JSON; the only writes are volume snapshots."""
 
     def __init__(self, token: str, settings: ApiSettings = DEFAULT_SETTINGS) -> None:
         self.settings = settings
@@ -124,6 +124,30 @@ class DigitalOceanApi:
                 name=name, region=region, per_page=PER_PAGE, page=page
             ),
         )
+
+    def volume_snapshots(self, volume_id: str) -> list[dict[str, Any]]:
+        return self._pages(
+            "snapshots of the state volume",
+            "snapshots",
+            lambda page: self._client.volume_snapshots.list(
+                volume_id, per_page=PER_PAGE, page=page
+            ),
+        )
+
+    def create_volume_snapshot(self, volume_id: str, name: str, tags: list[str]) -> dict[str, Any]:
+        return self._item(
+            f"snapshot {name}",
+            "snapshot",
+            lambda: self._client.volume_snapshots.create(volume_id, {"name": name, "tags": tags}),
+        )
+
+    def delete_snapshot(self, snapshot_id: str) -> None:
+        response = self._call(
+            f"deleting snapshot {snapshot_id}",
+            lambda: self._client.volume_snapshots.delete_by_id(snapshot_id),
+        )
+        if _is_not_found(response):
+            raise ApiError(f"snapshot {snapshot_id}: {_message(response)}", fatal=False)
 
     # -- plumbing -----------------------------------------------------------
 

@@ -88,7 +88,24 @@ def summarize(document: Mapping[str, Any], source: str) -> PlanSummary:
         changes=tuple(changes),
         notes=tuple(_notes(document, errored)),
         errored=errored,
+        headscale_change=_headscale_change(document),
     )
+
+
+def _headscale_change(document: Mapping[str, Any]) -> tuple[str, str] | None:
+    """The stack's headscale_version output before and after, when the plan changes it.
+
+    The droplet's user_data is only a hash in plans, so the version travels in
+    an output; a first apply (no before) is not an upgrade.
+    """
+    outputs = document.get("output_changes")
+    change = outputs.get("headscale_version") if isinstance(outputs, dict) else None
+    if not isinstance(change, dict):
+        return None
+    before, after = change.get("before"), change.get("after")
+    if isinstance(before, str) and isinstance(after, str) and before != after:
+        return before, after
+    return None
 
 
 def summarize_text(text: str, source: str) -> PlanSummary:

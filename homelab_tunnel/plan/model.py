@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import IntEnum, StrEnum
 
+from homelab_tunnel.edge.versions import upgrade_problem
 from homelab_tunnel.findings import Finding, note, warning
 
 
@@ -112,6 +113,32 @@ class PlanSummary:
     changes: tuple[Change, ...]
     notes: tuple[str, ...]
     errored: bool
+    # (before, after) of the headscale_version output when the plan changes it.
+    headscale_change: tuple[str, str] | None = None
+
+    @property
+    def upgrade(self) -> str | None:
+        """`Headscale 0.28.1 → 0.29.2`, and whether the edge will refuse it."""
+        if self.headscale_change is None:
+            return None
+        before, after = self.headscale_change
+        line = f"Headscale {before} → {after}"
+        try:
+            refused = upgrade_problem(before, after)
+        except ValueError:
+            return line
+        if refused:
+            return f"{line} will be refused on the edge: {refused}"
+        return f"{line} (the edge copies the database first)"
+
+    @property
+    def snapshot_first(self) -> bool:
+        """Whether the volume should be snapshotted before applying: its state is at stake."""
+        touched = {"digitalocean_droplet", "digitalocean_volume"}
+        return self.headscale_change is not None or any(
+            change.resource_type in touched and change.action in (Action.REPLACE, Action.DELETE)
+            for change in self.changes
+        )
 
     @property
     def counts(self) -> dict[Action, int]:
@@ -145,6 +172,8 @@ class PlanSummary:
             warning(change.address, f"{change.danger.label}: {change.consequence}")
             for change in self.warnings
         ]
+        if self.upgrade:
+            found.insert(0, warning("upgrade", self.upgrade))
         return found + [note("", text) for text in self.notes]
 
 

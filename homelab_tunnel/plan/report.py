@@ -103,6 +103,8 @@ def render_markdown(summary: PlanSummary) -> str:
         "",
         f"**{counts_line(summary)}** (Terraform {_md(summary.terraform_version)})",
     ]
+    if summary.upgrade:
+        lines += ["", f"**Upgrade:** {_md(summary.upgrade)}"]
     if summary.warnings:
         lines += ["", "**What will happen if this is applied:**", ""]
         lines += [
@@ -173,6 +175,8 @@ def render_json(summary: PlanSummary) -> str:
         ],
         "notes": list(summary.notes),
         "errored": summary.errored,
+        "upgrade": summary.upgrade,
+        "snapshot_first": summary.snapshot_first,
         "findings": [finding.to_json() for finding in summary.findings()],
     }
     return json.dumps(document, indent=2) + "\n"

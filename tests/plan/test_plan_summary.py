@@ -195,3 +195,43 @@ def test_entry_without_actions_is_named() -> None:
     assert caught.value.problems == [
         "resource_changes[0].change.actions: expected a list of action names"
     ]
+
+
+# ---------------------------------------------------------------------------
+# A Headscale version change, named (the droplet's user_data is only a hash)
+# ---------------------------------------------------------------------------
+
+
+def _with_version(before: str | None, after: str) -> dict[str, Any]:
+    document = recorded("user-data-change")
+    document["output_changes"] = {
+        "headscale_version": {"actions": ["update"], "before": before, "after": after}
+    }
+    return document
+
+
+def test_a_headscale_upgrade_is_named() -> None:
+    summary = summary_of(_with_version("0.28.1", "0.29.2"))
+    assert summary.upgrade == "Headscale 0.28.1 → 0.29.2 (the edge copies the database first)"
+    assert summary.findings()[0].line() == (
+        "warning: upgrade: Headscale 0.28.1 → 0.29.2 (the edge copies the database first)"
+    )
+    assert summary.snapshot_first
+
+
+def test_an_upgrade_the_edge_will_refuse_says_so() -> None:
+    summary = summary_of(_with_version("0.27.1", "0.29.2"))
+    assert summary.upgrade is not None
+    assert summary.upgrade.startswith("Headscale 0.27.1 → 0.29.2 will be refused on the edge:")
+    assert "skips 1 minor release(s)" in summary.upgrade
+
+
+@pytest.mark.parametrize(("before", "after"), [(None, "0.29.2"), ("0.29.2", "0.29.2")])
+def test_a_first_apply_or_the_same_version_is_no_upgrade(before: str | None, after: str) -> None:
+    summary = summary_of(_with_version(before, after))
+    assert summary.upgrade is None
+
+
+def test_an_in_place_firewall_change_needs_no_snapshot() -> None:
+    assert not summary_of(recorded("firewall-in-place")).snapshot_first
+    assert summary_of(recorded("user-data-change")).snapshot_first

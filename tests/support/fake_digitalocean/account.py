@@ -124,6 +124,7 @@ class FakeAccount:
         ]
     )
     volumes: list[dict[str, Any]] = field(default_factory=list)
+    snapshots: dict[str, dict[str, Any]] = field(default_factory=dict)
     droplets: dict[int, dict[str, Any]] = field(default_factory=dict)
     reserved_ips: dict[str, dict[str, Any]] = field(default_factory=dict)
     reserved_ipv6: dict[str, dict[str, Any]] = field(default_factory=dict)

@@ -28,6 +28,7 @@ from support.fake_digitalocean import (
     firewalls,
     monitoring,
     projects,
+    snapshots,
     volumes,
 )
 from support.fake_digitalocean.account import TOKEN, FakeAccount
@@ -51,6 +52,7 @@ ROUTES: dict[str, Callable[[FakeAccount, Request], Answer]] = {
     "actions": account.handle,
     "droplets": droplets.handle,
     "volumes": volumes.handle,
+    "snapshots": snapshots.handle,
     "reserved_ips": addresses.handle_ipv4,
     "reserved_ipv6": addresses.handle_ipv6,
     "firewalls": firewalls.handle,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from support.fake_digitalocean import snapshots
 from support.fake_digitalocean.account import FakeAccount
 from support.fake_digitalocean.core import (
     NO_CONTENT,
@@ -42,6 +43,8 @@ def handle(state: FakeAccount, request: Request) -> Answer:
         return page(request, "/v2/volumes", "volumes", matching)
     if parts == ("volumes",) and method == "POST":
         return _create(state, request.body)
+    if parts[:2] == ("volumes", "snapshots"):
+        return snapshots.handle_by_id(state, request, parts[2:])
     volume = state.volume(request.item(1))
     if len(parts) == 2 and method == "GET":
         return ok({"volume": volume})
@@ -53,6 +56,8 @@ def handle(state: FakeAccount, request: Request) -> Answer:
             )
         state.volumes.remove(volume)
         return NO_CONTENT
+    if parts[2:] == ("snapshots",):
+        return snapshots.handle_volume_snapshots(state, request, volume)
     if parts[2:] == ("actions",) and method == "POST":
         return _act(state, volume, request.body)
     if len(parts) == 4 and parts[2] == "actions" and method == "GET":

@@ -1,0 +1,81 @@
+"""`backups list` and `backups restore`: the edge's off-box backups, driven over ssh.
+
+The work is done on the edge by restore-state.sh, the same script that
+restores a blank volume at boot; these commands only run it and pass its
+answer on, so there is one restore procedure, tested once.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+import typer
+
+from homelab_tunnel.cli.app import app, reports_input_errors
+from homelab_tunnel.errors import InputError
+from homelab_tunnel.tailnet.on_edge import RESTORE, RESTORE_TIMEOUT, run_on_edge
+
+backups = typer.Typer(
+    help="List the edge's backups, restore a point in time.", no_args_is_help=True
+)
+app.add_typer(backups, name="backups")
+
+SshOption = Annotated[
+    str,
+    typer.Option("--ssh", metavar="root@IP", help="The edge (terraform output -raw reserved_ip)."),
+]
+
+
+def _relay(target: str, argv: tuple[str, ...], timeout: float) -> None:
+    result = run_on_edge(target, argv, timeout)
+    typer.echo(result.stdout, nl=False)
+    if result.returncode != 0:
+        detail = result.stderr.strip() or f"exit code {result.returncode}"
+        typer.echo(f"ssh {target}: {detail}")
+        raise typer.Exit(1)
+
+
+@backups.command("list")
+@reports_input_errors
+def list_backups(ssh: SshOption) -> None:
+    """The restore points: the database's time range and the key files' copies."""
+    _relay(ssh, (RESTORE, "--list"), 120.0)
+
+
+def _point_in_time(text: str) -> str:
+    """An RFC 3339 time in UTC, as Litestream takes it; never in the future."""
+    try:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        when = None
+    if when is None or when.tzinfo is None:
+        raise InputError("--at", [f"{text!r} is not a time with a zone, e.g. 2026-11-29T21:00:00Z"])
+    when = when.astimezone(UTC)
+    if when > datetime.now(UTC):
+        raise InputError("--at", [f"{text!r} is in the future"])
+    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@backups.command("restore")
+@reports_input_errors
+def restore(
+    ssh: SshOption,
+    at: Annotated[
+        str, typer.Option("--at", metavar="TIME", help="Point in time (RFC 3339, with a zone).")
+    ],
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Replace the database on the volume (it is moved aside, never deleted).",
+        ),
+    ] = False,
+) -> None:
+    """Restore Headscale's database and keys as they were at --at, on the edge's volume.
+
+    Refused when the volume holds a database, unless --force; Headscale is
+    stopped for the restore and started again.
+    """
+    argv = (RESTORE, "--at", _point_in_time(at), *(["--force"] if force else []))
+    _relay(ssh, argv, RESTORE_TIMEOUT)
