@@ -36,7 +36,7 @@ check: $(VENV)/.synced ## Validate $(CONFIG)
 test: lint test-tools test-binaries unit ## Lint, then every test
 
 unit: $(VENV)/.synced
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadscope
 
 lint: $(VENV)/.synced
 	$(BIN)/ruff check .

@@ -19,9 +19,14 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+
+
 # No highlighting and no `:emoji:` codes: paths and names print as they are
 # (markup is escaped wherever text comes from outside, see output.py).
-console = Console(highlight=False, soft_wrap=True, emoji=False)
+def console() -> Console:
+    """A console made when it prints: it reads the terminal width (COLUMNS) then, not at import."""
+    return Console(highlight=False, soft_wrap=True, emoji=False)
+
 
 P = ParamSpec("P")
 R = TypeVar("R")

@@ -110,7 +110,7 @@ def check(
     if as_json:
         print_json(findings, summary=summary, ok=ok, extra={"config": str(config), "facts": facts})
     else:
-        console.print(_config_table(loaded))
+        console().print(_config_table(loaded))
         print_lines(f"{name}: {value}" for name, value in facts.items())
         print_findings(findings, summary=summary, ok=ok)
     if not ok:
@@ -144,7 +144,7 @@ def synth(
         ]
     )
     for finding in config_warnings(loaded):
-        console.print(finding_markup(finding))
+        console().print(finding_markup(finding))
 
 
 def _state_location(config: TunnelConfig, config_path: Path) -> str:

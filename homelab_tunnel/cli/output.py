@@ -32,14 +32,14 @@ def finding_markup(finding: Finding) -> str:
 def print_lines(lines: Iterable[str]) -> None:
     """Plain text lines, printed literally (no markup, no highlighting)."""
     for line in lines:
-        console.print(escape(line))
+        console().print(escape(line))
 
 
 def print_findings(findings: Iterable[Finding], *, summary: str, ok: bool) -> None:
     for finding in findings:
-        console.print(finding_markup(finding))
+        console().print(finding_markup(finding))
     verdict = "[green]ok[/green]" if ok else "[red]problems found[/red]"
-    console.print(f"{verdict}: {escape(summary)}")
+    console().print(f"{verdict}: {escape(summary)}")
 
 
 def print_json(

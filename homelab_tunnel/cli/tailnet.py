@@ -112,7 +112,7 @@ def doctor(
     if as_json:
         print_json(report.findings, summary=report.summary(), ok=report.ok, extra=report.details())
     else:
-        console.print(_doctor_table(report))
+        console().print(_doctor_table(report))
         print_lines(f"journal: {rejection.example}" for rejection in report.rejections)
         print_findings(report.findings, summary=report.summary(), ok=report.ok)
     if not report.ok:
