@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import os
 import subprocess
 import sys
@@ -16,6 +17,8 @@ from homelab_tunnel.cli import app
 from homelab_tunnel.payload import (
     SPACES_KEY_MAX_LENGTH,
     USER_DATA_LIMIT,
+    compact_python,
+    fixed_files,
     user_data,
     user_data_size,
 )
@@ -108,3 +111,59 @@ def test_cdktf_entry_point_refuses_too(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert f"{path}: sites: the droplet's user_data would be" in done.stderr
     assert not (tmp_path / "out").exists()
+
+
+def _without_docstrings(tree: ast.AST) -> str:
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if (
+            isinstance(body, list)
+            and len(body) >= (1 if isinstance(node, ast.Module) else 2)
+            and isinstance(body[0], ast.Expr)
+            and isinstance(body[0].value, ast.Constant)
+            and isinstance(body[0].value.value, str)
+        ):
+            del body[0]
+    return ast.dump(tree)
+
+
+def test_bundled_python_is_the_same_program_without_its_docs() -> None:
+    """Docstrings, comments and blank lines go; every statement and literal stays."""
+    package = ROOT / "homelab_tunnel"
+    shipped = [f for f in fixed_files() if f.path.endswith(".py")]
+    assert len(shipped) > 10
+    for file in shipped:
+        source = (package / file.path.split("/homelab_tunnel/", 1)[1]).read_text()
+        assert len(file.content) < len(source)
+        assert ast.dump(ast.parse(file.content)) == _without_docstrings(ast.parse(source))
+
+
+def test_compacting_keeps_strings_and_code_on_comment_lines() -> None:
+    source = (
+        '"""Module doc."""\n'
+        "\n"
+        "# a comment line\n"
+        "TEXT = '''first\n"
+        "\n"
+        "# not a comment\n"
+        "'''\n"
+        "\n"
+        "\n"
+        "def f() -> str:  # trailing comment\n"
+        '    """Only the docstring: kept, the body needs it."""\n'
+        "\n"
+        "\n"
+        "def g() -> str:\n"
+        '    """Dropped."""\n'
+        "    return '#' + TEXT  # a '#' in a string stays\n"
+    )
+    assert compact_python(source) == (
+        "TEXT = '''first\n"
+        "\n"
+        "# not a comment\n"
+        "'''\n"
+        "def f() -> str:\n"
+        '    """Only the docstring: kept, the body needs it."""\n'
+        "def g() -> str:\n"
+        "    return '#' + TEXT\n"
+    )
