@@ -18,6 +18,7 @@ from homelab_tunnel.payload import (
     SPACES_KEY_MAX_LENGTH,
     USER_DATA_LIMIT,
     compact_python,
+    compact_shell,
     fixed_files,
     user_data,
     user_data_size,
@@ -166,4 +167,55 @@ def test_compacting_keeps_strings_and_code_on_comment_lines() -> None:
         '    """Only the docstring: kept, the body needs it."""\n'
         "def g() -> str:\n"
         "    return '#' + TEXT\n"
+    )
+
+
+def _bash_normal_form(script: str) -> str:
+    """How bash itself reads `script`: its body as `declare -f` prints it (no comments)."""
+    done = subprocess.run(
+        ["bash", "-c", 'eval "edge_script() {\n$1\n}" && declare -f edge_script', "_", script],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    return done.stdout
+
+
+def test_bundled_scripts_are_the_same_programs_for_bash() -> None:
+    edge_files = ROOT / "homelab_tunnel/edge/files"
+    shipped = {Path(f.path).name: f.content for f in fixed_files() if f.path.endswith(".sh")}
+    assert len(shipped) >= 4
+    for name, content in shipped.items():
+        source = (edge_files / name).read_text()
+        assert len(content) < len(source), name
+        assert content.startswith("#!/usr/bin/env bash\n"), name
+        assert _bash_normal_form(content) == _bash_normal_form(source), name
+
+
+def test_the_bash_comparison_sees_a_dropped_line() -> None:
+    source = "echo one\ncat <<EOF\n# kept: heredoc text\nEOF\necho two  # comment\n"
+    assert _bash_normal_form(source) != _bash_normal_form(source.replace("echo two", ""))
+    assert _bash_normal_form(source) != _bash_normal_form(source.replace("# kept", "kept"))
+
+
+def test_compacting_a_script_keeps_heredoc_bodies() -> None:
+    source = (
+        "#!/usr/bin/env bash\n"
+        "# comment\n"
+        "\n"
+        "cat >f <<'EOF'\n"
+        "# Written by bootstrap: kept\n"
+        "\n"
+        "EOF\n"
+        "  # indented comment\n"
+        "echo $((1 << 2))  # kept: not a whole-line comment\n"
+    )
+    assert compact_shell(source) == (
+        "#!/usr/bin/env bash\n"
+        "cat >f <<'EOF'\n"
+        "# Written by bootstrap: kept\n"
+        "\n"
+        "EOF\n"
+        "echo $((1 << 2))  # kept: not a whole-line comment\n"
     )
