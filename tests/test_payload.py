@@ -185,7 +185,7 @@ def _bash_normal_form(script: str) -> str:
 def test_bundled_scripts_are_the_same_programs_for_bash() -> None:
     edge_files = ROOT / "homelab_tunnel/edge/files"
     shipped = {Path(f.path).name: f.content for f in fixed_files() if f.path.endswith(".sh")}
-    assert len(shipped) >= 4
+    assert len(shipped) >= 6
     for name, content in shipped.items():
         source = (edge_files / name).read_text()
         assert len(content) < len(source), name

@@ -103,3 +103,33 @@ def run_once(binary: Path, directory: Path, timeout: float = 60) -> Path:
             process.terminate()
             process.wait(timeout=30)
     return directory / "db.sqlite"
+
+
+# The newest migration each release writes (hscontrol/db/db.go at its tag).
+NEWEST_MIGRATION = {
+    "0.27.1": "202511101554-drop-old-idx",
+    "0.28.0": "202601121700-migrate-hostinfo-request-tags",
+    "0.29.2": "202606181200-recover-null-tags-node-user-id",
+}
+
+
+def shaped_database(path: Path, release: str) -> Path:
+    """A database with the tables the upgrade guard reads, as `release` leaves them."""
+    import sqlite3
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    connection = sqlite3.connect(path)
+    with connection:
+        connection.execute("CREATE TABLE migrations (id text PRIMARY KEY)")
+        connection.execute(
+            "INSERT INTO migrations VALUES ('SCHEMA_INIT'), (?)", (NEWEST_MIGRATION[release],)
+        )
+        connection.execute("CREATE TABLE users (id integer PRIMARY KEY, name text)")
+        connection.execute("INSERT INTO users (name) VALUES ('homelab')")
+        if release >= "0.29":
+            connection.execute(
+                "CREATE TABLE database_versions (id integer PRIMARY KEY, version text)"
+            )
+            connection.execute("INSERT INTO database_versions VALUES (1, ?)", (f"v{release}",))
+    connection.close()
+    return path
