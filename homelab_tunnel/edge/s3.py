@@ -10,9 +10,9 @@ Nothing printed ever holds the secret.
 
 Path-style (https://<region>.digitaloceanspaces.com/<bucket>/<key>): Spaces
 serves API requests both path-style and virtual-host style
-(docs.digitalocean.com/products/spaces/details/limits); path-style keeps the
-host the regional endpoint, whose wildcard certificate a bucket name with a
-dot would not match. Each request signs the SHA-256 of its whole body
+(docs.digitalocean.com/products/spaces/details/limits), so neither is required;
+path-style keeps the host the regional endpoint for every bucket, and the same
+code talks to a test S3 on 127.0.0.1. Each request signs the SHA-256 of its whole body
 (x-amz-content-sha256), with no aws-chunked encoding or trailing checksums:
 Spaces refuses uploads from the AWS SDKs that send those by default (the
 warning on its API reference page). Requests are signed with the region slug.
