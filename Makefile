@@ -52,12 +52,13 @@ bench: $(VENV)/.synced ## Benchmarks (not tests): synth time vs a floor app; pro
 	$(BIN)/python bench/proxy.py
 
 # Real components the tests run: Debian's cloud-init (schema checker),
-# shellcheck (also inside actionlint), jq (the workflows' own scripts) and
-# openssl (TLS for the fake DigitalOcean API). Installed when missing and
-# possible; tests skip, saying why, if not.
+# shellcheck (also inside actionlint), jq (the workflows' own scripts),
+# openssl (TLS for the fake DigitalOcean API) and age (the edge's key
+# backups). Installed when missing and possible; tests skip, saying why, if not.
 test-tools:
 	@missing=""; \
 	command -v cloud-init >/dev/null || missing="$$missing cloud-init"; \
+	command -v age >/dev/null || missing="$$missing age"; \
 	command -v shellcheck >/dev/null || missing="$$missing shellcheck"; \
 	command -v jq >/dev/null || missing="$$missing jq"; \
 	command -v openssl >/dev/null || missing="$$missing openssl"; \

@@ -1,15 +1,18 @@
-"""Shared fixtures: the example config, one synthesis per variant per session, TLS for fakes."""
+"""Shared fixtures: the example config, one synthesis per variant per session, TLS for fakes,
+and a loopback S3 for the edge's backups."""
 
 from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from support.config import EXAMPLE, config_with, example_raw
 from support.fake_digitalocean import make_certificate
+from support.moto_s3 import S3Server, moto_s3
 
 from homelab_tunnel.config import TunnelConfig, parse_config
 
@@ -57,3 +60,10 @@ def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     if shutil.which("openssl") is None:
         pytest.skip("openssl is not installed; it makes the test server's TLS certificate")
     return make_certificate(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    """moto's S3 on 127.0.0.1, signatures checked; each test takes a bucket of its own."""
+    with moto_s3() as server:
+        yield server

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import os
 import subprocess
 import sys
@@ -16,6 +17,9 @@ from homelab_tunnel.cli import app
 from homelab_tunnel.payload import (
     SPACES_KEY_MAX_LENGTH,
     USER_DATA_LIMIT,
+    compact_python,
+    compact_shell,
+    fixed_files,
     user_data,
     user_data_size,
 )
@@ -108,3 +112,110 @@ def test_cdktf_entry_point_refuses_too(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert f"{path}: sites: the droplet's user_data would be" in done.stderr
     assert not (tmp_path / "out").exists()
+
+
+def _without_docstrings(tree: ast.AST) -> str:
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if (
+            isinstance(body, list)
+            and len(body) >= (1 if isinstance(node, ast.Module) else 2)
+            and isinstance(body[0], ast.Expr)
+            and isinstance(body[0].value, ast.Constant)
+            and isinstance(body[0].value.value, str)
+        ):
+            del body[0]
+    return ast.dump(tree)
+
+
+def test_bundled_python_is_the_same_program_without_its_docs() -> None:
+    """Docstrings, comments and blank lines go; every statement and literal stays."""
+    package = ROOT / "homelab_tunnel"
+    shipped = [f for f in fixed_files() if f.path.endswith(".py")]
+    assert len(shipped) > 10
+    for file in shipped:
+        source = (package / file.path.split("/homelab_tunnel/", 1)[1]).read_text()
+        assert len(file.content) < len(source)
+        assert ast.dump(ast.parse(file.content)) == _without_docstrings(ast.parse(source))
+
+
+def test_compacting_keeps_strings_and_code_on_comment_lines() -> None:
+    source = (
+        '"""Module doc."""\n'
+        "\n"
+        "# a comment line\n"
+        "TEXT = '''first\n"
+        "\n"
+        "# not a comment\n"
+        "'''\n"
+        "\n"
+        "\n"
+        "def f() -> str:  # trailing comment\n"
+        '    """Only the docstring: kept, the body needs it."""\n'
+        "\n"
+        "\n"
+        "def g() -> str:\n"
+        '    """Dropped."""\n'
+        "    return '#' + TEXT  # a '#' in a string stays\n"
+    )
+    assert compact_python(source) == (
+        "TEXT = '''first\n"
+        "\n"
+        "# not a comment\n"
+        "'''\n"
+        "def f() -> str:\n"
+        '    """Only the docstring: kept, the body needs it."""\n'
+        "def g() -> str:\n"
+        "    return '#' + TEXT\n"
+    )
+
+
+def _bash_normal_form(script: str) -> str:
+    """How bash itself reads `script`: its body as `declare -f` prints it (no comments)."""
+    done = subprocess.run(
+        ["bash", "-c", 'eval "edge_script() {\n$1\n}" && declare -f edge_script', "_", script],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    return done.stdout
+
+
+def test_bundled_scripts_are_the_same_programs_for_bash() -> None:
+    edge_files = ROOT / "homelab_tunnel/edge/files"
+    shipped = {Path(f.path).name: f.content for f in fixed_files() if f.path.endswith(".sh")}
+    assert len(shipped) >= 6
+    for name, content in shipped.items():
+        source = (edge_files / name).read_text()
+        assert len(content) < len(source), name
+        assert content.startswith("#!/usr/bin/env bash\n"), name
+        assert _bash_normal_form(content) == _bash_normal_form(source), name
+
+
+def test_the_bash_comparison_sees_a_dropped_line() -> None:
+    source = "echo one\ncat <<EOF\n# kept: heredoc text\nEOF\necho two  # comment\n"
+    assert _bash_normal_form(source) != _bash_normal_form(source.replace("echo two", ""))
+    assert _bash_normal_form(source) != _bash_normal_form(source.replace("# kept", "kept"))
+
+
+def test_compacting_a_script_keeps_heredoc_bodies() -> None:
+    source = (
+        "#!/usr/bin/env bash\n"
+        "# comment\n"
+        "\n"
+        "cat >f <<'EOF'\n"
+        "# Written by bootstrap: kept\n"
+        "\n"
+        "EOF\n"
+        "  # indented comment\n"
+        "echo $((1 << 2))  # kept: not a whole-line comment\n"
+    )
+    assert compact_shell(source) == (
+        "#!/usr/bin/env bash\n"
+        "cat >f <<'EOF'\n"
+        "# Written by bootstrap: kept\n"
+        "\n"
+        "EOF\n"
+        "echo $((1 << 2))  # kept: not a whole-line comment\n"
+    )

@@ -1,9 +1,10 @@
 """The edge's health agent, run by homelab-tunnel-health.timer every 5 minutes.
 
 `python3 -m homelab_tunnel.edge.health`: warm each upstream's path, judge
-paths, client versions and Headscale's journal exactly as `doctor` does, log
-one line per finding and a summary to the journal, and tell the webhook when
-anything changed. Exit 1 when there are problems.
+paths, client versions and Headscale's journal exactly as `doctor` does, see
+that backups run and tell of a restore, log one line per finding and a
+summary to the journal, and tell the webhook when anything changed. Exit 1
+when there are problems.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import os
 import socket
 import sys
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from homelab_tunnel.edge import versions
@@ -28,6 +29,10 @@ from homelab_tunnel.findings import Finding, Severity, count_line, problem, warn
 HEALTH_JOURNAL_SINCE = "-6min"
 # Written by bootstrap.sh: "ready: ..." or "failed: why".
 BOOTSTRAP_STATUS = "/var/lib/homelab-tunnel/bootstrap-status"
+# Written by restore-state.sh: "<UTC time> <what was restored>".
+RESTORED = "/var/lib/homelab-tunnel/restored"
+RESTORE_REPORTED_FOR = timedelta(hours=24)
+LITESTREAM_UNIT = "homelab-tunnel-litestream"
 
 
 def bootstrap_findings(path: Path) -> list[Finding]:
@@ -51,6 +56,32 @@ def bootstrap_findings(path: Path) -> list[Finding]:
     return []
 
 
+def restore_findings(path: Path, now: datetime) -> list[Finding]:
+    """A restore from the bucket, reported as a warning for a day so the webhook hears of it."""
+    try:
+        when, _, what = path.read_text(encoding="utf-8", errors="replace").strip().partition(" ")
+        at = datetime.strptime(when, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    except (OSError, ValueError):
+        return []
+    if now - at > RESTORE_REPORTED_FOR:
+        return []
+    return [warning("backup", f"restored from backup: {what} at {when}")]
+
+
+def litestream_findings(run: Runner) -> list[Finding]:
+    """Backups on, edge ready: the unit streaming the database must be running."""
+    state = run([("systemctl", "is-active", LITESTREAM_UNIT)], 10.0).stdout.strip() or "unknown"
+    if state == "active":
+        return []
+    return [
+        problem(
+            "backup",
+            f"{LITESTREAM_UNIT} is {state}: Headscale's database is not being backed up "
+            f"(journalctl -u {LITESTREAM_UNIT})",
+        )
+    ]
+
+
 def health(env: Mapping[str, str], run: Runner = run_local, now: datetime | None = None) -> int:
     """One health run on the edge: journal lines, an optional webhook, exit 1 on problems."""
     upstreams = env.get("HEALTH_UPSTREAMS", "").split()
@@ -61,7 +92,11 @@ def health(env: Mapping[str, str], run: Runner = run_local, now: datetime | None
         print(f"warning: HEADSCALE_VERSION: {exc}; judging against {versions.HEADSCALE_VERSION}")
         headscale_version = versions.HEADSCALE_VERSION
     host = socket.gethostname()
+    now = now or datetime.now(UTC)
     findings = bootstrap_findings(Path(env.get("BOOTSTRAP_STATUS_FILE") or BOOTSTRAP_STATUS))
+    if env.get("BACKUP_ENABLED") == "true" and not findings:
+        findings += litestream_findings(run)
+    findings += restore_findings(Path(env.get("RESTORED_FILE") or RESTORED), now)
     healthy_summary = ""
     try:
         evidence = collect(
@@ -71,7 +106,7 @@ def health(env: Mapping[str, str], run: Runner = run_local, now: datetime | None
             parse_status(evidence.status),
             upstreams=upstreams,
             headscale_version=headscale_version,
-            now=now or datetime.now(UTC),
+            now=now,
             peer_versions=parse_whois(evidence.whois),
             journal=evidence.journal,
         )
@@ -99,7 +134,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python3 -m homelab_tunnel.edge.health",
         description="Tailnet health check that runs on the edge: warm each upstream's path, "
         "judge paths, client versions and Headscale's journal; configured by "
-        "HEALTH_UPSTREAMS, HEALTH_WEBHOOK_URL, HEADSCALE_VERSION.",
+        "HEALTH_UPSTREAMS, HEALTH_WEBHOOK_URL, HEADSCALE_VERSION, BACKUP_ENABLED.",
     )
     parser.parse_args(argv)
     return health(os.environ)

@@ -41,6 +41,7 @@ def render_health_env(config: TunnelConfig) -> str:
         "HEALTH_UPSTREAMS": " ".join(config.upstream_hosts),
         "HEALTH_WEBHOOK_URL": WEBHOOK_URL_PLACEHOLDER,
         "HEADSCALE_VERSION": config.headscale.version,
+        "BACKUP_ENABLED": "true" if config.backup.enabled else "false",
     }
     return "# Read by homelab-tunnel-health.service; written by homelab-tunnel.\n" + _env_lines(
         values

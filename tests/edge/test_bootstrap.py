@@ -2,7 +2,9 @@
 
 What it proves: the first run does every step in order, the second run
 changes nothing, and each refusal (no volume, bad checksum, reserved IP never
-active) stops with one clear line before anything unsafe happens.
+active, a Headscale that skips a minor release) stops with one clear line
+before anything unsafe happens. The edge's S3 client talks to moto on
+127.0.0.1 (backup.env is pointed there); Litestream and age are fakes.
 """
 
 from __future__ import annotations
@@ -10,25 +12,30 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sqlite3
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 from support.config import ROOT, config_with
-from support.fake_system import fake_system
+from support.fake_system import AGE_HEADER, fake_system
+from support.headscale_db import shaped_database
+from support.moto_s3 import S3Server
 
 from homelab_tunnel.config import TunnelConfig
+from homelab_tunnel.edge import s3
 from homelab_tunnel.payload import fixed_files
 from homelab_tunnel.render.user_data import CONF, rendered_files
 
 FAKED_COMMANDS = (
     "blkid", "mkfs.ext4", "mount", "mountpoint", "findmnt", "curl", "gpg", "systemctl",
     "apt-get", "dpkg-query", "dpkg", "headscale", "tailscale", "chown", "caddy", "sleep",
-    "update-ca-certificates",
+    "update-ca-certificates", "litestream", "age", "age-keygen",
 )  # fmt: skip
 # Calls that change a machine. A second run must make none of them.
 MUTATING = {
@@ -40,7 +47,9 @@ MUTATING = {
     "update-ca-certificates": None,
     "headscale": {"create"},
     "tailscale": {"up"},
+    "litestream": {"restore"},
 }
+LIB = "usr/local/lib/homelab-tunnel"
 
 
 @dataclass
@@ -48,11 +57,12 @@ class Sandbox:
     root: Path
     state: Path
     env: dict[str, str]
+    backup: dict[str, str]
 
     def run(self, scenario: str = "") -> subprocess.CompletedProcess[str]:
         env = {**self.env, "FAKE_SCENARIO": scenario}
         return subprocess.run(
-            ["bash", str(ROOT / "cloud-init" / "bootstrap.sh")],
+            ["bash", str(self.root / LIB / "bootstrap.sh")],  # as shipped
             env=env,
             capture_output=True,
             text=True,
@@ -90,10 +100,29 @@ def _write_edge_files(root: Path, config: TunnelConfig) -> None:
         target = root / file.path.lstrip("/")
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(file.content)
+        target.chmod(file.mode)
+
+
+def _point_backups_at(root: Path, s3: S3Server) -> dict[str, str]:
+    """backup.env as Terraform fills it, but for a fresh bucket on the loopback S3."""
+    path = root / CONF.lstrip("/") / "backup.env"
+    values = dict(
+        line.split("=", 1) for line in path.read_text().splitlines() if not line.startswith("#")
+    )
+    values.update(s3.env(s3.new_bucket(), prefix=values["BACKUP_PREFIX"]))
+    path.write_text("".join(f"{key}={value}\n" for key, value in values.items()))
+    assert "digitaloceanspaces.com" not in path.read_text()
+    return values
 
 
 @contextmanager
-def make_sandbox(tmp_path: Path, config: TunnelConfig, *, volume: bool = True) -> Iterator[Sandbox]:
+def make_sandbox(
+    tmp_path: Path,
+    config: TunnelConfig,
+    *,
+    s3: S3Server | None = None,
+    volume: bool = True,
+) -> Iterator[Sandbox]:
     root = tmp_path / "root"
     state = tmp_path / "fake-state"
     bin_dir = tmp_path / "bin"
@@ -109,6 +138,10 @@ def make_sandbox(tmp_path: Path, config: TunnelConfig, *, volume: bool = True) -
         device.parent.mkdir(parents=True)
         device.write_text("")
     _write_edge_files(root, config)
+    backup: dict[str, str] = {}
+    if config.backup.enabled:
+        assert s3 is not None, "a config with backups needs the loopback S3"
+        backup = _point_backups_at(root, s3)
     env = {
         "PATH": f"{bin_dir}:{os.environ['PATH']}",
         "HOME": str(tmp_path),
@@ -117,7 +150,7 @@ def make_sandbox(tmp_path: Path, config: TunnelConfig, *, volume: bool = True) -
         "HOMELAB_TUNNEL_RESERVED_IP_WAIT": "30",
     }
     with fake_system(state, root, bin_dir, FAKED_COMMANDS):
-        yield Sandbox(root, state, env)
+        yield Sandbox(root, state, env, backup)
 
 
 def _mutations(calls: list[list[str]]) -> list[list[str]]:
@@ -132,8 +165,8 @@ def _mutations(calls: list[list[str]]) -> list[list[str]]:
 
 
 @pytest.fixture
-def sandbox(tmp_path: Path, example_config: TunnelConfig) -> Iterator[Sandbox]:
-    with make_sandbox(tmp_path, example_config) as made:
+def sandbox(tmp_path: Path, example_config: TunnelConfig, s3_server: S3Server) -> Iterator[Sandbox]:
+    with make_sandbox(tmp_path, example_config, s3=s3_server) as made:
         yield made
 
 
@@ -141,17 +174,17 @@ def test_first_run_brings_the_edge_up_and_says_so(sandbox: Sandbox) -> None:
     result = sandbox.run()
     assert result.returncode == 0, result.stdout + result.stderr
     lines = result.stdout.splitlines()
-    assert [
-        line.split(" ")[1]
-        for line in lines
-        if line.split(" ")[1][:2] in {"1/", "2/", "3/", "4/", "5/", "6/"}
-    ] == ["1/6", "2/6", "3/6", "4/6", "5/6", "6/6"]
+    assert [line.split(" ")[1] for line in lines if line.split(" ")[1].endswith("/9")] == [
+        f"{step}/9" for step in range(10)
+    ]
     assert lines[-1].startswith("homelab-tunnel: edge ready: homelab-edge on 198.51.100.7")
     machine = sandbox.machine()
     assert machine["packages"] == {
         "tailscale": "1.90.2",
         "caddy": "2.11.7",
         "unattended-upgrades": "1.0",
+        "age": "1.0",
+        "litestream": "0.5.18",
         "headscale": "0.29.2",
     }
     assert set(machine["active"]) >= {
@@ -209,9 +242,9 @@ def test_blank_volume_is_formatted_once(sandbox: Sandbox) -> None:
 
 
 def test_missing_volume_fails_before_touching_anything(
-    tmp_path: Path, example_config: TunnelConfig
+    tmp_path: Path, example_config: TunnelConfig, s3_server: S3Server
 ) -> None:
-    with make_sandbox(tmp_path, example_config, volume=False) as sandbox:
+    with make_sandbox(tmp_path, example_config, s3=s3_server, volume=False) as sandbox:
         result = sandbox.run()
         assert result.returncode == 1
         assert "FAILED: state volume homelab-edge-state is not attached" in result.stderr
@@ -230,9 +263,9 @@ def test_tampered_headscale_package_is_not_installed(sandbox: Sandbox) -> None:
     assert "headscale" not in sandbox.machine()["packages"]
 
 
-def test_config_checksum_is_enforced_too(tmp_path: Path) -> None:
+def test_config_checksum_is_enforced_too(tmp_path: Path, s3_server: S3Server) -> None:
     config = config_with(headscale={"deb_sha256": "ab" * 32})
-    with make_sandbox(tmp_path, config) as sandbox:
+    with make_sandbox(tmp_path, config, s3=s3_server) as sandbox:
         result = sandbox.run()
         assert result.returncode == 1
         assert "does not match headscale.deb_sha256 from the config" in result.stderr
@@ -292,8 +325,9 @@ def test_rendered_configs_are_installed_where_services_read_them(sandbox: Sandbo
     assert (sandbox.root / "etc/headscale/policy.hujson").exists()
 
 
-def test_egress_is_switched_on_only_when_asked(tmp_path: Path) -> None:
-    with make_sandbox(tmp_path, config_with(egress_via_reserved_ip=True)) as sandbox:
+def test_egress_is_switched_on_only_when_asked(tmp_path: Path, s3_server: S3Server) -> None:
+    config = config_with(egress_via_reserved_ip=True)
+    with make_sandbox(tmp_path, config, s3=s3_server) as sandbox:
         assert sandbox.run().returncode == 0
         assert "homelab-tunnel-egress" in sandbox.machine()["enabled"]
 
@@ -434,7 +468,7 @@ def test_a_failure_counts_towards_the_next_wait(sandbox: Sandbox) -> None:
     assert attempts.read_text() == "1\n"
 
 
-def test_roots_of_a_private_ca_are_trusted_once(tmp_path: Path) -> None:
+def test_roots_of_a_private_ca_are_trusted_once(tmp_path: Path, s3_server: S3Server) -> None:
     root = (ROOT / "tests/data/tls/test-root.pem").read_text()
     config = config_with(
         tls={
@@ -443,7 +477,7 @@ def test_roots_of_a_private_ca_are_trusted_once(tmp_path: Path) -> None:
             "caa_issuer": "example.net",
         }
     )
-    with make_sandbox(tmp_path, config) as sandbox:
+    with make_sandbox(tmp_path, config, s3=s3_server) as sandbox:
         assert sandbox.run().returncode == 0
         trusted = sandbox.root / "usr/local/share/ca-certificates/homelab-tunnel"
         assert sorted(p.name for p in trusted.iterdir()) == ["root-1.crt", "root-2.crt"]
@@ -457,3 +491,216 @@ def test_roots_of_a_private_ca_are_trusted_once(tmp_path: Path) -> None:
 def test_without_a_private_ca_the_trust_store_is_left_alone(sandbox: Sandbox) -> None:
     assert sandbox.run().returncode == 0
     assert ["update-ca-certificates"] not in sandbox.calls()
+
+
+# ---------------------------------------------------------------------------
+# Backups: restore on a blank volume, the upgrade guard, streaming
+# ---------------------------------------------------------------------------
+
+HS = "var/lib/headscale"
+KEY_FILES = {"noise_private.key": b"privkey:noise\n", "derp_server_private.key": b"privkey:derp\n"}
+
+
+def _index(calls: list[list[str]], match: Callable[[list[str]], bool]) -> int:
+    return next(i for i, call in enumerate(calls) if match(call))
+
+
+def _installs_headscale(call: list[str]) -> bool:
+    return call[0] == "apt-get" and any(a.endswith(".deb") and "headscale_" in a for a in call)
+
+
+def _starts_headscale(call: list[str]) -> bool:
+    return (
+        call[:1] == ["systemctl"] and call[-1] == "headscale" and call[-2] in {"start", "restart"}
+    )
+
+
+def _seed_backup(sandbox: Sandbox, tmp_path: Path) -> Path:
+    """What an earlier edge left in the bucket: the database replica and both key files."""
+    replica = shaped_database(sandbox.state / "replica.sqlite", "0.29.2")
+    settings = s3.Settings.from_env(sandbox.backup)
+    prefix = sandbox.backup["BACKUP_PREFIX"]
+    manifest = tmp_path / "manifest.sha256"
+    manifest.write_text(
+        "".join(f"{hashlib.sha256(d).hexdigest()}  {n}\n" for n, d in KEY_FILES.items())
+    )
+    s3.put(settings, f"{prefix}/keys/manifest.sha256", manifest)
+    for name, data in KEY_FILES.items():
+        encrypted = tmp_path / f"{name}.age"
+        encrypted.write_bytes(AGE_HEADER + data)
+        s3.put(settings, f"{prefix}/keys/{name}.age", encrypted)
+    return replica
+
+
+def test_a_blank_volume_is_restored_before_headscale_is_touched(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    replica = _seed_backup(sandbox, tmp_path)
+    result = sandbox.run("blank-volume")
+    assert result.returncode == 0, result.stdout + result.stderr
+    calls = sandbox.calls()
+    restore = _index(calls, lambda c: c[:2] == ["litestream", "restore"])
+    assert restore < _index(calls, _installs_headscale) < _index(calls, _starts_headscale)
+    assert not [c for c in calls[:restore] if c[0] == "headscale"]
+    state = sandbox.root / HS
+    assert (state / "db.sqlite").read_bytes() == replica.read_bytes()
+    for name, data in KEY_FILES.items():
+        assert (state / name).read_bytes() == data
+        assert (state / name).stat().st_mode & 0o777 == 0o600
+    assert (state / ".homelab-tunnel-initialized").exists()
+    when, what = (sandbox.root / "var/lib/homelab-tunnel/restored").read_text().split(" ", 1)
+    assert what == "database noise_private.key derp_server_private.key\n"
+    assert datetime.strptime(when, "%Y-%m-%dT%H:%M:%SZ")
+    bucket = sandbox.backup["BACKUP_BUCKET"]
+    assert (
+        "homelab-tunnel: 3/9 restore-state: restored database noise_private.key "
+        f"derp_server_private.key from s3://{bucket}/homelab-edge\n"
+    ) in result.stdout
+
+
+def test_a_restored_volume_is_not_restored_again(sandbox: Sandbox, tmp_path: Path) -> None:
+    _seed_backup(sandbox, tmp_path)
+    assert sandbox.run("blank-volume").returncode == 0
+    sandbox.reset_calls()
+    second = sandbox.run("blank-volume")
+    assert "3/9 restore-state: state volume already initialized; nothing restored" in second.stdout
+    assert not [c for c in sandbox.calls() if c[0] == "litestream"]
+
+
+def test_a_volume_holding_a_database_is_never_overwritten(sandbox: Sandbox, tmp_path: Path) -> None:
+    _seed_backup(sandbox, tmp_path)
+    state = sandbox.root / HS
+    shaped_database(state / "db.sqlite", "0.29.2")
+    (state / "noise_private.key").write_bytes(b"the volume's own key\n")
+    before = sandbox.tree()
+    result = sandbox.run()
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "3/9 restore-state: the state volume holds a database; nothing restored" in result.stdout
+    assert not [c for c in sandbox.calls() if c[:2] == ["litestream", "restore"]]
+    after = sandbox.tree()
+    for name in (f"{HS}/db.sqlite", f"{HS}/noise_private.key"):
+        assert after[name] == before[name]
+    assert f"{HS}/derp_server_private.key" not in after
+    assert not (sandbox.root / "var/lib/homelab-tunnel/restored").exists()
+
+
+def test_an_empty_bucket_is_a_first_deploy(sandbox: Sandbox) -> None:
+    result = sandbox.run("blank-volume")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "3/9 restore-state: nothing to restore: s3://" in result.stdout
+    assert (sandbox.root / HS / ".homelab-tunnel-initialized").exists()
+    assert not (sandbox.root / "var/lib/homelab-tunnel/restored").exists()
+
+
+def test_a_failed_restore_stops_before_headscale_and_is_retried(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    _seed_backup(sandbox, tmp_path)
+    broken = tmp_path / "broken.age"
+    broken.write_bytes(b"encrypted to someone else")
+    prefix = sandbox.backup["BACKUP_PREFIX"]
+    s3.put(s3.Settings.from_env(sandbox.backup), f"{prefix}/keys/noise_private.key.age", broken)
+    result = sandbox.run("blank-volume")
+    assert result.returncode == 1
+    assert (
+        "FAILED: restore from the backup bucket: noise_private.key.age is not encrypted "
+        "to this edge's key"
+    ) in result.stderr
+    assert sandbox.status().startswith("failed: restore from the backup bucket")
+    assert "headscale" not in sandbox.machine()["packages"]
+    state = sandbox.root / HS
+    assert not (state / ".homelab-tunnel-initialized").exists()
+    assert not (state / "db.sqlite").exists()  # all or nothing: the next attempt starts over
+
+
+def test_a_skipped_minor_release_is_refused_before_headscale_is_installed(
+    sandbox: Sandbox,
+) -> None:
+    database = shaped_database(sandbox.root / HS / "db.sqlite", "0.27.1")
+    before = hashlib.sha256(database.read_bytes()).hexdigest()
+    result = sandbox.run()
+    assert result.returncode == 1
+    failed = result.stderr.strip().splitlines()[-1]
+    assert failed.startswith("homelab-tunnel: FAILED: Headscale 0.27.1 -> 0.29.2 skips 1 minor")
+    assert "set headscale.version to the newest 0.28.x release" in failed
+    assert sandbox.status().startswith("failed: Headscale 0.27.1 -> 0.29.2 skips 1 minor")
+    calls = sandbox.calls()
+    assert not [c for c in calls if _installs_headscale(c) or _starts_headscale(c)]
+    assert not [c for c in calls if c[0] == "headscale"]
+    assert "headscale" not in sandbox.machine()["packages"]
+    assert hashlib.sha256(database.read_bytes()).hexdigest() == before
+    assert not (sandbox.root / HS / "pre-upgrade").exists()
+
+
+def test_one_minor_step_is_allowed_after_a_copy_on_and_off_the_box(sandbox: Sandbox) -> None:
+    database = shaped_database(sandbox.root / HS / "db.sqlite", "0.28.0")
+    result = sandbox.run()
+    assert result.returncode == 0, result.stdout + result.stderr
+    copies = list((sandbox.root / HS / "pre-upgrade").iterdir())
+    assert [c.name[: len("0.28.0-to-0.29.2-")] for c in copies] == ["0.28.0-to-0.29.2-"]
+    with sqlite3.connect(copies[0]) as copied, sqlite3.connect(database) as original:
+        assert list(copied.iterdump()) == list(original.iterdump())
+    copied.close()
+    original.close()
+    settings = s3.Settings.from_env(sandbox.backup)
+    uploaded = [key for _, _, key in s3.listing(settings, "homelab-edge/pre-upgrade/")]
+    assert uploaded == [f"homelab-edge/pre-upgrade/{copies[0].name}"]
+    calls = sandbox.calls()
+    assert "upgrade guard: Headscale 0.28.0 (newest migration " in result.stdout
+    assert f"database copied to {sandbox.root / HS}/pre-upgrade/{copies[0].name}" in result.stdout
+    assert _index(calls, _installs_headscale) > 0
+    assert (sandbox.root / HS / ".homelab-tunnel-headscale-version").read_text() == "0.29.2\n"
+    assert sandbox.run().returncode == 0
+    assert len(list((sandbox.root / HS / "pre-upgrade").iterdir())) == 1
+
+
+def test_the_version_is_stamped_only_once_headscale_answers(sandbox: Sandbox) -> None:
+    result = sandbox.run("headscale-unhealthy")
+    assert result.returncode == 1
+    assert "headscale is not answering on 127.0.0.1:8080" in result.stderr
+    assert not (sandbox.root / HS / ".homelab-tunnel-headscale-version").exists()
+
+
+def test_a_tampered_litestream_package_is_not_installed(sandbox: Sandbox) -> None:
+    result = sandbox.run("bad-litestream-checksum")
+    assert result.returncode == 1
+    assert (
+        "FAILED: litestream-0.5.18-linux-x86_64.deb does not match the release's checksums.txt"
+        in result.stderr
+    )
+    packages = sandbox.machine()["packages"]
+    assert isinstance(packages, dict)
+    assert "litestream" not in packages and "headscale" not in packages
+
+
+def test_backups_stream_once_headscale_runs(sandbox: Sandbox) -> None:
+    assert sandbox.run().returncode == 0
+    units = ["homelab-tunnel-litestream", "homelab-tunnel-backup-keys.path"]
+    units.append("homelab-tunnel-backup-keys.timer")
+    machine = sandbox.machine()
+    assert set(units) <= set(machine["enabled"]) & set(machine["active"])  # type: ignore[arg-type]
+    calls = sandbox.calls()
+    start = _index(
+        calls, lambda c: c == ["systemctl", "start", "homelab-tunnel-litestream.service"]
+    )
+    assert start > _index(calls, _starts_headscale)
+
+
+def test_without_backups_the_guard_and_the_stamp_still_run(
+    tmp_path: Path, s3_server: S3Server
+) -> None:
+    config = config_with(backup={"enabled": False})
+    with make_sandbox(tmp_path, config, s3=s3_server) as sandbox:
+        shaped_database(sandbox.root / HS / "db.sqlite", "0.27.1")
+        assert sandbox.run().returncode == 1  # refused without any bucket
+        (sandbox.root / HS / "db.sqlite").unlink()
+        result = sandbox.run()
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "3/9 backups off: nothing restored" in result.stdout
+        assert "7/9 backups off" in result.stdout
+        assert (sandbox.root / HS / ".homelab-tunnel-headscale-version").read_text() == "0.29.2\n"
+        calls = sandbox.calls()
+        assert not [c for c in calls if c[0] in ("litestream", "age", "age-keygen")]
+        packages = sandbox.machine()["packages"]
+        assert isinstance(packages, dict)
+        assert "age" not in packages and "litestream" not in packages

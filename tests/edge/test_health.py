@@ -13,6 +13,7 @@ import tarfile
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, ClassVar
@@ -46,6 +47,12 @@ case "$1" in
 esac
 """
 
+FAKE_SYSTEMCTL = """#!/bin/sh
+echo "systemctl $*" >> "$FAKE_LOG"
+echo "${FAKE_LITESTREAM:-active}"
+[ "${FAKE_LITESTREAM:-active}" = active ]
+"""
+
 FAKE_JOURNALCTL = """#!/bin/sh
 echo "journalctl $*" >> "$FAKE_LOG"
 cat "$FAKE_JOURNAL"
@@ -66,7 +73,9 @@ def edge(tmp_path: Path, edge_lib: Path) -> dict[str, str]:
     """The environment of one health run: fake tools first on PATH, health.env settings."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    for name, script in (("tailscale", FAKE_TAILSCALE), ("journalctl", FAKE_JOURNALCTL)):
+    tools = {"tailscale": FAKE_TAILSCALE, "journalctl": FAKE_JOURNALCTL}
+    tools["systemctl"] = FAKE_SYSTEMCTL
+    for name, script in tools.items():
         tool = bin_dir / name
         tool.write_text(script)
         tool.chmod(tool.stat().st_mode | stat.S_IXUSR)
@@ -81,6 +90,7 @@ def edge(tmp_path: Path, edge_lib: Path) -> dict[str, str]:
         "HEALTH_WEBHOOK_URL": "",
         "HEADSCALE_VERSION": "0.29.2",
         "BOOTSTRAP_STATUS_FILE": str(_status_file(tmp_path, "ready: edge ready: homelab-edge")),
+        "RESTORED_FILE": str(tmp_path / "restored"),
     }
 
 
@@ -489,3 +499,82 @@ def test_non_utf8_bytes_from_journalctl_and_tailscale_are_read_around(
     assert "Traceback" not in done.stderr
     assert done.returncode == 1, done.stdout + done.stderr
     assert "Headscale rejected Tailscale 1.36" in done.stdout
+
+
+# ---------------------------------------------------------------------------
+# Backups: a restore is told for a day; a stopped Litestream is a problem
+# ---------------------------------------------------------------------------
+
+
+def _restored(edge: dict[str, str], hours_ago: float) -> str:
+    when = (datetime.now(UTC) - timedelta(hours=hours_ago)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    Path(edge["RESTORED_FILE"]).write_text(f"{when} database noise_private.key\n")
+    return when
+
+
+def test_a_restore_is_a_warning_for_a_day(edge: dict[str, str]) -> None:
+    when = _restored(edge, hours_ago=23.5)
+    done = _health(edge)
+    assert done.returncode == 0
+    assert done.stdout.splitlines()[0] == (
+        f"warning: backup: restored from backup: database noise_private.key at {when}"
+    )
+
+
+def test_an_older_restore_is_no_longer_told(edge: dict[str, str]) -> None:
+    _restored(edge, hours_ago=24.5)
+    assert "restored from backup" not in _health(edge).stdout
+
+
+def test_the_webhook_hears_of_a_restore_once(
+    edge: dict[str, str], tmp_path: Path, hook: tuple[str, type[_Hook]]
+) -> None:
+    url, handler = hook
+    when = _restored(edge, hours_ago=0.1)
+    edge["HEALTH_WEBHOOK_URL"] = url
+    edge["STATE_DIRECTORY"] = str(tmp_path)
+    _health(edge)
+    _health(edge)
+    (message,) = [request["body"] for request in handler.received]
+    assert message["warnings"] == [
+        f"backup: restored from backup: database noise_private.key at {when}"
+    ]
+
+
+def test_a_stopped_litestream_is_a_problem_when_backups_are_on(edge: dict[str, str]) -> None:
+    edge["BACKUP_ENABLED"] = "true"
+    edge["FAKE_LITESTREAM"] = "failed"
+    done = _health(edge)
+    assert done.returncode == 1
+    assert done.stdout.splitlines()[0] == (
+        "problem: backup: homelab-tunnel-litestream is failed: Headscale's database is not "
+        "being backed up (journalctl -u homelab-tunnel-litestream)"
+    )
+
+
+def test_a_running_litestream_is_checked_with_one_call(edge: dict[str, str]) -> None:
+    edge["BACKUP_ENABLED"] = "true"
+    done = _health(edge)
+    assert done.returncode == 0, done.stdout
+    calls = Path(edge["FAKE_LOG"]).read_text().splitlines()
+    assert calls.count("systemctl is-active homelab-tunnel-litestream") == 1
+
+
+@pytest.mark.parametrize("enabled", ["false", ""])
+def test_without_backups_litestream_is_not_asked(edge: dict[str, str], enabled: str) -> None:
+    edge["BACKUP_ENABLED"] = enabled
+    edge["FAKE_LITESTREAM"] = "inactive"
+    assert _health(edge).returncode == 0
+    assert "systemctl" not in Path(edge["FAKE_LOG"]).read_text()
+
+
+def test_during_a_failed_bootstrap_litestream_is_not_asked(
+    edge: dict[str, str], tmp_path: Path
+) -> None:
+    """Bootstrap starts it last: the bootstrap problem is the one to read."""
+    edge["BACKUP_ENABLED"] = "true"
+    edge["FAKE_LITESTREAM"] = "inactive"
+    _status_file(tmp_path, "failed: Headscale 0.27.1 -> 0.29.2 skips 1 minor release(s)")
+    done = _health(edge)
+    assert "homelab-tunnel-litestream" not in done.stdout
+    assert "systemctl" not in Path(edge["FAKE_LOG"]).read_text()

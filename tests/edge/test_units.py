@@ -119,3 +119,63 @@ def test_bootstrap_is_retried_forever_and_runs_at_every_boot() -> None:
     assert unit["Service"]["ExecStart"] == "/usr/local/lib/homelab-tunnel/bootstrap.sh"
     assert unit["Service"]["Environment"].startswith("HOMELAB_TUNNEL_BACKOFF=/run/")
     assert unit["Install"]["WantedBy"] == "multi-user.target"
+
+
+# ---------------------------------------------------------------------------
+# Backups: Litestream, and the key files on change and daily
+# ---------------------------------------------------------------------------
+
+LITESTREAM = UNITS / "homelab-tunnel-litestream.service"
+KEYS_SERVICE = UNITS / "homelab-tunnel-backup-keys.service"
+KEYS_PATH = UNITS / "homelab-tunnel-backup-keys.path"
+KEYS_TIMER = UNITS / "homelab-tunnel-backup-keys.timer"
+MARKER = "/var/lib/headscale/.homelab-tunnel-initialized"
+
+
+@needs_systemd_analyze
+def test_backup_units_pass_systemd_analyze_verify(tmp_path: Path) -> None:
+    stub = tmp_path / "stub"
+    stub.write_text("#!/bin/sh\n")
+    stub.chmod(0o755)
+    source = tmp_path / "src"
+    source.mkdir()
+    units = []
+    for unit in (LITESTREAM, KEYS_SERVICE, KEYS_PATH, KEYS_TIMER):
+        text = unit.read_text().replace("/usr/bin/litestream", str(stub))
+        copy = source / unit.name
+        copy.write_text(text.replace("/usr/local/lib/homelab-tunnel/backup-keys.sh", str(stub)))
+        units.append(copy)
+    done = _verify(tmp_path, *units)
+    assert (done.returncode, done.stdout + done.stderr) == (0, "")
+
+
+def test_litestream_runs_as_headscale_only_on_a_volume_restore_has_seen() -> None:
+    unit = _unit(LITESTREAM)
+    assert unit["Unit"]["ConditionPathExists"] == MARKER
+    assert "headscale.service" in unit["Unit"]["After"].split()
+    service = unit["Service"]
+    assert service["User"] == "headscale"
+    assert service["UnsetEnvironment"] == "AWS_CA_BUNDLE"
+    assert service["EnvironmentFile"] == "/etc/homelab-tunnel/backup.env"
+    assert service["ExecStart"] == (
+        "/usr/bin/litestream replicate -config /etc/homelab-tunnel/litestream.yml"
+    )
+    assert service["Restart"] == "always"
+
+
+def test_key_files_are_backed_up_on_change_and_daily() -> None:
+    watched = [
+        line.removeprefix("PathChanged=")
+        for line in KEYS_PATH.read_text().splitlines()
+        if line.startswith("PathChanged=")
+    ]
+    assert watched == [
+        "/var/lib/headscale/noise_private.key",
+        "/var/lib/headscale/derp_server_private.key",
+    ]
+    timer = _unit(KEYS_TIMER)["Timer"]
+    assert (timer["OnActiveSec"], timer["OnUnitActiveSec"]) == ("1min", "1d")
+    assert _unit(KEYS_SERVICE)["Unit"]["ConditionPathExists"] == MARKER
+    assert _unit(KEYS_SERVICE)["Service"]["ExecStart"] == (
+        "/usr/local/lib/homelab-tunnel/backup-keys.sh"
+    )

@@ -16,6 +16,7 @@ import contextlib
 import hashlib
 import io
 import json
+import shutil
 import socketserver
 import sys
 import threading
@@ -26,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 DEB_BYTES = b"fake headscale package\n"
+# What the fake age writes: a marker, then the plaintext (decryption strips it).
+AGE_HEADER = b"fake-age-encryption\n"
 METADATA = {
     "interfaces/public/0/ipv4/address": "203.0.113.10",
     "interfaces/public/0/ipv6/address": "2001:db8::10",
@@ -52,9 +55,19 @@ def curl(args: list[str], state: dict[str, Any], scenario: set[str]) -> int:
         else:
             return 22
     elif url == "http://127.0.0.1:8080/health":
-        return 0 if "headscale" in state["active"] else 7
+        healthy = "headscale" in state["active"] and "headscale-unhealthy" not in scenario
+        return 0 if healthy else 7
     elif url.endswith(".deb"):
         body = DEB_BYTES
+    elif url.endswith("/checksums.txt") and "/litestream/" in url:
+        name = url.rsplit("/", 2)[-2].removeprefix("v")
+        tampered = "bad-litestream-checksum" in scenario
+        digest = hashlib.sha256(b"tampered" if tampered else DEB_BYTES).hexdigest()
+        lines = [
+            f"{'0' * 64}  litestream-{name}-linux-arm64.deb",
+            f"{digest}  litestream-{name}-linux-x86_64.deb",
+        ]
+        body = ("\n".join(lines) + "\n").encode()
     elif url.endswith("/checksums.txt"):
         name = url.rsplit("/", 2)[-2].removeprefix("v")
         digest = hashlib.sha256(
@@ -103,7 +116,9 @@ def apt_get(args: list[str], state: dict[str, Any]) -> int:
     for index, arg in enumerate(rest):
         if arg.startswith("-") or (index and rest[index - 1] == "-o"):
             continue
-        if arg.endswith(".deb"):
+        if Path(arg).name.startswith("litestream-"):
+            state["packages"]["litestream"] = Path(arg).name.split("-")[1]
+        elif arg.endswith(".deb"):
             version = Path(arg).name.split("_")[1]
             state["packages"]["headscale"] = version
             state["active"].append("headscale")
@@ -148,6 +163,43 @@ def tailscale(args: list[str], state: dict[str, Any], scenario: set[str]) -> int
         state["logged_in"] = True
     elif args[:1] == ["version"]:
         print("1.90.2\n  tailscale commit: 0123456789\n  go version: go1.25")
+    return 0
+
+
+def litestream(args: list[str], state_dir: Path) -> int:
+    """restore from <state>/replica.sqlite (the bucket's copy, if a test put one there); ltx."""
+    replica = state_dir / "replica.sqlite"
+    if args[0] == "ltx":
+        print("level  min_txid  max_txid  size  created")
+        if replica.exists():
+            print("9  0000000000000001  0000000000000001  4096  2026-11-28T10:00:00Z")
+            print("0  0000000000000002  0000000000000007  512  2026-11-29T21:59:58Z")
+        return 0
+    output = option(args, "-o") or args[-1]
+    if Path(output).exists() and "-if-db-not-exists" in args:
+        return 0
+    if not replica.exists():
+        print("no matching backups found")
+        return 0 if "-if-replica-exists" in args else 1
+    shutil.copyfile(replica, output)
+    return 0
+
+
+def age(name: str, args: list[str]) -> int:
+    """age-keygen -y prints a recipient; age -R encrypts, age -d decrypts what it encrypted."""
+    if name == "age-keygen":
+        identity = Path(args[-1]).read_bytes()
+        print("age1" + hashlib.sha256(identity).hexdigest()[:58])
+        return 0
+    data = Path(args[-1]).read_bytes()
+    out = Path(option(args, "-o") or "/dev/null")
+    if "-d" not in args:
+        out.write_bytes(AGE_HEADER + data)
+        return 0
+    if not data.startswith(AGE_HEADER):
+        print("age: error: no identity matched any of the recipients", file=sys.stderr)
+        return 1
+    out.write_bytes(data.removeprefix(AGE_HEADER))
     return 0
 
 
@@ -248,6 +300,10 @@ class FakeSystem:
             return headscale(args, state)
         if name == "tailscale":
             return tailscale(args, state, scenario)
+        if name == "litestream":
+            return litestream(args, self.state_dir)
+        if name in ("age", "age-keygen"):
+            return age(name, args)
         return 0  # chown, caddy, sleep: nothing to simulate
 
 

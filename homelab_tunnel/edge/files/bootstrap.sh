@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Bootstrap the homelab-tunnel edge: state volume, current Tailscale and Caddy,
-# pinned Headscale, then join the edge to its own tailnet and start serving.
+# Headscale's state restored from the backup bucket on a blank volume, the
+# pinned Headscale (never one that skips a minor release), then join the edge
+# to its own tailnet, stream backups and start serving.
 #
 # homelab-tunnel-bootstrap.service runs it at first boot (started by
 # cloud-init) and again, with growing waits, until the edge is ready; it is
@@ -13,6 +15,7 @@ set -euo pipefail
 ROOT="${HOMELAB_TUNNEL_ROOT:-}"
 METADATA="${HOMELAB_TUNNEL_METADATA:-http://169.254.169.254/metadata/v1}"
 CONF="$ROOT/etc/homelab-tunnel"
+HS="$ROOT/var/lib/headscale"
 SYSTEMD="$ROOT/etc/systemd/system"
 APT_OPTS=(-y -q -o DPkg::Lock::Timeout=600 -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold)
 RESERVED_IP_WAIT="${HOMELAB_TUNNEL_RESERVED_IP_WAIT:-600}"
@@ -53,6 +56,8 @@ for name in EDGE_NAME STATE_VOLUME HEADSCALE_VERSION EGRESS_VIA_RESERVED_IP; do
   [ -n "${!name:-}" ] || fail "$CONF/edge.env does not set $name"
 done
 HEADSCALE_DEB_SHA256="${HEADSCALE_DEB_SHA256:-}"
+BACKUP_ENABLED="${BACKUP_ENABLED:-false}"
+here="$(dirname "$(readlink -f "$0")")"
 
 # ---------------------------------------------------------------------------
 # Helpers: each one changes something only when it differs from what is wanted.
@@ -112,6 +117,41 @@ fetch_keyring() {
   mv -f "$tmp" "$dest" || fail "cannot write $dest"
 }
 
+# install_release_deb URL DEB [SHA256]: install DEB from the GitHub release at
+# URL only if it matches the release's checksums.txt (and SHA256, when given).
+install_release_deb() {
+  download="$(mktemp -d)"
+  trap 'rm -rf "$download"' EXIT
+  curl -fsSL --retry 5 -o "$download/$2" "$1/$2"
+  curl -fsSL --retry 5 -o "$download/checksums.txt" "$1/checksums.txt"
+  grep -E "^[0-9a-f]{64}  ${2}\$" "$download/checksums.txt" >"$download/expected" ||
+    fail "$2 is not listed in the release's checksums.txt"
+  (cd "$download" && sha256sum --check --quiet expected) ||
+    fail "$2 does not match the release's checksums.txt"
+  if [ -n "${3:-}" ]; then
+    echo "$3  $download/$2" | sha256sum --check --quiet ||
+      fail "$2 does not match headscale.deb_sha256 from the config"
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get install "${APT_OPTS[@]}" "$download/$2"
+  rm -rf "$download"
+}
+
+guard() {
+  PYTHONPATH="$ROOT/usr/local/lib/homelab-tunnel" python3 -m homelab_tunnel.edge.upgrade_guard \
+    --dir "$HS" "$@"
+}
+
+# upload_copy NAME: the pre-upgrade copy off the box too, with backup.env's settings.
+upload_copy() (
+  while IFS='=' read -r name value; do
+    case "$name" in BACKUP_*) export "$name=$value" ;; esac
+  done <"$CONF/backup.env"
+  export PYTHONPATH="$ROOT/usr/local/lib/homelab-tunnel"
+  key="$BACKUP_PREFIX/pre-upgrade/$1"
+  python3 -m homelab_tunnel.edge.s3 head "$key" >/dev/null 2>&1 ||
+    python3 -m homelab_tunnel.edge.s3 put "$key" "$HS/pre-upgrade/$1"
+)
+
 metadata() { curl -fsS --max-time 5 --retry 3 "$METADATA/$1"; }
 
 installed() { [ "$(dpkg-query -W --showformat='${Status}' "$1" 2>/dev/null || true)" = "install ok installed" ]; }
@@ -133,7 +173,7 @@ start_unit() {
 # ---------------------------------------------------------------------------
 enable_unit homelab-tunnel-health.timer
 systemctl is-active --quiet homelab-tunnel-health.timer || systemctl start homelab-tunnel-health.timer
-log "0/6 health timer on (journalctl -u homelab-tunnel-health)"
+log "0/9 health timer on (journalctl -u homelab-tunnel-health)"
 
 # ---------------------------------------------------------------------------
 # 1. State volume: everything the edge must keep lives here.
@@ -168,7 +208,7 @@ for pair in headscale-lib:/var/lib/headscale headscale-etc:/etc/headscale caddy:
   fstab_entry "$src" "$dst" "none bind,nofail,x-systemd.requires-mounts-for=$state 0 0"
   mountpoint -q "$dst" || mount --bind "$src" "$dst"
 done
-log "1/6 state volume ${STATE_VOLUME} mounted at $state"
+log "1/9 state volume ${STATE_VOLUME} mounted at $state"
 
 # ---------------------------------------------------------------------------
 # 2. Current Tailscale and Caddy from their official repositories.
@@ -187,8 +227,10 @@ EOF
 write_file "$ROOT/etc/apt/sources.list.d/caddy-stable.list" 0644 <<'EOF' && sources_changed=1
 deb [signed-by=/usr/share/keyrings/caddy-stable-archive-keyring.gpg] https://dl.cloudsmith.io/public/caddy/stable/deb/debian any-version main
 EOF
+packages=(tailscale caddy unattended-upgrades)
+[ "$BACKUP_ENABLED" != true ] || packages+=(age)
 missing=()
-for package in tailscale caddy unattended-upgrades; do
+for package in "${packages[@]}"; do
   installed "$package" || missing+=("$package")
 done
 if [ "${#missing[@]}" -gt 0 ]; then
@@ -212,35 +254,64 @@ if [ -s "$CONF/ca-roots.pem" ]; then
   fi
   rm -rf "$split"
 fi
-log "2/6 tailscale $(dpkg-query -W --showformat='${Version}' tailscale) and caddy $(dpkg-query -W --showformat='${Version}' caddy) installed; unattended upgrades keep them current"
+if [ "$BACKUP_ENABLED" = true ] &&
+  [ "$(dpkg-query -W --showformat='${Version}' litestream 2>/dev/null || true)" != "$LITESTREAM_VERSION" ]; then
+  case "$(dpkg --print-architecture)" in
+  amd64) asset=x86_64 ;;
+  arm64) asset=arm64 ;;
+  *) fail "Litestream publishes no package for $(dpkg --print-architecture)" ;;
+  esac
+  install_release_deb "https://github.com/benbjohnson/litestream/releases/download/v${LITESTREAM_VERSION}" \
+    "litestream-${LITESTREAM_VERSION}-linux-${asset}.deb"
+fi
+backups=""
+[ "$BACKUP_ENABLED" != true ] || backups="; litestream $LITESTREAM_VERSION (checksum verified) and age for backups"
+log "2/9 tailscale $(dpkg-query -W --showformat='${Version}' tailscale) and caddy $(dpkg-query -W --showformat='${Version}' caddy) installed; unattended upgrades keep them current$backups"
 
 # ---------------------------------------------------------------------------
-# 3. Headscale: the pinned release, verified before it is installed.
+# 3. A blank volume gets Headscale's database and keys back from the bucket,
+#    before anything runs Headscale: it would make fresh ones.
+# ---------------------------------------------------------------------------
+if [ "$BACKUP_ENABLED" = true ]; then
+  restored="$("$here/restore-state.sh" 2>&1)" || fail "restore from the backup bucket: ${restored##*FAILED: }"
+  log "3/9 ${restored##*$'\n'}"
+else
+  log "3/9 backups off: nothing restored"
+fi
+
+# ---------------------------------------------------------------------------
+# 4. Never a Headscale that skips a minor release: it would migrate the
+#    database for good. A consistent copy first whenever the version changes.
+# ---------------------------------------------------------------------------
+verdict="$(guard check "$HEADSCALE_VERSION")" || fail "$verdict"
+previous="$(guard show)"
+previous="${previous%% *}"
+if [ -e "$HS/db.sqlite" ] && [ "$previous" != "$HEADSCALE_VERSION" ]; then
+  copy="$(find "$HS/pre-upgrade" -name "$previous-to-$HEADSCALE_VERSION-*.sqlite" -printf '%f\n' 2>/dev/null |
+    sort | tail -n1)" || true
+  if [ -z "$copy" ]; then
+    copy="$previous-to-$HEADSCALE_VERSION-$(date -u +%Y%m%dT%H%M%SZ).sqlite"
+    guard copy "$HS/pre-upgrade/$copy" >/dev/null || fail "cannot copy $HS/db.sqlite before the upgrade"
+  fi
+  if [ "$BACKUP_ENABLED" = true ]; then
+    upload_copy "$copy" || fail "cannot upload the pre-upgrade copy $copy to the backup bucket"
+  fi
+  verdict="$verdict; database copied to $HS/pre-upgrade/$copy"
+fi
+log "4/9 upgrade guard: $verdict"
+
+# ---------------------------------------------------------------------------
+# 5. Headscale: the pinned release, verified before it is installed.
 # ---------------------------------------------------------------------------
 if [ "$(dpkg-query -W --showformat='${Version}' headscale 2>/dev/null || true)" != "$HEADSCALE_VERSION" ]; then
-  arch="$(dpkg --print-architecture)"
-  deb="headscale_${HEADSCALE_VERSION}_linux_${arch}.deb"
-  release="https://github.com/juanfont/headscale/releases/download/v${HEADSCALE_VERSION}"
-  download="$(mktemp -d)"
-  trap 'rm -rf "$download"' EXIT
-  curl -fsSL --retry 5 -o "$download/$deb" "$release/$deb"
-  curl -fsSL --retry 5 -o "$download/checksums.txt" "$release/checksums.txt"
-  grep -E "^[0-9a-f]{64}  ${deb}\$" "$download/checksums.txt" >"$download/expected" ||
-    fail "$deb is not listed in the release's checksums.txt"
-  (cd "$download" && sha256sum --check --quiet expected) ||
-    fail "$deb does not match the release's checksums.txt"
-  if [ -n "$HEADSCALE_DEB_SHA256" ]; then
-    echo "$HEADSCALE_DEB_SHA256  $download/$deb" | sha256sum --check --quiet ||
-      fail "$deb does not match headscale.deb_sha256 from the config"
-  fi
-  DEBIAN_FRONTEND=noninteractive apt-get install "${APT_OPTS[@]}" "$download/$deb"
-  rm -rf "$download"
+  install_release_deb "https://github.com/juanfont/headscale/releases/download/v${HEADSCALE_VERSION}" \
+    "headscale_${HEADSCALE_VERSION}_linux_$(dpkg --print-architecture).deb" "$HEADSCALE_DEB_SHA256"
 fi
 chown -R headscale:headscale "$ROOT/var/lib/headscale"
-log "3/6 headscale ${HEADSCALE_VERSION} installed (checksum verified)"
+log "5/9 headscale ${HEADSCALE_VERSION} installed (checksum verified)"
 
 # ---------------------------------------------------------------------------
-# 4. Headscale up, then the edge joins it over loopback.
+# 6. Headscale up (its version stamped on the volume), then the edge joins it.
 # ---------------------------------------------------------------------------
 headscale_changed=0
 install_file "$CONF/headscale.yaml" "$ROOT/etc/headscale/config.yaml" 0644 && headscale_changed=1
@@ -266,13 +337,27 @@ for _ in $(seq 1 60); do
 done
 curl -fsS --max-time 2 -o /dev/null http://127.0.0.1:8080/health ||
   fail "headscale is not answering on 127.0.0.1:8080 (journalctl -u headscale)"
+guard stamp "$HEADSCALE_VERSION" >/dev/null
 
-EDGE_NAME="$EDGE_NAME" "$(dirname "$(readlink -f "$0")")/join-edge.sh" ||
+EDGE_NAME="$EDGE_NAME" "$here/join-edge.sh" ||
   fail "the edge could not join its own Headscale (tailscale status; journalctl -u tailscaled)"
-log "4/6 headscale running; edge joined the tailnet as $EDGE_NAME"
+log "6/9 headscale running (version stamped on the volume); edge joined the tailnet as $EDGE_NAME"
 
 # ---------------------------------------------------------------------------
-# 5. Caddy, once the reserved IP answers, so ACME's first attempt succeeds.
+# 7. Backups: the database within a second of each write, key files on change.
+# ---------------------------------------------------------------------------
+if [ "$BACKUP_ENABLED" = true ]; then
+  for unit in homelab-tunnel-litestream.service homelab-tunnel-backup-keys.path homelab-tunnel-backup-keys.timer; do
+    enable_unit "$unit"
+    systemctl is-active --quiet "$unit" || systemctl start "$unit"
+  done
+  log "7/9 backups on: Litestream streams the database, key files go on change and daily"
+else
+  log "7/9 backups off (backup.enabled in the config)"
+fi
+
+# ---------------------------------------------------------------------------
+# 8. Caddy, once the reserved IP answers, so ACME's first attempt succeeds.
 # ---------------------------------------------------------------------------
 caddy_changed=0
 install_file "$CONF/Caddyfile" "$ROOT/etc/caddy/Caddyfile" 0644 && caddy_changed=1
@@ -291,16 +376,16 @@ done
 reserved_ip="$(metadata reserved_ip/ipv4/ip_address)"
 enable_unit caddy
 start_unit caddy "$caddy_changed"
-log "5/6 caddy serving on reserved IP $reserved_ip"
+log "8/9 caddy serving on reserved IP $reserved_ip"
 
 # ---------------------------------------------------------------------------
-# 6. Optional egress from the reserved IP.
+# 9. Optional egress from the reserved IP.
 # ---------------------------------------------------------------------------
 if [ "$EGRESS_VIA_RESERVED_IP" = true ]; then
   enable_unit homelab-tunnel-egress.service
   systemctl is-active --quiet homelab-tunnel-egress.service || systemctl start homelab-tunnel-egress.service
 fi
-log "6/6 egress via reserved IP: $EGRESS_VIA_RESERVED_IP"
+log "9/9 egress via reserved IP: $EGRESS_VIA_RESERVED_IP"
 
 ready="edge ready: $EDGE_NAME on $reserved_ip, headscale $HEADSCALE_VERSION, tailscale $(tailscale version | sed -n 1p)"
 set_status "ready: $ready"
