@@ -31,14 +31,16 @@ def run_on_edge(target: str, argv: tuple[str, ...], timeout: float) -> Result:
 def running_headscale(target: str) -> str | None:
     """The Headscale version that last ran on the edge's volume; None when none has yet."""
     result = run_on_edge(target, (*GUARD, "show"), 60.0)
-    if result.returncode == 2 and not result.stdout.strip():
-        return None
     lines = result.stdout.strip().splitlines()
     if result.returncode != 0 or len(lines) != 1:
         detail = (result.stderr.strip().splitlines() or ["no answer"])[-1]
         raise InputError(f"ssh {target}", [f"cannot read the running Headscale version: {detail}"])
+    # "0.28.1 (stamp)", "0.28.0 (database)" or "none (fresh volume)"
+    first = lines[0].split(" ", 1)[0]
+    if first == "none":
+        return None
     try:
-        return str(parse_version(lines[0]))
+        return str(parse_version(first))
     except ValueError:
         raise InputError(
             f"ssh {target}", [f"the edge answered {lines[0]!r}, not a Headscale version"]

@@ -704,3 +704,18 @@ def test_without_backups_the_guard_and_the_stamp_still_run(
         packages = sandbox.machine()["packages"]
         assert isinstance(packages, dict)
         assert "age" not in packages and "litestream" not in packages
+
+
+def test_a_lost_edge_identity_removes_its_stale_node_before_joining(sandbox: Sandbox) -> None:
+    """A restored database lists the old edge node; joining again must not make `<name>-1`."""
+    assert sandbox.run("stale-edge-node").returncode == 0
+    calls = sandbox.calls()
+    delete = calls.index(["headscale", "nodes", "delete", "--identifier", "7", "--force"])
+    up = next(i for i, call in enumerate(calls) if call[:2] == ["tailscale", "up"])
+    assert delete < up
+    assert [n["name"] for n in sandbox.machine()["nodes"]] == ["homelab"]  # the homelab kept
+
+
+def test_a_node_that_restored_its_identity_deletes_nothing(sandbox: Sandbox) -> None:
+    assert sandbox.run("restored-node,stale-edge-node").returncode == 0
+    assert not any(call[:2] == ["headscale", "nodes"] for call in sandbox.calls())

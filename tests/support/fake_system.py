@@ -148,6 +148,11 @@ def headscale(args: list[str], state: dict[str, Any]) -> int:
     elif args[:2] == ["preauthkeys", "create"]:
         assert option(args, "--user") == str(state["users"].index("edge") + 1), args
         print(json.dumps({"key": "hskey-auth-0123456789abcdef", "reusable": False}))
+    elif args[:2] == ["nodes", "list"]:
+        print(json.dumps(state.get("nodes", [])))
+    elif args[:2] == ["nodes", "delete"]:
+        wanted = int(option(args, "--identifier") or 0)
+        state["nodes"] = [n for n in state.get("nodes", []) if n["id"] != wanted]
     return 0
 
 
@@ -249,6 +254,15 @@ class FakeSystem:
             # A replaced droplet finds tailscaled's node on the volume.
             "logged_in": "restored-node" in scenario,
             "status_calls": 0,
+            # Headscale's nodes: a restored database still lists the edge's old node.
+            "nodes": (
+                [
+                    {"id": 7, "name": "homelab-edge", "online": False, "user": {"name": "edge"}},
+                    {"id": 8, "name": "homelab", "online": False, "user": {"name": "homelab"}},
+                ]
+                if "stale-edge-node" in scenario
+                else []
+            ),
             "reserved_ip_checks": 0,
         }
 

@@ -85,8 +85,9 @@ def test_check_refuses_a_skip_from_the_version_the_edge_reports(
 def test_a_fresh_volume_has_no_running_version(edge: dict[str, str], tmp_path: Path) -> None:
     config = write_config(tmp_path)
     result = _cli(
-        edge, "check", "--config", str(config), "--ssh", "root@203.0.113.10", EDGE_EXIT="2"
-    )
+        edge, "check", "--config", str(config), "--ssh", "root@203.0.113.10",
+        EDGE_STDOUT="none (fresh volume)\n",
+    )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert (
         "note: upgrade: no Headscale has run on the volume of root@203.0.113.10 yet"
@@ -152,3 +153,18 @@ def test_a_point_in_time_must_be_a_past_time_with_a_zone(edge: dict[str, str], w
     assert result.exit_code == 2
     assert result.stderr.startswith(f"--at: {when!r}")
     assert _calls(edge) == []
+
+
+def test_a_guard_that_cannot_tell_is_bad_input_not_a_pass(
+    edge: dict[str, str], tmp_path: Path
+) -> None:
+    config = write_config(tmp_path)
+    result = _cli(
+        edge, "check", "--config", str(config), "--ssh", "root@203.0.113.10",
+        EDGE_EXIT="2", EDGE_STDERR="upgrade guard: database is locked\n",
+    )  # fmt: skip
+    assert result.exit_code == 2
+    assert result.stderr == (
+        "ssh root@203.0.113.10: cannot read the running Headscale version: "
+        "upgrade guard: database is locked\n"
+    )

@@ -21,6 +21,18 @@ for _ in $(seq 1 30); do
 done
 [ "$(backend_state)" = Running ] && exit 0
 
+# This node's identity is gone (a blank volume restored from the backup keeps
+# Headscale's nodes but not tailscaled's key): the edge's old entries are stale.
+# Remove them, or the new node would be named <name>-1 and the old one linger.
+headscale nodes list -o json | python3 -c '
+import json, sys
+for node in json.load(sys.stdin) or []:
+    if (node.get("user") or {}).get("name") == "edge" and not node.get("online"):
+        print(node["id"])
+' | while read -r stale; do
+  headscale nodes delete --identifier "$stale" --force >/dev/null
+done
+
 key="$("$here/mint-preauth-key.sh" edge 10m)"
 # Loopback: the join never waits for DNS or certificates. MagicDNS stays out of
 # the system resolver; Caddy asks 100.100.100.100 itself. --timeout: a join
