@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from support.config import resources
@@ -292,3 +293,24 @@ def test_provider_is_pinned_and_tokenless(stack: dict[str, Any]) -> None:
         "version": "2.71.0",
     }
     assert stack["provider"]["digitalocean"] == [{}]
+
+
+def test_the_edges_spaces_key_reaches_the_backup_bucket_only(full_stack: dict[str, Any]) -> None:
+    """Synth-time: one grant, readwrite, on the bucket this stack makes; never the state bucket."""
+    (key,) = resources(full_stack, "digitalocean_spaces_key").values()
+    assert key["grant"] == [
+        {"bucket": "${digitalocean_spaces_bucket.backup.name}", "permission": "readwrite"}
+    ]
+    state_bucket = full_stack["terraform"]["backend"]["s3"]["bucket"]
+    (bucket,) = resources(full_stack, "digitalocean_spaces_bucket").values()
+    assert bucket["name"] != state_bucket
+    assert state_bucket not in json.dumps(key)
+
+
+def test_the_backup_key_reaches_the_edge_only_as_a_terraform_reference(
+    stack: dict[str, Any],
+) -> None:
+    """Not in the config, not as a value in cdk.tf.json: Terraform fills it in at plan time."""
+    user_data = resources(stack, "digitalocean_droplet")["edge"]["user_data"]
+    assert "BACKUP_SECRET_ACCESS_KEY=${digitalocean_spaces_key.backup.secret_key}" in user_data
+    assert "secret_key" not in json.dumps(resources(stack, "digitalocean_spaces_key"))

@@ -182,3 +182,33 @@ def test_unknown_fail_on_class_is_a_usage_error() -> None:
     assert exit_code == 2
     allowed = " ".join(stderr.replace("│", " ").split())
     assert "'data-loss', 'address-change', 'exposure', 'downtime'" in allowed
+
+
+@pytest.mark.parametrize("output_format", ["text", "markdown", "json"])
+def test_the_backup_keys_secret_never_reaches_a_pr_comment(
+    tmp_path: Path, output_format: str
+) -> None:
+    """`terraform show -json` holds sensitive values in clear; plan-summary never echoes values."""
+    secret = "SPACES-SECRET-dQw4w9WgXcQ"
+    document = json.loads(plan_path("user-data-change").read_text())
+    document["resource_changes"].append(
+        {
+            "address": "digitalocean_spaces_key.backup",
+            "mode": "managed",
+            "type": "digitalocean_spaces_key",
+            "name": "backup",
+            "change": {
+                "actions": ["create"],
+                "before": None,
+                "after": {"name": "homelab-edge-backup", "secret_key": secret, "access_key": "AK1"},
+                "after_unknown": {},
+                "after_sensitive": {"secret_key": True},
+            },
+        }
+    )
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps(document))
+    exit_code, stdout, stderr = _run(str(plan), "--format", output_format)
+    assert exit_code == 0, stderr
+    assert "digitalocean_spaces_key.backup" in stdout
+    assert secret not in stdout + stderr
