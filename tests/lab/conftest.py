@@ -1,0 +1,51 @@
+"""One lab for the whole session; its scenarios in an order that keeps it usable.
+
+Read-only scenarios first, then the ones that disturb the lab and restore it
+(egress, blocked UDP, the refused client), and the droplet's replacement last.
+The lab is always torn down, and the router's leak guard must have dropped
+nothing: no packet tried to leave the lab's addresses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from support.lab.lab import Lab
+from support.lab.requirements import LabUnavailable
+
+HERE = Path(__file__).resolve().parent
+ORDER = (
+    "test_headscale",
+    "test_joins",
+    "test_sites",
+    "test_direct",
+    "test_reserved_ip",
+    "test_udp_block",
+    "test_old_client",
+    "test_replacement",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    positions = [n for n, item in enumerate(items) if item.path.parent == HERE]
+    ordered = sorted((items[n] for n in positions), key=lambda item: ORDER.index(item.path.stem))
+    for position, item in zip(positions, ordered, strict=True):
+        items[position] = item
+
+
+@pytest.fixture(scope="session")
+def lab() -> Iterator[Lab]:
+    try:
+        lab = Lab()
+    except LabUnavailable as exc:
+        pytest.skip(f"lab: {exc}")
+    lab.up()
+    leaked = None
+    try:
+        yield lab
+        leaked = lab.internet.leaked_packets()
+    finally:
+        lab.down()
+    assert leaked == 0, f"{leaked} packet(s) tried to leave the lab's addresses"
