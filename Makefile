@@ -44,15 +44,22 @@ bench: $(VENV)/.synced ## Benchmarks (not tests): synth time vs a floor app; pro
 	$(BIN)/python bench/proxy.py
 
 # Real components the tests run: Debian's cloud-init (schema checker),
-# shellcheck (also inside actionlint), jq (the workflows' own scripts) and
-# openssl (TLS for the fake DigitalOcean API). Installed when missing and
-# possible; tests skip, saying why, if not.
+# shellcheck (also inside actionlint), jq (the workflows' own scripts),
+# openssl (TLS for the fake DigitalOcean API and the lab's Pebble), and for the
+# lab (tests/lab, as root): iproute2 (namespaces, veths, tc), nftables (the
+# routers), iptables (tailscaled's firewall rules), conntrack and curl.
+# Installed when missing and possible; tests skip, saying why, if not.
 test-tools:
 	@missing=""; \
 	command -v cloud-init >/dev/null || missing="$$missing cloud-init"; \
 	command -v shellcheck >/dev/null || missing="$$missing shellcheck"; \
 	command -v jq >/dev/null || missing="$$missing jq"; \
 	command -v openssl >/dev/null || missing="$$missing openssl"; \
+	command -v ip >/dev/null || missing="$$missing iproute2"; \
+	command -v nft >/dev/null || missing="$$missing nftables"; \
+	command -v iptables >/dev/null || missing="$$missing iptables"; \
+	command -v conntrack >/dev/null || missing="$$missing conntrack"; \
+	command -v curl >/dev/null || missing="$$missing curl"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=""; elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then SUDO="sudo -n"; else SUDO=none; fi; \
 	  if [ "$$SUDO" = none ] || ! command -v apt-get >/dev/null; then \

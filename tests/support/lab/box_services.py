@@ -67,6 +67,23 @@ def webhook(port: str, record: str) -> None:
     HTTPServer(("127.0.0.1", int(port)), Handler).serve_forever()
 
 
+def whoami(port: str) -> None:
+    """HTTP on `port` answering every request with the address it came from."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *_args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            body = self.client_address[0].encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    HTTPServer(("0.0.0.0", int(port)), Handler).serve_forever()
+
+
 def journalctl(logs: str, *args: str) -> None:
     """`journalctl -u UNIT [--since -Nmin|-Nh] ...` over the lab's daemon log of UNIT.
 
@@ -101,6 +118,7 @@ SERVICES = {
     "udp-echo": udp_echo,
     "metadata": metadata,
     "webhook": webhook,
+    "whoami": whoami,
     "journalctl": journalctl,
 }
 

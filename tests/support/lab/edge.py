@@ -197,6 +197,16 @@ class Edge:
             environment["STATE_DIRECTORY"] = service.state_directory
         return self.box.run(service.exec_start, env={**environment, **(env or {})}, check=False)
 
+    def undo_egress(self) -> None:
+        """Back to DigitalOcean's default routing (the product never needs this: egress
+        off is a new droplet)."""
+        for priority in ("900", "901", "1000"):
+            self.box.run(["ip", "rule", "del", "priority", priority], check=False)
+        self.box.run(["ip", "route", "flush", "table", "100"], check=False)
+        self.box.run(
+            ["ip", "route", "replace", "default", "via", self.droplet.own_gateway, "dev", "eth0"]
+        )
+
     # -- what a droplet has around it ---------------------------------------
 
     def start_metadata(self) -> str:
@@ -222,6 +232,8 @@ class Edge:
     def start_webhook(self) -> Path:
         """The receiver health.env's webhook points at; the file its POSTs are appended to."""
         record = self.state.directory / "webhook.jsonl"
+        if "webhook" in self.box.daemons:
+            return record
         record.touch()
         self.box.spawn("webhook", [self.python, SERVICES, "webhook", WEBHOOK_PORT, record])
         probe = ["curl", "-sS", "-o", "/dev/null", f"http://127.0.0.1:{WEBHOOK_PORT}/"]

@@ -192,6 +192,8 @@ class Lab:
                 30,
                 0.2,
             )
+        # A new peer's home DERP region reaches the edge's netmap a moment after it joins.
+        wait_for("the homelab's home DERP", lambda: self.edge.node.peer("homelab").get("Relay"), 20)
         self.edge.node.wait_direct("homelab")
 
     # -- using it ------------------------------------------------------------
@@ -207,6 +209,11 @@ class Lab:
             check=check,
             timeout=120,
         )
+
+    def doctor(self) -> subprocess.CompletedProcess[str]:
+        """`homelab-tunnel doctor --ssh root@<reserved IP>`, as an operator runs it."""
+        ssh = f"root@{RESERVED_IP}"
+        return self.cli("doctor", "--config", str(self.config_path), "--ssh", ssh, check=False)
 
     def page(self, domain: str, path: str = "/") -> str:
         """What the visitor gets for https://domain/path ('' on any failure)."""

@@ -33,9 +33,9 @@ def make_ca(directory: Path) -> tuple[Path, Path]:
 
 def server_certificate(ca: Path, ca_key: Path, name: str, ip: str, out: Path) -> tuple[Path, Path]:
     """`out`.crt and `out`.key: a server certificate for `name` and `ip`, signed by `ca`."""
-    cert, key, csr = out.with_suffix(".crt"), out.with_suffix(".key"), out.with_suffix(".csr")
+    cert, key, csr = (out.parent / f"{out.name}.{kind}" for kind in ("crt", "key", "csr"))
     run(["openssl", "req", *_EC_KEY, "-keyout", key, "-out", csr, "-subj", f"/CN={name}"])
-    extensions = out.with_suffix(".cnf")
+    extensions = out.parent / f"{out.name}.cnf"
     extensions.write_text(
         f"subjectAltName=DNS:{name},IP:{ip}\nbasicConstraints=CA:FALSE\n"
         "keyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n"

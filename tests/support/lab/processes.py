@@ -54,7 +54,7 @@ class Daemon:
     def running(self) -> bool:
         return self.process.poll() is None
 
-    def stop(self, timeout: float = 10) -> int | None:
+    def stop(self, timeout: float = 3) -> int | None:
         """SIGTERM the group, SIGKILL it after `timeout`; the exit code."""
         if self.running():
             with contextlib.suppress(ProcessLookupError):
@@ -137,7 +137,7 @@ def kill_everything(netns: Sequence[str], recorded: dict[int, int]) -> None:
     for name in netns:
         ours |= _namespace_pids(name)
     _signal_all(ours, signal.SIGTERM)
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 2
     while _alive(ours) and time.monotonic() < deadline:
         time.sleep(0.05)
     _signal_all(_alive(ours), signal.SIGKILL)
