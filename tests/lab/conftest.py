@@ -1,4 +1,4 @@
-"""One lab for the whole session; its scenarios in an order that keeps it usable.
+"""One lab for all scenarios; run in an order that keeps it usable.
 
 Read-only scenarios first, then the ones that disturb the lab and restore it
 (egress, blocked UDP, the refused client), and the droplet's replacement last.
@@ -35,7 +35,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         items[position] = item
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")  # down after the last scenario, not at the session's end
 def lab() -> Iterator[Lab]:
     try:
         lab = Lab()

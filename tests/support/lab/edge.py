@@ -69,8 +69,7 @@ class Edge:
         self.droplet = droplet
         self.user_data = user_data
         self.hosts = hosts
-        # Swap `tools["headscale"]` before start() to run another Headscale release.
-        self.tools = tools
+        self.tools = tools  # name -> program, on the box's PATH; see use_headscale()
         self.python = python
         self.box = Box(state, "edge")
         self.node = TailscaleNode(self.box, CA_ROOTS_PATH)
@@ -81,8 +80,13 @@ class Edge:
     # -- lifecycle -----------------------------------------------------------
 
     def start(self) -> None:
-        """Boot the droplet on the volume and bring up Headscale, the edge's node and Caddy."""
-        self.boot()
+        """Bring up Headscale, the edge's node and Caddy; on a new droplet, boot it first.
+
+        After `stop()` this restarts the daemons on the same droplet; after
+        `wipe_all_but_volume()` it boots a new one on the volume.
+        """
+        if self.box.holder is None:
+            self.boot()
         self.start_headscale()
         self.join()
         self.start_caddy()
@@ -143,6 +147,14 @@ class Edge:
             ["caddy", "run", "--environ", "--config", "/etc/caddy/Caddyfile"],
             env={"HOME": "/var/lib/caddy"},
         )
+
+    def use_headscale(self, binary: Path) -> None:
+        """Run another Headscale release from the next `start()` (an upgrade or a downgrade)."""
+        self.tools["headscale"] = binary
+        if self.box.holder is not None:
+            link = self.box.path("/usr/local/bin/headscale")
+            link.unlink()
+            link.symlink_to(binary)
 
     def stop(self) -> None:
         """Every daemon down, in the reverse order of start."""

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import dataclasses
 import secrets
 import signal
 import subprocess
@@ -69,9 +70,12 @@ _HOOKED: list[bool] = []
 class Lab:
     """One run of the lab; `up()` builds it, `down()` removes every trace but its logs."""
 
-    def __init__(self, prefix: str | None = None) -> None:
+    def __init__(self, prefix: str | None = None, *, headscale: Path | None = None) -> None:
+        """`headscale`: another Headscale binary for the edge than the pinned one."""
         check_machine()
         self.programs = find_programs()
+        if headscale is not None:
+            self.programs = dataclasses.replace(self.programs, headscale=headscale)
         self.state = RunState(prefix or f"hl{secrets.token_hex(2)}")
         self.directory = self.state.directory
         self.internet = Internet(self.state)
