@@ -17,7 +17,7 @@ export UV_PROJECT_ENVIRONMENT := $(VENV)
 export UV_PYTHON_DOWNLOADS := never
 export CHECKPOINT_DISABLE := 1
 
-.PHONY: synth check test lint format unit deploy diff bench test-tools test-binaries clean
+.PHONY: synth check test lint format unit deploy diff bench bench-lab test-tools test-binaries clean
 
 synth: $(VENV)/.synced ## Synthesize $(CONFIG) into $(OUT)/stacks/<name>/cdk.tf.json
 	$(BIN)/homelab-tunnel synth --config $(CONFIG) --out $(OUT)
@@ -42,6 +42,9 @@ format: $(VENV)/.synced
 bench: $(VENV)/.synced ## Benchmarks (not tests): synth time vs a floor app; proxy overhead
 	$(BIN)/python bench/synth.py
 	$(BIN)/python bench/proxy.py
+
+bench-lab: $(VENV)/.synced test-tools test-binaries ## As root: the lab's paths, direct vs relayed
+	$(BIN)/python bench/lab.py
 
 # Real components the tests run: Debian's cloud-init (schema checker),
 # shellcheck (also inside actionlint), jq (the workflows' own scripts),
