@@ -16,12 +16,14 @@ from typing import Any
 import pytest
 from support.lab.addresses import HOME_ROUTER_WAN
 from support.lab.lab import Lab
+from support.lab.probes import curl
 
 from homelab_tunnel.render.headscale import DERP_REGION_ID
 
 
 @dataclass
 class Observed:
+    during_switch: str  # "<HTTP status> <seconds>"
     relayed: dict[str, Any]
     seconds_to_relay: float
     derp_map: dict[str, Any]
@@ -46,10 +48,16 @@ def observed(lab: Lab) -> Observed:
     edge = [lab.edge.droplet.own, lab.edge.droplet.anchor]
     with lab.internet.udp_blocked(HOME_ROUTER_WAN.address, edge):
         started = time.monotonic()
+        # A reload empties Caddy's upstream connection pool: this request must dial
+        # the homelab while both sides still trust the direct path they just lost.
+        lab.edge.reload_caddy()
+        during = curl(lab.visitor, "https://blog.lab.example/", "-o", "/dev/null",
+                      "-w", "%{http_code} %{time_total}", roots=lab.roots).stdout  # fmt: skip
         # Relayed both ways: each side trusts its last direct pong for 6.5 s on its own.
         relayed = lab.edge.node.wait_relayed("homelab", timeout=30)
         lab.home.node.wait_relayed(lab.config.name, timeout=30)
         seen = Observed(
+            during_switch=during,
             relayed=relayed,
             seconds_to_relay=time.monotonic() - started,
             derp_map=json.loads(lab.home.node.cli("debug", "derp-map").stdout),
@@ -64,6 +72,12 @@ def observed(lab: Lab) -> Observed:
     _health(lab, seen)
     seen.posts = [posts[before:] for posts in seen.posts]
     return seen
+
+
+def test_a_request_while_the_path_moves_is_slow_not_failed(observed: Observed) -> None:
+    status, seconds = observed.during_switch.split()
+    assert status == "200", observed.during_switch  # Caddy kept retrying the dial
+    assert float(seconds) > 2  # it did wait for the relay
 
 
 def test_blocked_udp_moves_the_path_to_the_edges_own_relay(observed: Observed, lab: Lab) -> None:
