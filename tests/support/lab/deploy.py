@@ -55,7 +55,7 @@ def write_lab_config(path: Path, document: dict[str, Any]) -> TunnelConfig:
 
 
 @dataclass(frozen=True)
-class EdgeFile:
+class DeployedFile:
     path: str
     content: bytes
     mode: int
@@ -66,14 +66,14 @@ def droplet_user_data(config: TunnelConfig, webhook_url: str) -> str:
     return user_data(config).replace(WEBHOOK_URL_PLACEHOLDER, webhook_url)
 
 
-def write_files(document_text: str) -> list[EdgeFile]:
+def write_files(document_text: str) -> list[DeployedFile]:
     """Every write_files entry of a #cloud-config document, decoded as cloud-init does."""
     document = yaml.safe_load(document_text)
     files = []
     for entry in document["write_files"]:
         content = entry["content"]
         data = base64.b64decode(content) if entry.get("encoding") == "b64" else content.encode()
-        files.append(EdgeFile(entry["path"], data, int(entry["permissions"], 8)))
+        files.append(DeployedFile(entry["path"], data, int(entry["permissions"], 8)))
     return files
 
 

@@ -24,7 +24,7 @@ from homelab_tunnel.render.user_data import CONF, LIB
 from support.lab.addresses import RESERVED_IP, Droplet
 from support.lab.boxes import Box
 from support.lab.deploy import (
-    EdgeFile,
+    DeployedFile,
     env_file,
     read_unit,
     unpack_command,
@@ -48,6 +48,8 @@ METADATA_PORT = 8169
 WEBHOOK_PORT = 9911
 WEBHOOK_URL = f"http://127.0.0.1:{WEBHOOK_PORT}/homelab-tunnel"
 SERVICES = Path(__file__).resolve().parent / "box_services.py"
+# In the run's directory: the PID whose namespaces are the edge's (ssh's stand-in enters them).
+HOLDER_FILE = "edge.holder"
 
 
 class Edge:
@@ -74,7 +76,7 @@ class Edge:
         self.box = Box(state, "edge")
         self.node = TailscaleNode(self.box, CA_ROOTS_PATH)
         self.volume = state.directory / "volume"
-        self.holder_file = state.directory / "edge.holder"
+        self.holder_file = state.directory / HOLDER_FILE
         self.join_output = ""
 
     # -- lifecycle -----------------------------------------------------------
@@ -108,7 +110,7 @@ class Edge:
             self.box.write(file.path, file.content, file.mode)
         self.box.run(unpack_command(self.user_data))
 
-    def files(self) -> list[EdgeFile]:
+    def files(self) -> list[DeployedFile]:
         return write_files(self.user_data)
 
     def start_headscale(self) -> None:

@@ -52,7 +52,7 @@ from support.lab.deploy import (
     lab_config_document,
     write_lab_config,
 )
-from support.lab.edge import WEBHOOK_URL, Edge
+from support.lab.edge import HOLDER_FILE, WEBHOOK_URL, Edge
 from support.lab.home import Home
 from support.lab.network import Internet
 from support.lab.nodes import TailscaleNode
@@ -134,7 +134,7 @@ class Lab:
             box.create()
             self.internet.attach(box, host, link)
         self.acme.private_mounts(hosts=self.hosts, tools={})
-        holder = self.directory / "edge.holder"
+        holder = self.directory / HOLDER_FILE
         shims = write_shims(self.shims, edge_holder=holder, logs=self.directory / "logs")
         tools = {"tailscale": self.programs.tailscale, "tailscaled": self.programs.tailscaled}
         self.home.create(self.internet, hosts=self.hosts, tools={**tools, **shims})

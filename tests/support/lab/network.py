@@ -93,14 +93,14 @@ class Internet:
         raise AssertionError(f"no leak counter in {listing}")
 
     @contextlib.contextmanager
-    def udp_blocked(self, between: str, and_: Sequence[str]) -> Iterator[None]:
+    def udp_blocked(self, address: str, others: Sequence[str]) -> Iterator[None]:
         """Drop UDP both ways between one address and others; always lifted on exit."""
-        others = ", ".join(and_)
+        peers = ", ".join(others)
         self.router.nft(
             "table ip block {\n"
             "  chain forward { type filter hook forward priority filter - 10; policy accept;\n"
-            f"    ip saddr {between} ip daddr {{ {others} }} meta l4proto udp counter drop\n"
-            f"    ip daddr {between} ip saddr {{ {others} }} meta l4proto udp counter drop\n"
+            f"    ip saddr {address} ip daddr {{ {peers} }} meta l4proto udp counter drop\n"
+            f"    ip daddr {address} ip saddr {{ {peers} }} meta l4proto udp counter drop\n"
             "  }\n"
             "}\n"
         )

@@ -12,7 +12,7 @@ from pathlib import Path
 from support.binaries import binary, why_missing
 from support.loopback import caddy_binary
 
-COMMANDS = ("ip", "nft", "conntrack", "nsenter", "unshare", "curl", "openssl", "tc")
+COMMANDS = ("ip", "nft", "conntrack", "nsenter", "unshare", "curl", "openssl")
 
 
 class LabUnavailable(RuntimeError):
