@@ -25,7 +25,7 @@ export UV_PROJECT_ENVIRONMENT := $(VENV)
 export UV_PYTHON_DOWNLOADS := never
 export CHECKPOINT_DISABLE := 1
 
-.PHONY: synth check test lint format unit deploy diff bench test-tools test-binaries clean
+.PHONY: synth check test lint format unit deploy diff bench bench-lab test-tools test-binaries clean
 
 synth: $(VENV)/.synced ## Synthesize $(CONFIG) into $(OUT)/stacks/<name>/cdk.tf.json
 	$(BIN)/homelab-tunnel synth --config "$$CONFIG" --out "$$OUT"
@@ -51,10 +51,15 @@ bench: $(VENV)/.synced ## Benchmarks (not tests): synth time vs a floor app; pro
 	$(BIN)/python bench/synth.py
 	$(BIN)/python bench/proxy.py
 
+bench-lab: $(VENV)/.synced test-tools test-binaries ## As root: the lab's paths, direct vs relayed
+	$(BIN)/python bench/lab.py
+
 # Real components the tests run: Debian's cloud-init (schema checker),
 # shellcheck (also inside actionlint), jq (the workflows' own scripts),
-# openssl (TLS for the fake DigitalOcean API) and age (the edge's key
-# backups). Installed when missing and possible; tests skip, saying why, if not.
+# openssl (TLS for the fake DigitalOcean API and the lab's Pebble), age (the
+# edge's key backups), and for the lab (tests/lab, as root): iproute2 (namespaces, veths, tc), nftables (the
+# routers), iptables (tailscaled's firewall rules), conntrack and curl.
+# Installed when missing and possible; tests skip, saying why, if not.
 test-tools:
 	@missing=""; \
 	command -v cloud-init >/dev/null || missing="$$missing cloud-init"; \
@@ -62,6 +67,11 @@ test-tools:
 	command -v shellcheck >/dev/null || missing="$$missing shellcheck"; \
 	command -v jq >/dev/null || missing="$$missing jq"; \
 	command -v openssl >/dev/null || missing="$$missing openssl"; \
+	command -v ip >/dev/null || missing="$$missing iproute2"; \
+	command -v nft >/dev/null || missing="$$missing nftables"; \
+	command -v iptables >/dev/null || missing="$$missing iptables"; \
+	command -v conntrack >/dev/null || missing="$$missing conntrack"; \
+	command -v curl >/dev/null || missing="$$missing curl"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=""; elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then SUDO="sudo -n"; else SUDO=none; fi; \
 	  if [ "$$SUDO" = none ] || ! command -v apt-get >/dev/null; then \

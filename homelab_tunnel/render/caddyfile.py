@@ -13,6 +13,12 @@ LETS_ENCRYPT_STAGING = "https://acme-staging-v02.api.letsencrypt.org/directory"
 CA_ROOTS_PATH = "/etc/homelab-tunnel/ca-roots.pem"
 # How long an upgraded connection (websocket) may outlive a config reload.
 STREAM_CLOSE_DELAY = "5m"
+# How long Caddy keeps retrying an upstream that does not answer. When UDP
+# breaks, each side keeps sending on the lost direct path for up to 6.5 s
+# (Tailscale's trustUDPAddrDuration, wgengine/magicsock) before relaying; with
+# Caddy's 3 s dial timeout, 5 s ran out one attempt short and the visitor got a
+# 502 (the lab's blocked-UDP scenario). 10 s leaves a third attempt after 6.5 s.
+LB_TRY_DURATION = "10s"
 
 
 @dataclass(frozen=True)
@@ -102,7 +108,8 @@ def _site(config: TunnelConfig, site: Site, runtime: CaddyRuntime) -> str:
             + "\n}"
         )
     directives.append(
-        "# Retry briefly while the tailnet path is (re)established.\nlb_try_duration 5s"
+        "# Keep dialing while the tailnet path moves (direct -> relay): Tailscale trusts a\n"
+        f"# lost direct path for 6.5 s, and each dial waits 3 s.\nlb_try_duration {LB_TRY_DURATION}"
     )
     directives.append(
         f"# Reloads keep websockets open this long.\nstream_close_delay {STREAM_CLOSE_DELAY}"

@@ -112,6 +112,17 @@ def test_each_site_asks_magicdns_for_its_upstream(tmp_path: Path) -> None:
 
 
 @needs_caddy
+def test_upstream_retries_outlast_tailscales_path_switch(tmp_path: Path) -> None:
+    # When UDP breaks, Tailscale keeps sending on the lost direct path for 6.5 s;
+    # a dial waits 3 s (Caddy's default dial_timeout): a third dial must start
+    # after those 6.5 s, or the visitor gets a 502 (the lab's blocked-UDP scenario).
+    routes = _routes_by_host(_adapt(config_with(), tmp_path), ":443")
+    assert _find(routes["blog.example.com"], "dial_timeout") == []
+    (try_duration,) = _find(routes["blog.example.com"], "try_duration")
+    assert try_duration >= 6_500_000_000 + 3_000_000_000
+
+
+@needs_caddy
 def test_tailnet_address_upstream_is_dialled_directly(tmp_path: Path) -> None:
     config = config_with(
         sites=[{"domain": "nas.example.com", "upstream": "100.64.0.7", "port": 5000}]

@@ -19,6 +19,10 @@ KEEP_OWN_ADDRESS_PORTS=(3478 41641)
 
 log() { printf 'homelab-tunnel egress: %s\n' "$*"; }
 metadata() { curl -fsS --max-time 5 --retry 5 --retry-connrefused "$METADATA/$1"; }
+# Not `ip rule show | grep -q`: grep -q stops at the first match, ip can then die
+# of SIGPIPE, and pipefail reads that as "no such rule"; adding it again fails
+# ("File exists") and stops a second run halfway.
+has_rule() { [[ "$(ip rule show)" == *"$1"* ]]; }
 
 anchor_gateway="$(metadata interfaces/public/0/anchor_ipv4/gateway)"
 public_ip="$(metadata interfaces/public/0/ipv4/address)"
@@ -29,11 +33,11 @@ public_gateway="$(metadata interfaces/public/0/ipv4/gateway)"
 }
 
 ip route replace default via "$public_gateway" dev eth0 table "$TABLE"
-ip rule show | grep -qF "from $public_ip lookup $TABLE" ||
+has_rule "from $public_ip lookup $TABLE" ||
   ip rule add from "$public_ip" lookup "$TABLE" priority 1000
 priority=900
 for port in "${KEEP_OWN_ADDRESS_PORTS[@]}"; do
-  ip rule show | grep -qF "ipproto udp sport $port lookup $TABLE" ||
+  has_rule "ipproto udp sport $port lookup $TABLE" ||
     ip rule add priority "$priority" ipproto udp sport "$port" lookup "$TABLE"
   priority=$((priority + 1))
 done

@@ -1,0 +1,74 @@
+"""One lab for all scenarios; run in an order that keeps it usable.
+
+Read-only scenarios first, then the ones that disturb the lab and restore it
+(egress, blocked UDP, the refused client), and the droplet's replacement last.
+The lab is always torn down, and the router's leak guard must have dropped
+nothing: no packet tried to leave the lab's addresses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Iterator
+from pathlib import Path
+
+import pytest
+from support.lab.lab import Lab
+from support.lab.requirements import LabUnavailable, check_machine, find_programs
+
+HERE = Path(__file__).resolve().parent
+ORDER = (
+    "test_headscale",
+    "test_joins",
+    "test_sites",
+    "test_direct",
+    "test_reserved_ip",
+    "test_udp_block",
+    "test_old_client",
+    "test_replacement",
+)
+
+
+def _unavailable() -> str | None:
+    """Why the lab cannot run here (root, namespaces, a program), checked once."""
+    try:
+        check_machine()
+        find_programs()
+    except LabUnavailable as exc:
+        return f"lab: {exc}"
+    return None
+
+
+UNAVAILABLE = _unavailable()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    positions = [n for n, item in enumerate(items) if item.path.parent == HERE]
+    ordered = sorted((items[n] for n in positions), key=lambda item: ORDER.index(item.path.stem))
+    for position, item in zip(positions, ordered, strict=True):
+        items[position] = item
+        if UNAVAILABLE:
+            item.add_marker(pytest.mark.skip(reason=UNAVAILABLE))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item,
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Every lab skip at one location, so the summary says it once: "SKIPPED [42] ..."."""
+    report = yield
+    if UNAVAILABLE and report.skipped and isinstance(report.longrepr, tuple):
+        report.longrepr = (__file__, 0, report.longrepr[2])
+    return report
+
+
+@pytest.fixture(scope="package")  # down after the last scenario, not at the session's end
+def lab() -> Iterator[Lab]:
+    lab = Lab()
+    lab.up()
+    leaked = None
+    try:
+        yield lab
+        leaked = lab.internet.leaked_packets()
+    finally:
+        lab.down()
+    assert leaked == 0, f"{leaked} packet(s) tried to leave the lab's addresses"

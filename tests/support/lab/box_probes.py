@@ -1,0 +1,178 @@
+"""Client-side probes run inside a box: `python3 box_probes.py <probe> ARGS`. Stdlib only.
+
+Each prints one JSON document (the websocket session: one per step) for the
+harness to read; none of them decides anything.
+"""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+import os
+import socket
+import ssl
+import struct
+import sys
+import time
+import zlib
+from urllib.parse import urlsplit
+
+STUN_MAGIC = 0x2112A442
+
+
+def stun_request(txid: bytes) -> bytes:
+    """A binding request as Tailscale sends it: Headscale's STUN answers no other dialect.
+
+    SOFTWARE "tailnode" and a FINGERPRINT (tailscale net/stun, ParseBindingRequest).
+    """
+    body = struct.pack("!HH", 0x8022, 8) + b"tailnode"
+    message = struct.pack("!HHI", 0x0001, len(body) + 8, STUN_MAGIC) + txid + body
+    crc = (zlib.crc32(message) ^ 0x5354554E) & 0xFFFFFFFF
+    return message + struct.pack("!HHI", 0x8028, 4, crc)
+
+
+def stun_mapped(reply: bytes, txid: bytes) -> str | None:
+    """XOR-MAPPED-ADDRESS of a binding response (an IPv4 may come back v4-mapped)."""
+    offset = 20
+    while offset + 4 <= len(reply):
+        kind, length = struct.unpack("!HH", reply[offset : offset + 4])
+        value = reply[offset + 4 : offset + 4 + length]
+        if kind == 0x0020 and length >= 8:
+            port = struct.unpack("!H", value[2:4])[0] ^ (STUN_MAGIC >> 16)
+            key = struct.pack("!I", STUN_MAGIC) + txid
+            raw = bytes(b ^ k for b, k in zip(value[4:], key, strict=False))
+            address = raw[:4] if value[1] == 1 else raw[12:16]
+            return f"{socket.inet_ntoa(address)}:{port}"
+        offset += 4 + length + (-length % 4)
+    return None
+
+
+def udp(*targets: str) -> None:
+    """`stun:IP:PORT` or `echo:IP:PORT`, all at once from unconnected sockets.
+
+    Unconnected, so a reply from any source address is seen: the point is which
+    address answers.
+    """
+    sockets = []
+    for target in targets:
+        kind, address, port = target.split(":")
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.bind(("0.0.0.0", 0))
+        txid = os.urandom(12)
+        sock.sendto(stun_request(txid) if kind == "stun" else b"ping " + txid, (address, int(port)))
+        sockets.append((target, kind, sock, txid))
+    results = {}
+    deadline = time.monotonic() + 1.0
+    for target, kind, sock, txid in sockets:
+        sock.settimeout(max(deadline - time.monotonic(), 0.01))
+        try:
+            reply, source = sock.recvfrom(2048)
+        except TimeoutError:
+            results[target] = {"reply_from": None, "mapped": None}
+            continue
+        mapped = stun_mapped(reply, txid) if kind == "stun" else None
+        results[target] = {"reply_from": f"{source[0]}:{source[1]}", "mapped": mapped}
+    print(json.dumps(results))
+
+
+def tcp(address: str, *ports: str) -> None:
+    """Per port: "open", "refused" (a RST: nothing listens) or "no answer"."""
+    results = {}
+    for port in ports:
+        try:
+            with socket.create_connection((address, int(port)), timeout=2):
+                results[port] = "open"
+        except ConnectionRefusedError:
+            results[port] = "refused"
+        except OSError as exc:
+            results[port] = f"no answer ({exc})"
+    print(json.dumps(results))
+
+
+def tls(address: str, name: str, cafile: str) -> None:
+    """The certificate `address`:443 presents for SNI `name`, verified against `cafile`."""
+    context = ssl.create_default_context(cafile=cafile)
+    try:
+        with (
+            socket.create_connection((address, 443), timeout=5) as raw,
+            context.wrap_socket(raw, server_hostname=name) as sock,
+        ):
+            cert = sock.getpeercert() or {}
+    except (ssl.SSLError, OSError) as exc:
+        print(json.dumps({"verified": False, "error": str(exc)}))
+        return
+    issuer = dict(item[0] for item in cert.get("issuer", ()))
+    names = [value for kind, value in cert.get("subjectAltName", ()) if kind == "DNS"]
+    print(json.dumps({"verified": True, "names": names, "issuer": issuer.get("commonName")}))
+
+
+def _frame(payload: bytes) -> bytes:
+    mask = os.urandom(4)
+    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    return bytes([0x81, 0x80 | len(payload)]) + mask + masked
+
+
+def _read_exact(sock: ssl.SSLSocket, size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        chunk = sock.recv(size - len(data))
+        if not chunk:
+            raise EOFError("connection closed")
+        data += chunk
+    return data
+
+
+def websocket(host: str, cafile: str, messages: str) -> None:
+    """Open wss://host/ws; send each message once a line arrives on stdin, print each echo."""
+    context = ssl.create_default_context(cafile=cafile)
+    raw = socket.create_connection((host, 443), timeout=10)
+    sock = context.wrap_socket(raw, server_hostname=host)
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall(
+        f"GET /ws HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
+    )
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += _read_exact(sock, 1)
+    print(json.dumps({"handshake": head.split(b"\r\n")[0].decode()}), flush=True)
+    for message in messages.split(","):
+        if not sys.stdin.readline():
+            break
+        try:
+            sock.sendall(_frame(message.encode()))
+            _first, second = _read_exact(sock, 2)
+            echo = _read_exact(sock, second & 0x7F).decode()
+        except (OSError, EOFError) as exc:
+            print(json.dumps({"sent": message, "error": str(exc)}), flush=True)
+            return
+        print(json.dumps({"sent": message, "echo": echo}), flush=True)
+    sock.close()
+
+
+def fetch(url: str, cafile: str, count: str = "1") -> None:
+    """GET `url` `count` times on one kept-alive connection: status, bytes, seconds each."""
+    parts = urlsplit(url)
+    connection: http.client.HTTPConnection
+    if parts.scheme == "https":
+        context = ssl.create_default_context(cafile=cafile)
+        connection = http.client.HTTPSConnection(parts.netloc, timeout=60, context=context)
+    else:
+        connection = http.client.HTTPConnection(parts.netloc, timeout=60)
+    path = parts.path + (f"?{parts.query}" if parts.query else "")
+    seconds, size, status = [], 0, 0
+    for _ in range(int(count)):
+        start = time.perf_counter()
+        connection.request("GET", path or "/")
+        response = connection.getresponse()
+        size = len(response.read())
+        seconds.append(time.perf_counter() - start)
+        status = response.status
+    print(json.dumps({"status": status, "bytes": size, "seconds": seconds}))
+
+
+PROBES = {"udp": udp, "tcp": tcp, "tls": tls, "websocket": websocket, "fetch": fetch}
+
+if __name__ == "__main__":
+    PROBES[sys.argv[1]](*sys.argv[2:])  # type: ignore[operator]

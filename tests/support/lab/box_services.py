@@ -1,0 +1,126 @@
+"""Small services the lab runs inside boxes: `python3 box_services.py <service> ARGS`. Stdlib only.
+
+Stand-ins for what a real droplet has around it: DigitalOcean's metadata
+service, a webhook receiver, journald (for reading Headscale's log), and a
+UDP socket shaped exactly like WireGuard's to probe reply addresses with.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import sys
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+
+
+def udp_echo(port: str) -> None:
+    """Bound to 0.0.0.0 and answering with sendto, as magicsock and Headscale's STUN do.
+
+    The kernel picks the reply's source address from the routes, which is
+    exactly what the reserved-IP question is about.
+    """
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("0.0.0.0", int(port)))
+    while True:
+        data, source = sock.recvfrom(2048)
+        sock.sendto(b"echo " + data, source)
+
+
+def metadata(port: str, document: str) -> None:
+    """DigitalOcean's metadata service: GET /metadata/v1/<key> -> the value in the JSON file."""
+    values = json.loads(Path(document).read_text())
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *_args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            value = values.get(self.path.removeprefix("/metadata/v1/"))
+            if value is None:
+                self.send_error(404)
+                return
+            body = str(value).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    HTTPServer(("127.0.0.1", int(port)), Handler).serve_forever()
+
+
+def webhook(port: str, record: str) -> None:
+    """Accept POSTs; append each JSON body as one line to `record`."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *_args: object) -> None:
+            pass
+
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            with Path(record).open("a") as handle:
+                handle.write(json.dumps(json.loads(body)) + "\n")
+            self.send_response(204)
+            self.end_headers()
+
+    HTTPServer(("127.0.0.1", int(port)), Handler).serve_forever()
+
+
+def whoami(port: str) -> None:
+    """HTTP on `port` answering every request with the address it came from."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *_args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            body = self.client_address[0].encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    HTTPServer(("0.0.0.0", int(port)), Handler).serve_forever()
+
+
+def journalctl(logs: str, *args: str) -> None:
+    """`journalctl -u UNIT [--since -Nmin|-Nh] ...` over the lab's daemon log of UNIT.
+
+    Lines carry the daemon's own RFC 3339 time stamp (Headscale's text log
+    does); a line without one belongs to the line before it.
+    """
+    unit = args[args.index("-u") + 1]
+    since = args[args.index("--since") + 1] if "--since" in args else None
+    cutoff = None
+    if since:
+        amount = since.lstrip("-")
+        number = int(amount.rstrip("minh"))
+        unit_of = timedelta(hours=1) if amount.endswith("h") else timedelta(minutes=1)
+        cutoff = datetime.now(UTC) - number * unit_of
+    path = Path(logs) / f"edge-{unit}.log"
+    if not path.exists():
+        sys.exit(f"-- No entries for unit {unit} --")
+    keep = cutoff is None
+    for line in path.read_text(errors="replace").splitlines():
+        stamp = line.split(" ", 1)[0]
+        try:
+            when = datetime.fromisoformat(stamp)
+        except ValueError:
+            when = None
+        if when is not None and cutoff is not None:
+            keep = (when if when.tzinfo else when.replace(tzinfo=UTC)) >= cutoff
+        if keep:
+            print(line)
+
+
+SERVICES = {
+    "udp-echo": udp_echo,
+    "metadata": metadata,
+    "webhook": webhook,
+    "whoami": whoami,
+    "journalctl": journalctl,
+}
+
+if __name__ == "__main__":
+    SERVICES[sys.argv[1]](*sys.argv[2:])  # type: ignore[operator]

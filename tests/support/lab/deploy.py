@@ -1,0 +1,138 @@
+"""What the droplet gets, put into the edge box exactly as cloud-init and systemd would.
+
+The lab config is a TOML file written at run time (Pebble's directory and
+roots only exist once Pebble runs) and rendered by the project's own code into
+user_data. The edge box receives user_data's write_files entries byte for byte
+and runs its unpack command, so /usr/local/lib/homelab-tunnel holds the real
+bundle. The one substitution is Terraform's own: the webhook placeholder.
+Units are read from the files deployed, so the lab runs what systemd would.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+import yaml
+
+from homelab_tunnel.config import TunnelConfig, load_config
+from homelab_tunnel.payload import fixed_files, user_data
+from homelab_tunnel.render.edge_env import WEBHOOK_URL_PLACEHOLDER
+from support.lab.addresses import HOME_ROUTER_WAN, RESERVED_IP
+from support.lab.pebble import DIRECTORY_URL
+
+ZONE = "lab.example"
+SITES = (("blog", 8080), ("photos", 2342))
+
+
+def lab_config_document(ca_roots: str) -> dict[str, Any]:
+    """The lab's edge: two sites on one homelab, certificates from Pebble."""
+    return {
+        "name": "lab-edge",
+        "region": "fra1",
+        "ssh_allowed_cidrs": [f"{HOME_ROUTER_WAN.address}/32"],
+        "alert_email": f"ops@{ZONE}",
+        "dns": {"zone": ZONE},
+        "headscale": {"domain": f"headscale.{ZONE}", "base_domain": f"tail.{ZONE}"},
+        "homelab": {"tailscale_version": "1.102.3"},
+        "tls": {"acme_ca": DIRECTORY_URL, "ca_roots": ca_roots, "caa_issuer": f"pebble.{ZONE}"},
+        "sites": [
+            {"domain": f"{name}.{ZONE}", "upstream": "homelab", "port": port}
+            for name, port in SITES
+        ],
+    }
+
+
+def write_lab_config(path: Path, document: dict[str, Any]) -> TunnelConfig:
+    """Write the TOML a user would, and load it the way the CLI does."""
+    path.write_bytes(tomli_w.dumps(document).encode())
+    return load_config(path)
+
+
+@dataclass(frozen=True)
+class DeployedFile:
+    path: str
+    content: bytes
+    mode: int
+
+
+def droplet_user_data(config: TunnelConfig, webhook_url: str) -> str:
+    """user_data as the droplet receives it: rendered, then Terraform's one replacement."""
+    return user_data(config).replace(WEBHOOK_URL_PLACEHOLDER, webhook_url)
+
+
+def write_files(document_text: str) -> list[DeployedFile]:
+    """Every write_files entry of a #cloud-config document, decoded as cloud-init does."""
+    document = yaml.safe_load(document_text)
+    files = []
+    for entry in document["write_files"]:
+        content = entry["content"]
+        data = base64.b64decode(content) if entry.get("encoding") == "b64" else content.encode()
+        files.append(DeployedFile(entry["path"], data, int(entry["permissions"], 8)))
+    return files
+
+
+def unpack_command(document_text: str) -> list[str]:
+    """runcmd's one step that is not systemd's: unpacking the bundle."""
+    commands = [cmd for cmd in yaml.safe_load(document_text)["runcmd"] if cmd[0] == "python3"]
+    assert len(commands) == 1, f"expected one python3 step in runcmd, got {commands}"
+    return [str(word) for word in commands[0]]
+
+
+def volume_directories() -> dict[str, str]:
+    """System path -> directory on the state volume, read from bootstrap.sh's own list."""
+    bootstrap = next(f for f in fixed_files() if f.path.endswith("/bootstrap.sh")).content
+    match = re.search(r"^for pair in (.+); do$", bootstrap, re.MULTILINE)
+    assert match, "bootstrap.sh no longer lists the volume's directories in one for loop"
+    pairs = [pair.split(":", 1) for pair in match.group(1).split()]
+    return {system: volume for volume, system in pairs}
+
+
+def env_file(text: str) -> dict[str, str]:
+    """KEY=value lines, as systemd's EnvironmentFile= reads the ones render writes."""
+    found = {}
+    for line in text.splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            key, _, value = line.partition("=")
+            found[key.strip()] = value
+    return found
+
+
+@dataclass
+class Unit:
+    """The parts of a systemd service the lab honours."""
+
+    exec_start: list[str]
+    environment: dict[str, str] = field(default_factory=dict)
+    environment_files: list[str] = field(default_factory=list)
+    state_directory: str | None = None
+
+
+def read_unit(text: str) -> Unit:
+    unit = Unit(exec_start=[])
+    for raw in text.splitlines():
+        key, _, value = raw.strip().partition("=")
+        if key == "ExecStart":
+            unit.exec_start = shlex.split(value)
+        elif key == "Environment":
+            name, _, setting = value.partition("=")
+            unit.environment[name] = setting
+        elif key == "EnvironmentFile":
+            unit.environment_files.append(value.lstrip("-"))
+        elif key == "StateDirectory":
+            unit.state_directory = f"/var/lib/{value}"
+    assert unit.exec_start, "the unit has no ExecStart"
+    return unit
+
+
+def hosts_file(extra: dict[str, str]) -> str:
+    """/etc/hosts for every box: the edge's public names at the reserved IP, plus `extra`."""
+    names = [f"{name}.{ZONE}" for name, _ in SITES] + [f"headscale.{ZONE}"]
+    lines = ["127.0.0.1 localhost", "::1 localhost", f"{RESERVED_IP} {' '.join(names)}"]
+    lines += [f"{address} {name}" for name, address in extra.items()]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,283 @@
+"""The lab: the real Headscale, tailscaled, Caddy and Pebble in network namespaces.
+
+    acme     192.0.2.50     Pebble (ACME), validating through the router like any client
+    visitor  203.0.113.34   a browser on the internet that trusts Pebble's roots
+        \\       |
+         inet (router)      DNATs the reserved IP 192.0.2.10 to the droplet's anchor,
+        /       |           SNATs the anchor back; drops and counts anything else
+    edge     203.0.113.2 + anchor 198.51.100.2: Headscale, tailscaled, Caddy
+    homert   203.0.113.18, masquerading 198.51.100.64/26
+      home   198.51.100.66: the app (one port per site) and tailscaled
+
+The edge runs user_data rendered from a lab config by the project's own code;
+the homelab joins with the script `join-command` prints. Every name a box
+knows is in its private /etc/hosts. `Lab().up()` returns a lab with the
+homelab joined and the sites served over a direct path; `down()` (also run
+at exit, on SIGTERM, and by the next run if this process is killed) removes
+every namespace and process it made.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import dataclasses
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from types import FrameType
+
+from homelab_tunnel.config import TunnelConfig
+from support.lab.addresses import (
+    ACME,
+    ACME_NAME,
+    FIRST_DROPLET,
+    OLD_CLIENT,
+    RELAY,
+    RELAY_NAME,
+    RESERVED_IP,
+    VISITOR,
+    Host,
+)
+from support.lab.boxes import Box
+from support.lab.deploy import (
+    SITES,
+    droplet_user_data,
+    hosts_file,
+    lab_config_document,
+    write_lab_config,
+)
+from support.lab.edge import HOLDER_FILE, WEBHOOK_URL, Edge
+from support.lab.home import Home
+from support.lab.network import Internet
+from support.lab.nodes import TailscaleNode
+from support.lab.pebble import Pebble
+from support.lab.probes import curl
+from support.lab.processes import RunState, reap_orphans, teardown
+from support.lab.requirements import check_machine, find_programs
+from support.lab.shell import LabError, run, wait_for
+from support.lab.shims import write_shims
+
+_ACTIVE: dict[str, Lab] = {}
+_HOOKED: list[bool] = []
+
+
+class Lab:
+    """One run of the lab; `up()` builds it, `down()` removes every trace but its logs."""
+
+    def __init__(self, prefix: str | None = None, *, headscale: Path | None = None) -> None:
+        """`headscale`: another Headscale binary for the edge than the pinned one."""
+        check_machine()
+        self.programs = find_programs()
+        if headscale is not None:
+            self.programs = dataclasses.replace(self.programs, headscale=headscale)
+        self.state = RunState(prefix or f"hl{secrets.token_hex(2)}")
+        self.directory = self.state.directory
+        self.internet = Internet(self.state)
+        self.acme = Box(self.state, "acme")
+        self.visitor = Box(self.state, "visitor")
+        self.roots = self.directory / "ca-roots.pem"
+        self.home = Home(self.state, self.roots)
+        self.pebble = Pebble(self.acme, self.programs.pebble, self.directory / "pki")
+        self.hosts = hosts_file({ACME_NAME: ACME.address, RELAY_NAME: RELAY.address})
+        self.shims = self.directory / "shims"
+        self.timings: dict[str, float] = {}
+        self.config_path = self.directory / "lab.toml"
+        self.config: TunnelConfig
+        self.edge: Edge
+        self.join_script = ""
+        self.join: subprocess.CompletedProcess[str]
+
+    # -- bring-up ------------------------------------------------------------
+
+    def up(self) -> Lab:
+        reap_orphans()
+        _register(self)
+        started = time.monotonic()
+        try:
+            self._network()
+            self._step("pebble, visitor, home app", self._parallel(
+                self.pebble.start, self._visitor, self._home_app))  # fmt: skip
+            self._step("edge up, home tailscaled", self._parallel(self._edge, self.home.node.start))
+            self._step("certificate for Headscale's name", self._await_certificate)
+            self._step("homelab joined", self._join_home)
+            self._step("sites served, path direct", self._await_direct)
+        except BaseException:
+            self.down()
+            raise
+        self.timings["total"] = time.monotonic() - started
+        return self
+
+    def _step(self, name: str, action: Callable[[], object]) -> None:
+        started = time.monotonic()
+        action()
+        self.timings[name] = time.monotonic() - started
+
+    @staticmethod
+    def _parallel(*actions: Callable[[], object]) -> Callable[[], None]:
+        def run_all() -> None:
+            with ThreadPoolExecutor(len(actions)) as pool:
+                for future in [pool.submit(action) for action in actions]:
+                    future.result()
+
+        return run_all
+
+    def _network(self) -> None:
+        started = time.monotonic()
+        self.internet.create()
+        for box, host, link in ((self.acme, ACME, "acme0"), (self.visitor, VISITOR, "visitor0")):
+            box.create()
+            self.internet.attach(box, host, link)
+        self.acme.private_mounts(hosts=self.hosts, tools={})
+        holder = self.directory / HOLDER_FILE
+        shims = write_shims(self.shims, edge_holder=holder, logs=self.directory / "logs")
+        tools = {"tailscale": self.programs.tailscale, "tailscaled": self.programs.tailscaled}
+        self.home.create(self.internet, hosts=self.hosts, tools={**tools, **shims})
+        self.timings["network"] = time.monotonic() - started
+
+    def _visitor(self) -> None:
+        self.visitor.private_mounts(hosts=self.hosts, tools={})
+
+    def _home_app(self) -> None:
+        self.home.start_app({port: name for name, port in SITES})
+
+    def _edge(self) -> None:
+        self.roots.write_text(self.pebble.roots())
+        self.config = write_lab_config(self.config_path, lab_config_document(self.pebble.roots()))
+        tools = {
+            "headscale": self.programs.headscale,
+            "tailscale": self.programs.tailscale,
+            "tailscaled": self.programs.tailscaled,
+            "caddy": self.programs.caddy,
+            "journalctl": self.shims / "journalctl",
+            # Ubuntu 24.04's python3 is 3.12; user_data's unpack needs tarfile's filter=
+            # (3.11.4+), which this machine's /usr/bin/python3 may lack.
+            "python3": Path(sys.base_prefix) / "bin" / "python3",
+        }
+        self.edge = Edge(
+            state=self.state,
+            internet=self.internet,
+            droplet=FIRST_DROPLET,
+            user_data=droplet_user_data(self.config, WEBHOOK_URL),
+            hosts=self.hosts,
+            tools=tools,
+            python=str(self.programs.cli.parent / "python"),
+        )
+        self.edge.start()
+
+    def _await_certificate(self) -> None:
+        url = f"https://{self.config.headscale.domain}/health"
+        wait_for(
+            "Caddy serving Headscale's name with a Pebble certificate",
+            lambda: curl(self.visitor, url, "-f", roots=self.roots).returncode == 0,
+            60,
+            0.2,
+        )
+
+    def _join_home(self) -> None:
+        self.join_script = self.cli(
+            "join-command", "--config", str(self.config_path), "--edge", RESERVED_IP
+        ).stdout
+        self.join = self.home.join(self.join_script)
+        if self.join.returncode != 0:
+            raise LabError(f"the join script failed:\n{self.join.stdout}{self.join.stderr}")
+
+    def _await_direct(self) -> None:
+        for site in self.config.sites:
+            name = site.domain.split(".")[0]
+            wait_for(
+                f"{site.domain} through the edge",
+                lambda d=site.domain, n=name: f"{n} app" in self.page(d),
+                30,
+                0.2,
+            )
+        # A new peer's home DERP region reaches the edge's netmap a moment after it joins.
+        wait_for("the homelab's home DERP", lambda: self.edge.node.peer("homelab").get("Relay"), 20)
+        self.edge.node.wait_direct("homelab")
+
+    # -- using it ------------------------------------------------------------
+
+    def cli(
+        self, *args: str, env: dict[str, str] | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        """`homelab-tunnel ARGS` on the operator's side (this machine); its ssh reaches the edge."""
+        path = f"{self.shims}:/usr/local/bin:/usr/bin:/bin"
+        return run(
+            [self.programs.cli, *args],
+            env={"PATH": path, "COLUMNS": "200", "NO_COLOR": "1", **(env or {})},
+            check=check,
+            timeout=120,
+        )
+
+    def doctor(self) -> subprocess.CompletedProcess[str]:
+        """`homelab-tunnel doctor --ssh root@<reserved IP>`, as an operator runs it."""
+        ssh = f"root@{RESERVED_IP}"
+        return self.cli("doctor", "--config", str(self.config_path), "--ssh", ssh, check=False)
+
+    def page(self, domain: str, path: str = "/") -> str:
+        """What the visitor gets for https://domain/path ('' on any failure)."""
+        done = curl(self.visitor, f"https://{domain}{path}", "-f", roots=self.roots)
+        return done.stdout if done.returncode == 0 else ""
+
+    def internet_box(self, role: str, host: Host, tools: dict[str, Path]) -> Box:
+        """One more box on the internet, with its own /28 and mount namespace."""
+        box = Box(self.state, role)
+        box.create()
+        self.internet.attach(box, host, f"{role}0")
+        box.private_mounts(hosts=self.hosts, tools=tools)
+        return box
+
+    @contextlib.contextmanager
+    def old_client(self) -> Iterator[TailscaleNode]:
+        """A box on the internet with the Tailscale release Headscale refuses; removed after."""
+        tools = {
+            "tailscale": self.programs.old_tailscale,
+            "tailscaled": self.programs.old_tailscaled,
+        }
+        box = self.internet_box("old", OLD_CLIENT, tools)
+        try:
+            yield TailscaleNode(box, str(self.roots))
+        finally:
+            box.destroy()
+            self.internet.detach("old0")
+
+    # -- teardown ------------------------------------------------------------
+
+    def down(self) -> None:
+        teardown(self.state.prefix)
+        _ACTIVE.pop(self.state.prefix, None)
+
+    def keep(self) -> None:
+        """Leave it running after this process exits (tear down with `down PREFIX`)."""
+        self.state.keep()
+        _ACTIVE.pop(self.state.prefix, None)
+
+    def __enter__(self) -> Lab:
+        return self.up()
+
+    def __exit__(self, *_exc: object) -> None:
+        self.down()
+
+
+def _down_all() -> None:
+    for lab in list(_ACTIVE.values()):
+        lab.down()
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)  # unwinds through finally blocks, then atexit
+
+
+def _register(lab: Lab) -> None:
+    if not _HOOKED:
+        _HOOKED.append(True)
+        atexit.register(_down_all)
+        if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+            with contextlib.suppress(ValueError):  # not the main thread
+                signal.signal(signal.SIGTERM, _on_sigterm)
+    _ACTIVE[lab.state.prefix] = lab
