@@ -67,4 +67,3 @@ def s3_server() -> Iterator[S3Server]:
     """moto's S3 on 127.0.0.1, signatures checked; each test takes a bucket of its own."""
     with moto_s3() as server:
         yield server
-
