@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import ipaddress
 import re
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BeforeValidator, Field
@@ -163,18 +164,15 @@ def _check_fqdn(value: str) -> str:
     return value
 
 
-def _check_region(value: str) -> str:
-    if value not in REGIONS:
-        raise ValueError(f"{value!r} is not a DigitalOcean region; allowed: {', '.join(REGIONS)}")
-    return value
+def _one_of(allowed: tuple[str, ...], what: str) -> Callable[[str], str]:
+    """A check that the value is one of `allowed`, naming them all when it is not."""
 
+    def check(value: str) -> str:
+        if value not in allowed:
+            raise ValueError(f"{value!r} is not {what}; allowed: {', '.join(allowed)}")
+        return value
 
-def _check_spaces_region(value: str) -> str:
-    if value not in SPACES_REGIONS:
-        raise ValueError(
-            f"{value!r} is not a region with Spaces; allowed: {', '.join(SPACES_REGIONS)}"
-        )
-    return value
+    return check
 
 
 def _check_age_recipient(value: str) -> str:
@@ -355,8 +353,10 @@ def _check_https_url(value: str) -> str:
 # Control characters are refused first (before any normalising could hide them).
 _Line = BeforeValidator(_single_line)
 Fqdn = Annotated[str, BeforeValidator(_domain), AfterValidator(_check_fqdn)]
-Region = Annotated[str, _Line, AfterValidator(_check_region)]
-SpacesRegion = Annotated[str, _Line, AfterValidator(_check_spaces_region)]
+Region = Annotated[str, _Line, AfterValidator(_one_of(REGIONS, "a DigitalOcean region"))]
+SpacesRegion = Annotated[
+    str, _Line, AfterValidator(_one_of(SPACES_REGIONS, "a region with Spaces"))
+]
 AgeRecipient = Annotated[str, _Line, AfterValidator(_check_age_recipient)]
 Slug = Annotated[str, _Line, AfterValidator(_check_slug)]
 Name = Annotated[str, _Line, AfterValidator(_check_name)]
