@@ -7,10 +7,6 @@ like a checkout.
 
 from __future__ import annotations
 
-import ast
-import io
-import re
-import tokenize
 from functools import cache
 from importlib.resources import files
 from importlib.resources.abc import Traversable
@@ -18,6 +14,7 @@ from importlib.resources.abc import Traversable
 from homelab_tunnel.config import TunnelConfig
 from homelab_tunnel.errors import InputError
 from homelab_tunnel.render.backup import ACCESS_KEY_PLACEHOLDER, SECRET_KEY_PLACEHOLDER
+from homelab_tunnel.render.compact import compact_for
 from homelab_tunnel.render.edge_env import WEBHOOK_URL_MAX_LENGTH, WEBHOOK_URL_PLACEHOLDER
 from homelab_tunnel.render.user_data import LIB, UNITS, EdgeFile, render_user_data
 
@@ -62,107 +59,20 @@ def _package() -> Traversable:
 
 @cache
 def fixed_files() -> tuple[EdgeFile, ...]:
-    """The project's own files for the edge, the same for every config."""
+    """The project's own files for the edge, the same for every config, as they ship."""
     package = _package()
     edge_files = package / "edge" / "files"
-    found = [
-        EdgeFile(target, _compact(target, (edge_files / name).read_text(encoding="utf-8")), mode)
-        for name, target, mode in FIXED_FILES
-    ]
-    found += [
-        EdgeFile(
-            f"{LIB}/homelab_tunnel/{name}",
-            compact_python((package / name).read_text(encoding="utf-8")),
-        )
-        for name in SHARED_MODULES
-    ]
+    sources = [(target, edge_files / name, mode) for name, target, mode in FIXED_FILES]
+    sources += [(f"{LIB}/homelab_tunnel/{name}", package / name, 0o644) for name in SHARED_MODULES]
     modules = sorted(
         entry.name for entry in (package / "edge").iterdir() if entry.name.endswith(".py")
     )
-    found += [
-        EdgeFile(
-            f"{LIB}/homelab_tunnel/edge/{name}",
-            compact_python((package / "edge" / name).read_text(encoding="utf-8")),
-        )
-        for name in modules
+    sources += [
+        (f"{LIB}/homelab_tunnel/edge/{name}", package / "edge" / name, 0o644) for name in modules
     ]
-    return tuple(found)
-
-
-def compact_python(source: str) -> str:
-    """`source` without docstrings, comments and blank lines: the same program, fewer bytes.
-
-    The edge modules are documented for their readers here; on the droplet they
-    only run, and user_data has 64 KiB. Only whole lines are dropped and
-    comments cut off, at positions `tokenize` and `ast` report, so the result
-    is the same on every machine; text inside string literals is never touched.
-    """
-    lines = source.splitlines(keepends=True)
-    keep = [True] * (len(lines) + 1)
-    code = [False] * (len(lines) + 1)
-    cut: dict[int, int] = {}
-    for token in tokenize.generate_tokens(io.StringIO(source).readline):
-        if token.type == tokenize.COMMENT:
-            cut[token.start[0]] = token.start[1]
-        elif token.type not in (tokenize.NL, tokenize.NEWLINE, tokenize.DEDENT, tokenize.ENDMARKER):
-            for number in range(token.start[0], token.end[0] + 1):
-                code[number] = True
-    for node in ast.walk(ast.parse(source)):
-        body = getattr(node, "body", None)
-        # A function or class needs a statement left; a module may end up empty.
-        least = 1 if isinstance(node, ast.Module) else 2
-        if isinstance(body, list) and len(body) >= least and _is_docstring(body[0]):
-            for number in range(body[0].lineno, (body[0].end_lineno or 0) + 1):
-                keep[number] = False
-    out = []
-    for number, line in enumerate(lines, start=1):
-        if not keep[number] or not code[number]:
-            continue
-        if number in cut:
-            line = line[: cut[number]].rstrip() + "\n"
-        out.append(line)
-    return "".join(out)
-
-
-# `<<EOF`, `<<-'EOF'`, `<< "EOF"`: the body up to the line EOF is text, kept as it is.
-_HEREDOC = re.compile(r"<<-?\s*['\"]?([A-Za-z_][A-Za-z0-9_]*)")
-
-
-def compact_shell(source: str) -> str:
-    """A bash script without its comment lines and blank lines, heredoc bodies kept.
-
-    Only whole lines go; a test checks that bash parses every shipped script
-    to the same program as its source.
-    """
-    out: list[str] = []
-    heredoc = None
-    for number, line in enumerate(source.splitlines(keepends=True)):
-        if heredoc is not None:
-            out.append(line)
-            heredoc = None if line.strip() == heredoc else heredoc
-            continue
-        match = _HEREDOC.search(line)
-        heredoc = match.group(1) if match else None
-        if number and (not line.strip() or line.lstrip().startswith("#")):
-            continue
-        out.append(line)
-    return "".join(out)
-
-
-def _compact(target: str, text: str) -> str:
-    """Scripts and systemd units without comments; other files (apt's config) as they are."""
-    if target.endswith(".sh"):
-        return compact_shell(text)
-    if target.startswith(f"{UNITS}/"):
-        return "".join(line for line in text.splitlines(keepends=True) if line[:1] not in "#\n")
-    return text
-
-
-def _is_docstring(node: ast.stmt) -> bool:
-    return (
-        isinstance(node, ast.Expr)
-        and isinstance(node.value, ast.Constant)
-        and isinstance(node.value.value, str)
+    return tuple(
+        EdgeFile(target, compact_for(target, source.read_text(encoding="utf-8")), mode)
+        for target, source, mode in sources
     )
 
 

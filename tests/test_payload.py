@@ -17,13 +17,12 @@ from homelab_tunnel.cli import app
 from homelab_tunnel.payload import (
     SPACES_KEY_MAX_LENGTH,
     USER_DATA_LIMIT,
-    compact_python,
-    compact_shell,
     fixed_files,
     user_data,
     user_data_size,
 )
 from homelab_tunnel.render.backup import ACCESS_KEY_PLACEHOLDER, SECRET_KEY_PLACEHOLDER
+from homelab_tunnel.render.compact import compact_python, compact_shell
 from homelab_tunnel.render.edge_env import WEBHOOK_URL_MAX_LENGTH, WEBHOOK_URL_PLACEHOLDER
 
 runner = CliRunner(env={"COLUMNS": "200", "NO_COLOR": "1"})

@@ -17,8 +17,9 @@ import yaml
 from support.config import ROOT, config_with
 
 from homelab_tunnel.config import TunnelConfig
-from homelab_tunnel.payload import compact_shell, fixed_files
+from homelab_tunnel.payload import fixed_files
 from homelab_tunnel.payload import user_data as render_user_data
+from homelab_tunnel.render.compact import compact_shell
 from homelab_tunnel.render.edge_env import WEBHOOK_URL_PLACEHOLDER
 from homelab_tunnel.render.user_data import (
     BOOTSTRAP,
