@@ -35,8 +35,9 @@ check: $(VENV)/.synced ## Validate $(CONFIG)
 
 test: lint test-tools test-binaries unit ## Lint, then every test
 
+# Three workers on two cores: the lab's modules (one lab each) mostly wait on daemons.
 unit: $(VENV)/.synced
-	$(BIN)/python -m pytest -n 2 --dist loadscope
+	$(BIN)/python -m pytest -n 3 --dist loadscope
 
 lint: $(VENV)/.synced
 	$(BIN)/ruff check .

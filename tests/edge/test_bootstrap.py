@@ -686,6 +686,21 @@ def test_backups_stream_once_headscale_runs(sandbox: Sandbox) -> None:
     assert start > _index(calls, _starts_headscale)
 
 
+def test_the_key_files_are_backed_up_at_once_not_when_the_timer_fires(sandbox: Sandbox) -> None:
+    """Headscale wrote the keys before the .path unit started, so it never sees them;
+    the timer's first run is a minute or two away. Bootstrap starts the backup itself."""
+    keys_once = ["systemctl", "start", "--no-block", "homelab-tunnel-backup-keys.service"]
+    assert sandbox.run().returncode == 0
+    calls = sandbox.calls()
+    path_unit = _index(
+        calls, lambda c: c == ["systemctl", "start", "homelab-tunnel-backup-keys.path"]
+    )
+    assert calls.index(keys_once) > path_unit > _index(calls, _starts_headscale)
+    sandbox.reset_calls()
+    assert sandbox.run().returncode == 0  # every unit already running: nothing to start
+    assert keys_once not in sandbox.calls()
+
+
 def test_without_backups_the_guard_and_the_stamp_still_run(
     tmp_path: Path, s3_server: S3Server
 ) -> None:

@@ -2,14 +2,18 @@
 
 Read-only scenarios first, then the ones that disturb the lab and restore it
 (egress, blocked UDP, the refused client), and the droplet's replacement last.
+test_upgrade and test_backups bring up labs of their own (another Headscale
+release, backups on) with `lab_with`.
 The lab is always torn down, and the router's leak guard must have dropped
 nothing: no packet tried to leave the lab's addresses.
 """
 
 from __future__ import annotations
 
-from collections.abc import Generator, Iterator
+import contextlib
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from support.lab.lab import Lab
@@ -25,6 +29,8 @@ ORDER = (
     "test_udp_block",
     "test_old_client",
     "test_replacement",
+    "test_upgrade",
+    "test_backups",
 )
 
 
@@ -61,9 +67,13 @@ def pytest_runtest_makereport(
     return report
 
 
-@pytest.fixture(scope="package")  # down after the last scenario, not at the session's end
-def lab() -> Iterator[Lab]:
-    lab = Lab()
+@contextlib.contextmanager
+def running_lab(**options: Any) -> Iterator[Lab]:
+    """A lab up for the block (`Lab` options), always down after it; nothing may have leaked."""
+    try:
+        lab = Lab(**options)
+    except LabUnavailable as exc:
+        pytest.skip(f"lab: {exc}")
     lab.up()
     leaked = None
     try:
@@ -72,3 +82,16 @@ def lab() -> Iterator[Lab]:
     finally:
         lab.down()
     assert leaked == 0, f"{leaked} packet(s) tried to leave the lab's addresses"
+
+
+@pytest.fixture(scope="package")  # down after the last scenario, not at the session's end
+def lab() -> Iterator[Lab]:
+    """The shared lab of the scenarios that do not bring up their own."""
+    with running_lab() as lab:
+        yield lab
+
+
+@pytest.fixture(scope="package")
+def lab_with() -> Callable[..., contextlib.AbstractContextManager[Lab]]:
+    """`with lab_with(release=..., backups=True) as lab:` for a module's lab of its own."""
+    return running_lab

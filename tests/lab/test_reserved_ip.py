@@ -108,8 +108,7 @@ def observed(lab: Lab) -> Observed:
 def _restore(lab: Lab) -> None:
     """DigitalOcean's default routing, the real tailscaled, a direct path both ways."""
     edge = lab.edge
-    for name in ("wireguard-socket", "metadata"):
-        edge.box.stop(name)
+    edge.box.stop("wireguard-socket")
     lab.visitor.stop("whoami")
     logged = len(edge.box.log("tailscaled"))
     edge.undo_egress()

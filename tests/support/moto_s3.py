@@ -12,6 +12,7 @@ import contextlib
 import itertools
 import json
 import logging
+import ssl
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -59,7 +60,7 @@ class S3Server:
 _numbers = itertools.count(1)
 
 
-def _iam(endpoint: str) -> Any:
+def _iam(endpoint: str, cafile: str | None) -> Any:
     import boto3
 
     return boto3.client(
@@ -68,7 +69,37 @@ def _iam(endpoint: str) -> Any:
         region_name="us-east-1",
         aws_access_key_id="bootstrap",
         aws_secret_access_key="bootstrap",
+        verify=cafile or True,
     )
+
+
+def enforce_signatures(endpoint: str, cafile: str | None = None) -> tuple[str, str]:
+    """Switch moto's signature checks on; the key pair of a new IAM user allowed s3:*.
+
+    `cafile`: the CA of an https endpoint (the lab's store).
+    """
+    reset = urllib.request.Request(
+        f"{endpoint}/moto-api/reset-auth",
+        data=b"3",
+        headers={"Content-Type": "text/plain"},
+        method="POST",
+    )
+    # No proxy from the environment: the request must stay on loopback (or in the lab).
+    handlers: list[urllib.request.BaseHandler] = [urllib.request.ProxyHandler({})]
+    if cafile:
+        handlers.append(
+            urllib.request.HTTPSHandler(context=ssl.create_default_context(cafile=cafile))
+        )
+    with urllib.request.build_opener(*handlers).open(reset, timeout=10):
+        pass
+    iam = _iam(endpoint, cafile)
+    iam.create_user(UserName="edge")
+    policy = {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "s3:*", "Resource": "*"}
+    ]}  # fmt: skip
+    iam.put_user_policy(UserName="edge", PolicyName="s3", PolicyDocument=json.dumps(policy))
+    key = iam.create_access_key(UserName="edge")["AccessKey"]
+    return str(key["AccessKeyId"]), str(key["SecretAccessKey"])
 
 
 @contextlib.contextmanager
@@ -82,22 +113,6 @@ def moto_s3() -> Iterator[S3Server]:
     try:
         host, port = server.get_host_and_port()
         endpoint = f"http://{host}:{port}"
-        reset = urllib.request.Request(
-            f"{endpoint}/moto-api/reset-auth",
-            data=b"3",
-            headers={"Content-Type": "text/plain"},
-            method="POST",
-        )
-        # No proxy from the environment: the request must stay on loopback.
-        with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(reset, timeout=10):
-            pass
-        iam = _iam(endpoint)
-        iam.create_user(UserName="edge")
-        policy = {"Version": "2012-10-17", "Statement": [
-            {"Effect": "Allow", "Action": "s3:*", "Resource": "*"}
-        ]}  # fmt: skip
-        iam.put_user_policy(UserName="edge", PolicyName="s3", PolicyDocument=json.dumps(policy))
-        key = iam.create_access_key(UserName="edge")["AccessKey"]
-        yield S3Server(endpoint, key["AccessKeyId"], key["SecretAccessKey"])
+        yield S3Server(endpoint, *enforce_signatures(endpoint))
     finally:
         server.stop()

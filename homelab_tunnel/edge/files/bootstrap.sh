@@ -347,10 +347,18 @@ log "6/9 headscale running (version stamped on the volume); edge joined the tail
 # 7. Backups: the database within a second of each write, key files on change.
 # ---------------------------------------------------------------------------
 if [ "$BACKUP_ENABLED" = true ]; then
+  started=0
   for unit in homelab-tunnel-litestream.service homelab-tunnel-backup-keys.path homelab-tunnel-backup-keys.timer; do
     enable_unit "$unit"
-    systemctl is-active --quiet "$unit" || systemctl start "$unit"
+    if ! systemctl is-active --quiet "$unit"; then
+      systemctl start "$unit"
+      started=1
+    fi
   done
+  # The .path unit only sees changes from now on, and Headscale wrote the key
+  # files (or restore-state.sh brought them back) before it started: back them
+  # up now, not when the timer first fires a minute or two later.
+  [ "$started" = 0 ] || systemctl start --no-block homelab-tunnel-backup-keys.service
   log "7/9 backups on: Litestream streams the database, key files go on change and daily"
 else
   log "7/9 backups off (backup.enabled in the config)"

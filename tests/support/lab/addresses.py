@@ -34,6 +34,13 @@ FIRST_DROPLET = Droplet(own="203.0.113.2", anchor="198.51.100.2")
 REPLACEMENT_DROPLET = Droplet(own="203.0.113.3", anchor="198.51.100.3")
 
 
+def droplet(number: int) -> Droplet:
+    """The `number`th droplet of a run (1 is FIRST_DROPLET), for scenarios that replace it often."""
+    if not 1 <= number <= 12:
+        raise ValueError(f"droplet {number}: the lab has addresses for 12")
+    return Droplet(own=f"203.0.113.{number + 1}", anchor=f"198.51.100.{number + 1}")
+
+
 @dataclass(frozen=True)
 class Host:
     """A box on the internet: its own /28 on a veth to the router."""
@@ -49,6 +56,10 @@ OLD_CLIENT = Host("203.0.113.50", "203.0.113.49")
 ACME = Host("192.0.2.50", "192.0.2.49")
 # bench/lab.py: a public-style DERP relay somewhere else on the internet.
 RELAY = Host("192.0.2.66", "192.0.2.65")
+# The backup bucket's S3 (moto's server), answering as <region>.digitaloceanspaces.com.
+STORE = Host("192.0.2.82", "192.0.2.81")
+# One more machine on the tailnet (a laptop on the internet, its own user).
+LAPTOP = Host("203.0.113.66", "203.0.113.65")
 
 # Behind the home router's masquerade.
 HOME_LAN = Host("198.51.100.66", "198.51.100.65", prefix=26)

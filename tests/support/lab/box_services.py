@@ -1,15 +1,18 @@
 """Small services the lab runs inside boxes: `python3 box_services.py <service> ARGS`. Stdlib only.
 
 Stand-ins for what a real droplet has around it: DigitalOcean's metadata
-service, a webhook receiver, journald (for reading Headscale's log), and a
-UDP socket shaped exactly like WireGuard's to probe reply addresses with.
+service, a webhook receiver, journald (for reading Headscale's log), systemd's
+path units and timers (they `systemctl start` their service, see units.py),
+and a UDP socket shaped exactly like WireGuard's to probe reply addresses with.
 """
 
 from __future__ import annotations
 
 import json
 import socket
+import subprocess
 import sys
+import time
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
@@ -114,12 +117,43 @@ def journalctl(logs: str, *args: str) -> None:
             print(line)
 
 
+def _signature(path: str) -> tuple[int, ...] | None:
+    try:
+        found = Path(path).stat()
+    except OSError:
+        return None
+    return (found.st_ino, found.st_size, found.st_mtime_ns, found.st_ctime_ns)
+
+
+def path_trigger(unit: str, *paths: str) -> None:
+    """A path unit's PathChanged=: start `unit` whenever one of `paths` changes (polled)."""
+    seen = {path: _signature(path) for path in paths}
+    while True:
+        time.sleep(0.1)
+        now = {path: _signature(path) for path in paths}
+        if now != seen:
+            seen = now
+            print(f"{datetime.now(UTC).isoformat()} changed: starting {unit}", flush=True)
+            subprocess.run(["systemctl", "start", unit], check=False)
+
+
+def timer_trigger(unit: str, first: str, every: str) -> None:
+    """A timer's OnActiveSec= then OnUnitActiveSec=: start `unit` then, and every `every` s."""
+    time.sleep(float(first))
+    while True:
+        print(f"{datetime.now(UTC).isoformat()} elapsed: starting {unit}", flush=True)
+        subprocess.run(["systemctl", "start", unit], check=False)
+        time.sleep(float(every))
+
+
 SERVICES = {
     "udp-echo": udp_echo,
     "metadata": metadata,
     "webhook": webhook,
     "whoami": whoami,
     "journalctl": journalctl,
+    "path-trigger": path_trigger,
+    "timer-trigger": timer_trigger,
 }
 
 if __name__ == "__main__":

@@ -118,6 +118,18 @@ class Box:
         for name, target in tools.items():
             self.path(f"/usr/local/bin/{name}").symlink_to(target)
 
+    def install_program(self, name: str, program: Path) -> None:
+        """`program` at /usr/local/bin/`name` for every user: a bind mount, not a symlink, since
+        the lab's builds live under /root, which other users cannot enter."""
+        inside = f"/usr/local/bin/{name}"
+        link = self.path(inside)
+        if link.is_symlink():
+            link.unlink()
+        else:
+            self.run(["umount", inside], check=False)
+        link.touch()
+        self.run(["mount", "--bind", program, inside])
+
     def path(self, inside: str) -> Path:
         """A path as the box sees it, reachable from the host."""
         if self.holder is None:

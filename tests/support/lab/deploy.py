@@ -4,16 +4,16 @@ The lab config is a TOML file written at run time (Pebble's directory and
 roots only exist once Pebble runs) and rendered by the project's own code into
 user_data. The edge box receives user_data's write_files entries byte for byte
 and runs its unpack command, so /usr/local/lib/homelab-tunnel holds the real
-bundle. The one substitution is Terraform's own: the webhook placeholder.
-Units are read from the files deployed, so the lab runs what systemd would.
+bundle. The only substitutions are Terraform's own: the webhook placeholder
+and, with backups on, the bucket's key pair (the lab store's IAM user). Units
+are read from the files deployed (units.py), so the lab runs what systemd would.
 """
 
 from __future__ import annotations
 
 import base64
 import re
-import shlex
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,18 +22,40 @@ import yaml
 
 from homelab_tunnel.config import TunnelConfig, load_config
 from homelab_tunnel.payload import fixed_files, user_data
+from homelab_tunnel.render.backup import ACCESS_KEY_PLACEHOLDER, SECRET_KEY_PLACEHOLDER
 from homelab_tunnel.render.edge_env import WEBHOOK_URL_PLACEHOLDER
 from support.lab.addresses import HOME_ROUTER_WAN, RESERVED_IP
 from support.lab.pebble import DIRECTORY_URL
 
 ZONE = "lab.example"
 SITES = (("blog", 8080), ("photos", 2342))
+LAB_NAME = "lab-edge"
+BACKUP_REGION = "ams3"
 
 
-def lab_config_document(ca_roots: str) -> dict[str, Any]:
-    """The lab's edge: two sites on one homelab, certificates from Pebble."""
+def lab_config_document(
+    ca_roots: str, *, headscale_version: str | None = None, backup_recipient: str | None = None
+) -> dict[str, Any]:
+    """The lab's edge: two sites on one homelab, certificates from Pebble.
+
+    `headscale_version`: another release than the pinned one; `backup_recipient`:
+    backups on, to a bucket in BACKUP_REGION, key files encrypted to this owner.
+    """
+    document = _base_document(ca_roots)
+    if headscale_version:
+        document["headscale"]["version"] = headscale_version
+    if backup_recipient:
+        document["backup"] = {
+            "enabled": True,
+            "region": BACKUP_REGION,
+            "recipients": [backup_recipient],
+        }
+    return document
+
+
+def _base_document(ca_roots: str) -> dict[str, Any]:
     return {
-        "name": "lab-edge",
+        "name": LAB_NAME,
         "region": "fra1",
         "ssh_allowed_cidrs": [f"{HOME_ROUTER_WAN.address}/32"],
         "alert_email": f"ops@{ZONE}",
@@ -61,9 +83,15 @@ class DeployedFile:
     mode: int
 
 
-def droplet_user_data(config: TunnelConfig, webhook_url: str) -> str:
-    """user_data as the droplet receives it: rendered, then Terraform's one replacement."""
-    return user_data(config).replace(WEBHOOK_URL_PLACEHOLDER, webhook_url)
+def droplet_user_data(
+    config: TunnelConfig, webhook_url: str, backup_key: tuple[str, str] | None = None
+) -> str:
+    """user_data as the droplet receives it: rendered, then Terraform's replacements."""
+    text = user_data(config).replace(WEBHOOK_URL_PLACEHOLDER, webhook_url)
+    if backup_key is not None:
+        text = text.replace(ACCESS_KEY_PLACEHOLDER, backup_key[0])
+        text = text.replace(SECRET_KEY_PLACEHOLDER, backup_key[1])
+    return text
 
 
 def write_files(document_text: str) -> list[DeployedFile]:
@@ -91,43 +119,6 @@ def volume_directories() -> dict[str, str]:
     assert match, "bootstrap.sh no longer lists the volume's directories in one for loop"
     pairs = [pair.split(":", 1) for pair in match.group(1).split()]
     return {system: volume for volume, system in pairs}
-
-
-def env_file(text: str) -> dict[str, str]:
-    """KEY=value lines, as systemd's EnvironmentFile= reads the ones render writes."""
-    found = {}
-    for line in text.splitlines():
-        if line.strip() and not line.lstrip().startswith("#"):
-            key, _, value = line.partition("=")
-            found[key.strip()] = value
-    return found
-
-
-@dataclass
-class Unit:
-    """The parts of a systemd service the lab honours."""
-
-    exec_start: list[str]
-    environment: dict[str, str] = field(default_factory=dict)
-    environment_files: list[str] = field(default_factory=list)
-    state_directory: str | None = None
-
-
-def read_unit(text: str) -> Unit:
-    unit = Unit(exec_start=[])
-    for raw in text.splitlines():
-        key, _, value = raw.strip().partition("=")
-        if key == "ExecStart":
-            unit.exec_start = shlex.split(value)
-        elif key == "Environment":
-            name, _, setting = value.partition("=")
-            unit.environment[name] = setting
-        elif key == "EnvironmentFile":
-            unit.environment_files.append(value.lstrip("-"))
-        elif key == "StateDirectory":
-            unit.state_directory = f"/var/lib/{value}"
-    assert unit.exec_start, "the unit has no ExecStart"
-    return unit
 
 
 def hosts_file(extra: dict[str, str]) -> str:

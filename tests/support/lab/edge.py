@@ -1,13 +1,11 @@
 """The droplet: a box that can be wiped and rebuilt, and a state volume that outlives it.
 
-`start()` does what user_data and bootstrap.sh do on a real droplet, minus
-package installs and systemd: cloud-init's write_files and unpack step, then
-bootstrap's step 4 (the rendered Headscale files installed, Headscale with the
-DERP address from the metadata service, the edge joined by the bundle's own
-join-edge.sh) and step 5 (the Caddyfile installed and validated, Caddy
-started), and its last line in bootstrap-status. `stop()` and
+`start()` boots the droplet as DigitalOcean and cloud-init would (a fresh box
+on the volume, user_data's write_files and unpack step) and runs bootstrap.sh
+itself, the deployed file, without the two steps that need a disk and apt
+(bootstrap.py says what stands in for them). `stop()` and
 `wipe_all_but_volume()` are a droplet going away; `start()` again on the same
-volume is its replacement booting.
+volume is its replacement booting, and `wipe_volume()` makes that volume blank.
 """
 
 from __future__ import annotations
@@ -19,41 +17,38 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from homelab_tunnel.render.caddyfile import CA_ROOTS_PATH
 from homelab_tunnel.render.user_data import CONF, LIB
 from support.lab.addresses import RESERVED_IP, Droplet
+from support.lab.bootstrap import BootstrapRun, after_steps_1_and_2, run_bootstrap
 from support.lab.boxes import Box
-from support.lab.deploy import (
-    DeployedFile,
-    env_file,
-    read_unit,
-    unpack_command,
-    volume_directories,
-    write_files,
-)
+from support.lab.deploy import DeployedFile, unpack_command, volume_directories, write_files
 from support.lab.network import EDGE_LINK, Internet
 from support.lab.nodes import TailscaleNode
 from support.lab.processes import RunState
 from support.lab.shell import LabError, wait_for
+from support.lab.units import (
+    DPKG_QUERY,
+    PACKAGES,
+    SYSTEMCTL,
+    UNITS,
+    Systemd,
+    env_file,
+    packages_file,
+    read_unit,
+)
 
-# bootstrap.sh step 4 and 5: rendered file -> where the daemon reads it.
-INSTALLS = {
-    f"{CONF}/headscale.yaml": "/etc/headscale/config.yaml",
-    f"{CONF}/policy.hujson": "/etc/headscale/policy.hujson",
-    f"{CONF}/Caddyfile": "/etc/caddy/Caddyfile",
-}
-BOOTSTRAP_STATUS = "/var/lib/homelab-tunnel/bootstrap-status"
-UNITS = "/etc/systemd/system"
 METADATA_PORT = 8169
 WEBHOOK_PORT = 9911
 WEBHOOK_URL = f"http://127.0.0.1:{WEBHOOK_PORT}/homelab-tunnel"
 SERVICES = Path(__file__).resolve().parent / "box_services.py"
+BACKUPS_PROBE = Path(__file__).resolve().parent / "box_backups.py"
+RUN_AS_USERS = ("headscale", "litestream")
 # In the run's directory: the PID whose namespaces are the edge's (ssh's stand-in enters them).
 HOLDER_FILE = "edge.holder"
 
 
 class Edge:
-    """The edge box, its volume, and the daemons bootstrap starts."""
+    """The edge box, its volume, and the units bootstrap starts."""
 
     def __init__(
         self,
@@ -65,6 +60,8 @@ class Edge:
         hosts: str,
         tools: dict[str, Path],
         python: str,
+        headscale_version: str,
+        extra_roots: str = "",
     ) -> None:
         self.state = state
         self.internet = internet
@@ -73,27 +70,28 @@ class Edge:
         self.hosts = hosts
         self.tools = tools  # name -> program, on the box's PATH; see use_headscale()
         self.python = python
+        self.headscale_version = headscale_version
+        self.extra_roots = extra_roots  # roots a droplet trusts anyway (Spaces' CAs)
         self.box = Box(state, "edge")
-        self.node = TailscaleNode(self.box, CA_ROOTS_PATH)
+        self.node = TailscaleNode(self.box, f"{CONF}/ca-roots.pem")
+        self.systemd = Systemd(self.box, python)
         self.volume = state.directory / "volume"
         self.holder_file = state.directory / HOLDER_FILE
-        self.join_output = ""
+        self.bootstrap = BootstrapRun()
 
     # -- lifecycle -----------------------------------------------------------
 
-    def start(self) -> None:
-        """Bring up Headscale, the edge's node and Caddy; on a new droplet, boot it first.
-
-        After `stop()` this restarts the daemons on the same droplet; after
-        `wipe_all_but_volume()` it boots a new one on the volume.
-        """
+    def start(self, *, check: bool = True) -> BootstrapRun:
+        """Boot a droplet if none runs, then bootstrap.sh; its run (LabError if it failed)."""
         if self.box.holder is None:
             self.boot()
-        self.start_headscale()
-        self.join()
-        self.start_caddy()
-        name = env_file(self.box.path(f"{CONF}/edge.env").read_text())["EDGE_NAME"]
-        self.box.write(BOOTSTRAP_STATUS, f"ready: edge ready: {name} on {RESERVED_IP}\n")
+        if "tailscaled" not in self.box.daemons:
+            self.node.start()  # the package's unit, started when step 2 installs it
+        metadata = self.start_metadata()
+        self.bootstrap = run_bootstrap(self.box, {"HOMELAB_TUNNEL_METADATA": metadata})
+        if check and self.bootstrap.returncode != 0:
+            raise LabError(f"bootstrap.sh failed:\n{self.bootstrap.output[-3000:]}")
+        return self.bootstrap
 
     def boot(self) -> None:
         """A fresh box on the volume, with user_data's files in place (cloud-init's part)."""
@@ -104,77 +102,73 @@ class Edge:
             (self.volume / on_volume).mkdir(parents=True, exist_ok=True)
             binds[system] = self.volume / on_volume
         self.box.private_mounts(hosts=self.hosts, tools=self.tools, binds=binds)
+        for name in RUN_AS_USERS:  # units run them as headscale
+            if name in self.tools:
+                self.box.install_program(name, self.tools[name])
         assert self.box.holder is not None
         self.holder_file.write_text(str(self.box.holder.pid))
+        for name, shim in (("systemctl", SYSTEMCTL), ("dpkg-query", DPKG_QUERY)):
+            self.box.write(f"/usr/local/bin/{name}", shim, 0o755)
         for file in self.files():
             self.box.write(file.path, file.content, file.mode)
         self.box.run(unpack_command(self.user_data))
+        after_steps_1_and_2(self.box, extra_roots=self.extra_roots)
+        self.box.write(PACKAGES, packages_file({"headscale": self.headscale_version}))
+        self.systemd = Systemd(self.box, self.python)
+        self.systemd.serve()
 
     def files(self) -> list[DeployedFile]:
         return write_files(self.user_data)
 
     def start_headscale(self) -> None:
-        for source, target in INSTALLS.items():
-            if "headscale" in target:
-                self.box.run(["install", "-D", "-m", "0644", source, target])
-        self.box.run(["mkdir", "-p", "/run/headscale"])
-        # 20-derp-address.conf: the droplet's own addresses from the metadata service.
-        env = {
-            "HEADSCALE_DERP_SERVER_IPV4": self.droplet.own,
-            "HEADSCALE_DERP_SERVER_IPV6": "",
-            "HOME": "/var/lib/headscale",
-        }
-        self.box.spawn("headscale", ["headscale", "serve"], env=env)
-        wait_for("Headscale /health on 127.0.0.1:8080", self._healthy, 30, 0.05)
+        """Step 6's Headscale part again: the rendered files installed, the unit restarted."""
+        for name, target in (("headscale.yaml", "config.yaml"), ("policy.hujson", "policy.hujson")):
+            source, path = f"{CONF}/{name}", f"/etc/headscale/{target}"
+            self.box.run(["install", "-D", "-m", "0644", source, path])
+        self.systemd.restart("headscale")
+        wait_for("Headscale /health on 127.0.0.1:8080", self.healthy, 30, 0.05)
 
-    def _healthy(self) -> bool:
+    def healthy(self) -> bool:
         probe = ["curl", "-fsS", "--max-time", "2", "http://127.0.0.1:8080/health"]
         return self.box.run(probe, check=False).returncode == 0
 
-    def join(self) -> None:
-        """tailscaled, then the bundle's join-edge.sh exactly as bootstrap runs it."""
-        self.node.start()
-        name = env_file(self.box.path(f"{CONF}/edge.env").read_text())["EDGE_NAME"]
-        done = self.box.run([f"{LIB}/join-edge.sh"], env={"EDGE_NAME": name}, timeout=180)
-        self.join_output = done.stdout + done.stderr
-
-    def start_caddy(self) -> None:
-        self.box.run(["install", "-D", "-m", "0644", f"{CONF}/Caddyfile", "/etc/caddy/Caddyfile"])
-        self.box.run(
-            ["caddy", "validate", "--config", "/etc/caddy/Caddyfile", "--adapter", "caddyfile"]
-        )
-        # Debian's caddy.service: user caddy, whose home is /var/lib/caddy (on the volume).
-        self.box.spawn(
-            "caddy",
-            ["caddy", "run", "--environ", "--config", "/etc/caddy/Caddyfile"],
-            env={"HOME": "/var/lib/caddy"},
-        )
-
-    def use_headscale(self, binary: Path) -> None:
+    def use_headscale(self, binary: Path, version: str) -> None:
         """Run another Headscale release from the next `start()` (an upgrade or a downgrade)."""
         self.tools["headscale"] = binary
+        self.headscale_version = version
         if self.box.holder is not None:
-            link = self.box.path("/usr/local/bin/headscale")
-            link.unlink()
-            link.symlink_to(binary)
+            self.box.install_program("headscale", binary)
+            self.box.write(PACKAGES, packages_file({"headscale": version}))
 
     def stop(self) -> None:
         """Every daemon down, in the reverse order of start."""
+        self.systemd.close()
         for name in reversed(list(self.box.daemons)):
             self.box.stop(name)
 
     def wipe_all_but_volume(self) -> None:
         """The droplet is gone: its namespaces, root disk and link; the volume stays."""
+        self.systemd.close()
         self.box.destroy()
         self.internet.detach(EDGE_LINK)
         shutil.rmtree(self.box.disk, ignore_errors=True)
 
-    def replace(self, droplet: Droplet) -> None:
-        """A new droplet on the same volume and reserved IP, from the same user_data."""
+    def wipe_volume(self) -> None:
+        """A blank volume (the droplet must be gone): the restore's starting point."""
+        if self.box.holder is not None:
+            raise LabError("wipe the droplet before its volume")
+        shutil.rmtree(self.volume)
+
+    def replace(
+        self, droplet: Droplet, *, blank_volume: bool = False, check: bool = True
+    ) -> BootstrapRun:
+        """A new droplet on the same volume (or a blank one) and reserved IP, same user_data."""
         self.stop()
         self.wipe_all_but_volume()
+        if blank_volume:
+            self.wipe_volume()
         self.droplet = droplet
-        self.start()
+        return self.start(check=check)
 
     # -- commands on the edge -----------------------------------------------
 
@@ -183,6 +177,12 @@ class Edge:
 
     def nodes(self) -> list[dict[str, Any]]:
         return list(json.loads(self.headscale("nodes", "list", "-o", "json").stdout) or [])
+
+    def backups(self, *args: str, timeout: float = 120) -> Any:
+        """box_backups.py in the edge box (the edge's own client and Litestream); its JSON."""
+        env = {"PYTHONPATH": LIB}
+        done = self.box.run(["python3", BACKUPS_PROBE, *args], env=env, timeout=timeout)
+        return json.loads(done.stdout)
 
     def reload_caddy(self) -> None:
         """Debian caddy.service's ExecReload."""
@@ -202,7 +202,7 @@ class Edge:
         self, unit: str, env: dict[str, str] | None = None
     ) -> subprocess.CompletedProcess[str]:
         """A deployed service's ExecStart with its Environment(File)= and StateDirectory=."""
-        service = read_unit(self.box.path(f"{UNITS}/{unit}").read_text())
+        service = read_unit(self.box.path(f"{UNITS}/{unit}").read_text(), unit)
         environment = dict(service.environment)
         for path in service.environment_files:
             environment.update(env_file(self.box.path(path).read_text()))
@@ -225,6 +225,9 @@ class Edge:
 
     def start_metadata(self) -> str:
         """DigitalOcean's metadata service for this droplet; its base URL."""
+        url = f"http://127.0.0.1:{METADATA_PORT}/metadata/v1"
+        if "metadata" in self.box.daemons:
+            return url
         values = {
             "interfaces/public/0/ipv4/address": self.droplet.own,
             "interfaces/public/0/ipv4/gateway": self.droplet.own_gateway,
@@ -236,7 +239,6 @@ class Edge:
         document = self.state.directory / "metadata.json"
         document.write_text(json.dumps(values))
         self.box.spawn("metadata", [self.python, SERVICES, "metadata", METADATA_PORT, document])
-        url = f"http://127.0.0.1:{METADATA_PORT}/metadata/v1"
         probe = ["curl", "-fsS", f"{url}/reserved_ip/ipv4/active"]
         wait_for(
             "metadata service", lambda: self.box.run(probe, check=False).stdout == "true", 10, 0.05

@@ -9,8 +9,10 @@
     homert   203.0.113.18, masquerading 198.51.100.64/26
       home   198.51.100.66: the app (one port per site) and tailscaled
 
-The edge runs user_data rendered from a lab config by the project's own code;
-the homelab joins with the script `join-command` prints. Every name a box
+The edge runs user_data rendered from a lab config by the project's own code,
+and bootstrap.sh itself (bootstrap.py); the homelab joins with the script
+`join-command` prints. With `backups=True` the config turns backups on and a
+store box (store.py) answers as the bucket's Spaces endpoint. Every name a box
 knows is in its private /etc/hosts. `Lab().up()` returns a lab with the
 homelab joined and the sites served over a direct path; `down()` (also run
 at exit, on SIGTERM, and by the next run if this process is killed) removes
@@ -31,21 +33,28 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from homelab_tunnel.config import TunnelConfig
+from homelab_tunnel.edge.versions import HEADSCALE_VERSION
+from homelab_tunnel.tailnet.join import MINT_KEY
 from support.lab.addresses import (
     ACME,
     ACME_NAME,
-    FIRST_DROPLET,
     OLD_CLIENT,
     RELAY,
     RELAY_NAME,
     RESERVED_IP,
+    STORE,
     VISITOR,
     Host,
+    droplet,
 )
+from support.lab.bootstrap import BootstrapRun
 from support.lab.boxes import Box
 from support.lab.deploy import (
+    BACKUP_REGION,
+    LAB_NAME,
     SITES,
     droplet_user_data,
     hosts_file,
@@ -59,9 +68,15 @@ from support.lab.nodes import TailscaleNode
 from support.lab.pebble import Pebble
 from support.lab.probes import curl
 from support.lab.processes import RunState, reap_orphans, teardown
-from support.lab.requirements import check_machine, find_programs
+from support.lab.requirements import (
+    backup_programs,
+    check_machine,
+    find_programs,
+    headscale_release,
+)
 from support.lab.shell import LabError, run, wait_for
 from support.lab.shims import write_shims
+from support.lab.store import Store, age_identity, spaces_host
 
 _ACTIVE: dict[str, Lab] = {}
 _HOOKED: list[bool] = []
@@ -70,12 +85,24 @@ _HOOKED: list[bool] = []
 class Lab:
     """One run of the lab; `up()` builds it, `down()` removes every trace but its logs."""
 
-    def __init__(self, prefix: str | None = None, *, headscale: Path | None = None) -> None:
-        """`headscale`: another Headscale binary for the edge than the pinned one."""
+    def __init__(
+        self,
+        prefix: str | None = None,
+        *,
+        headscale: Path | None = None,
+        release: str | None = None,
+        backups: bool = False,
+    ) -> None:
+        """`headscale`: another Headscale binary for the edge than the pinned one; `release`:
+        another Headscale release, set in the config too; `backups`: on, with a store box."""
         check_machine()
         self.programs = find_programs()
+        if release is not None:
+            headscale = headscale_release(release)
         if headscale is not None:
             self.programs = dataclasses.replace(self.programs, headscale=headscale)
+        self.release = release or HEADSCALE_VERSION
+        self.backup_tools = backup_programs() if backups else {}
         self.state = RunState(prefix or f"hl{secrets.token_hex(2)}")
         self.directory = self.state.directory
         self.internet = Internet(self.state)
@@ -84,7 +111,15 @@ class Lab:
         self.roots = self.directory / "ca-roots.pem"
         self.home = Home(self.state, self.roots)
         self.pebble = Pebble(self.acme, self.programs.pebble, self.directory / "pki")
-        self.hosts = hosts_file({ACME_NAME: ACME.address, RELAY_NAME: RELAY.address})
+        names = {ACME_NAME: ACME.address, RELAY_NAME: RELAY.address}
+        self.store: Store | None = None
+        if backups:
+            self.store = Store(self.state, region=BACKUP_REGION, bucket=f"{LAB_NAME}-backup")
+            names[spaces_host(BACKUP_REGION)] = STORE.address
+        self.hosts = hosts_file(names)
+        self.owner_key = self.directory / "owner.key"  # the owner's age identity, off the edge
+        self.owner_recipient: str | None = None
+        self.droplets = 1  # droplets booted so far: the next one gets droplet(n + 1)
         self.shims = self.directory / "shims"
         self.timings: dict[str, float] = {}
         self.config_path = self.directory / "lab.toml"
@@ -101,8 +136,9 @@ class Lab:
         started = time.monotonic()
         try:
             self._network()
-            self._step("pebble, visitor, home app", self._parallel(
-                self.pebble.start, self._visitor, self._home_app))  # fmt: skip
+            store = [self.store.start] if self.store else []
+            self._step("pebble, visitor, home app, store", self._parallel(
+                self.pebble.start, self._visitor, self._home_app, *store))  # fmt: skip
             self._step("edge up, home tailscaled", self._parallel(self._edge, self.home.node.start))
             self._step("certificate for Headscale's name", self._await_certificate)
             self._step("homelab joined", self._join_home)
@@ -134,6 +170,8 @@ class Lab:
             box.create()
             self.internet.attach(box, host, link)
         self.acme.private_mounts(hosts=self.hosts, tools={})
+        if self.store:
+            self.store.create(self.internet, self.hosts)
         holder = self.directory / HOLDER_FILE
         shims = write_shims(self.shims, edge_holder=holder, logs=self.directory / "logs")
         tools = {"tailscale": self.programs.tailscale, "tailscaled": self.programs.tailscaled}
@@ -146,9 +184,23 @@ class Lab:
     def _home_app(self) -> None:
         self.home.start_app({port: name for name, port in SITES})
 
+    def _document(self, release: str) -> dict[str, Any]:
+        version = None if release == HEADSCALE_VERSION else release
+        return lab_config_document(
+            self.pebble.roots(), headscale_version=version, backup_recipient=self.owner_recipient
+        )
+
+    def _user_data(self) -> str:
+        key = (self.store.access_key, self.store.secret_key) if self.store else None
+        return droplet_user_data(self.config, WEBHOOK_URL, key)
+
     def _edge(self) -> None:
         self.roots.write_text(self.pebble.roots())
-        self.config = write_lab_config(self.config_path, lab_config_document(self.pebble.roots()))
+        if self.store:
+            self.owner_recipient = age_identity(self.owner_key)
+        self.config = write_lab_config(self.config_path, self._document(self.release))
+        if self.store:
+            assert self.config.backup_bucket == self.store.bucket
         tools = {
             "headscale": self.programs.headscale,
             "tailscale": self.programs.tailscale,
@@ -158,15 +210,18 @@ class Lab:
             # Ubuntu 24.04's python3 is 3.12; user_data's unpack needs tarfile's filter=
             # (3.11.4+), which this machine's /usr/bin/python3 may lack.
             "python3": Path(sys.base_prefix) / "bin" / "python3",
+            **self.backup_tools,
         }
         self.edge = Edge(
             state=self.state,
             internet=self.internet,
-            droplet=FIRST_DROPLET,
-            user_data=droplet_user_data(self.config, WEBHOOK_URL),
+            droplet=droplet(1),
+            user_data=self._user_data(),
             hosts=self.hosts,
             tools=tools,
             python=str(self.programs.cli.parent / "python"),
+            headscale_version=self.release,
+            extra_roots=self.store.ca.read_text() if self.store else "",
         )
         self.edge.start()
 
@@ -201,6 +256,32 @@ class Lab:
         self.edge.node.wait_direct("homelab")
 
     # -- using it ------------------------------------------------------------
+
+    def deploy_headscale(self, release: str, *, check: bool = True) -> BootstrapRun:
+        """headscale.version = `release` in the config, deployed: user_data changes, so a
+        new droplet (the next addresses) boots on the same volume. Its bootstrap run."""
+        self.config = write_lab_config(self.config_path, self._document(release))
+        self.edge.user_data = self._user_data()
+        self.edge.use_headscale(headscale_release(release), release)
+        return self.replace_edge(check=check)
+
+    def replace_edge(self, *, blank_volume: bool = False, check: bool = True) -> BootstrapRun:
+        """The next droplet, on the volume (or a blank one); its bootstrap run."""
+        self.droplets += 1
+        return self.edge.replace(droplet(self.droplets), blank_volume=blank_volume, check=check)
+
+    def join_machine(self, name: str, host: Host) -> TailscaleNode:
+        """A machine on the internet joins as Headscale user `name`, its key minted on the edge."""
+        tools = {"tailscale": self.programs.tailscale, "tailscaled": self.programs.tailscaled}
+        node = TailscaleNode(self.internet_box(name, host, tools), str(self.roots))
+        node.start()
+        key = self.edge.box.run([MINT_KEY, name, "10m"]).stdout.strip()
+        node.cli(
+            *("up", "--login-server", self.config.headscale_url, "--auth-key", key),
+            *("--hostname", name, "--accept-dns=false", "--timeout", "60s"),
+            timeout=90,
+        )
+        return node
 
     def cli(
         self, *args: str, env: dict[str, str] | None = None, check: bool = True

@@ -22,12 +22,14 @@ MANAGEMENT_PORT = 15000
 DIRECTORY_URL = f"https://{ACME_NAME}:{ACME_PORT}/dir"
 
 
-def make_ca(directory: Path) -> tuple[Path, Path]:
-    """The lab's listener CA: it signs Pebble's HTTPS listener (and bench's relay)."""
+def make_ca(
+    directory: Path, name: str = "homelab-tunnel lab listener CA", stem: str = "listener-ca"
+) -> tuple[Path, Path]:
+    """A lab CA, by default the listener CA: it signs Pebble's listener (and bench's relay)."""
     directory.mkdir(parents=True, exist_ok=True)
-    ca, key = directory / "listener-ca.pem", directory / "listener-ca.key"
+    ca, key = directory / f"{stem}.pem", directory / f"{stem}.key"
     run(["openssl", "req", "-x509", *_EC_KEY, "-keyout", key, "-out", ca, "-days", "7",
-         "-subj", "/CN=homelab-tunnel lab listener CA"])  # fmt: skip
+         "-subj", f"/CN={name}"])  # fmt: skip
     return ca, key
 
 

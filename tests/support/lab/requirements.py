@@ -9,7 +9,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from support.binaries import binary, why_missing
+from support.binaries import binary, build_binaries, why_missing
 from support.loopback import caddy_binary
 
 COMMANDS = ("ip", "nft", "conntrack", "nsenter", "unshare", "curl", "openssl")
@@ -66,3 +66,22 @@ def find_programs() -> Programs:
         caddy=Path(caddy),
         cli=Path(sys.executable).parent / "homelab-tunnel",
     )
+
+
+def headscale_release(release: str) -> Path:
+    """The Headscale `release` tools/binaries.toml builds ("0.28.0"); `LabUnavailable` if not."""
+    for name, program in build_binaries.programs().items():
+        if program.module == "github.com/juanfont/headscale" and program.version == f"v{release}":
+            return _built(name, "cmd/headscale")
+    raise LabUnavailable(f"tools/binaries.toml builds no Headscale {release}")
+
+
+def backup_programs() -> dict[str, Path]:
+    """What backups add on the edge (Litestream; age and age-keygen from Debian)."""
+    found = {"litestream": _built("litestream", "cmd/litestream")}
+    for command in ("age", "age-keygen"):
+        path = shutil.which(command)
+        if path is None:
+            raise LabUnavailable(f"backups need {command} (Debian's age; `make test` installs it)")
+        found[command] = Path(path)
+    return found

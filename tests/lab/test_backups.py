@@ -1,0 +1,353 @@
+"""Scenario 10: backups against a real S3, a point in time, and a blank volume restored.
+
+A lab of its own with backups on: the edge gets backup.env and litestream.yml
+as rendered and the bucket's key pair where Terraform puts it, and bootstrap.sh
+runs Litestream and the key backup from their units against moto's S3 in the
+store box, answering as https://ams3.digitaloceanspaces.com with TLS and
+signature checks (support/lab/store.py). In order, on one lab: the key files
+land in the bucket at boot, readable with the owner's identity and no other;
+a laptop joins while Litestream streams; the lag from a committed write to the
+bucket is measured; the laptop's node is deleted and the database restored to
+a moment before, as `homelab-tunnel backups restore --at` does it; then the
+droplet and its whole volume are gone and a new droplet restores from the
+bucket alone, and the tailnet carries on without a new key.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import statistics
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from support.lab.addresses import LAPTOP, RESERVED_IP
+from support.lab.bootstrap import BootstrapRun
+from support.lab.lab import Lab
+from support.lab.shell import wait_for
+from support.lab.shims import calls
+from support.lab.store import age_decrypt, age_identity
+
+PREFIX = "lab-edge"
+KEY_FILES = ("noise_private.key", "derp_server_private.key")
+KEYS_SERVICE = "homelab-tunnel-backup-keys.service"
+
+
+@pytest.fixture(scope="module")
+def backup_lab(lab_with: Callable[..., AbstractContextManager[Lab]]) -> Iterator[Lab]:
+    with lab_with(backups=True) as lab:
+        yield lab
+
+
+def _node_count(node_id: int) -> str:
+    return f"SELECT count(*) FROM nodes WHERE id = {node_id}"
+
+
+# ---------------------------------------------------------------------------
+# At boot: the key files in the bucket, and who can read them
+# ---------------------------------------------------------------------------
+
+
+@dataclass
+class FirstBoot:
+    bootstrap: BootstrapRun
+    keys: list[str]
+    key_delay: float  # from Headscale writing the noise key to its upload finishing
+    key_run: float  # backup-keys.sh alone
+    owner: dict[str, bool]
+    stranger: dict[str, bool]
+
+
+@pytest.fixture(scope="module")
+def first_boot(backup_lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> FirstBoot:
+    lab, store = backup_lab, backup_lab.store
+    assert store is not None
+    events = lab.edge.systemd.events
+    wait_for("the key backup's first run", lambda: _ran(events, "exited 0"), 30)
+    keys = sorted(item["key"] for item in store.objects(f"{PREFIX}/keys/"))
+    directory = lab.directory / "downloads"  # the store box sees the host's /tmp
+    directory.mkdir()
+    stranger_key = tmp_path_factory.mktemp("stranger") / "stranger.key"
+    age_identity(stranger_key)
+    owner, stranger = {}, {}
+    for name in KEY_FILES:
+        plain = (lab.edge.volume / "headscale-lib" / name).read_bytes()
+        encrypted = store.get(f"{PREFIX}/keys/{name}.age", directory / f"{name}.age")
+        owner[name] = age_decrypt(encrypted, lab.owner_key) == plain
+        stranger[name] = age_decrypt(encrypted, stranger_key) is not None
+    written = (lab.edge.volume / "headscale-lib/noise_private.key").stat().st_mtime
+    return FirstBoot(
+        bootstrap=lab.edge.bootstrap,
+        keys=keys,
+        key_delay=_ran(events, "exited 0") - written,
+        key_run=_ran(events, "exited 0") - _ran(events, "started"),
+        owner=owner,
+        stranger=stranger,
+    )
+
+
+def _ran(events: list[tuple[float, str, str]], what: str) -> float:
+    """When the key backup service first did `what` (0 if it has not)."""
+    return next((at for at, unit, done in events if unit == KEYS_SERVICE and done == what), 0.0)
+
+
+def test_a_fresh_volume_and_an_empty_bucket_are_a_first_deploy(first_boot: FirstBoot) -> None:
+    assert first_boot.bootstrap.step(3) == (
+        "3/9 restore-state: nothing to restore: s3://lab-edge-backup/lab-edge holds no backup "
+        "yet (first deploy)"
+    )
+    assert first_boot.bootstrap.step(7).startswith("7/9 backups on: Litestream streams")
+
+
+def test_the_key_files_reach_the_bucket_at_boot(first_boot: FirstBoot) -> None:
+    assert first_boot.keys == [
+        f"{PREFIX}/keys/derp_server_private.key.age",
+        f"{PREFIX}/keys/manifest.sha256",
+        f"{PREFIX}/keys/noise_private.key.age",
+    ]
+    assert first_boot.key_delay < 15
+
+
+def test_the_owner_can_decrypt_the_key_files_and_a_stranger_cannot(first_boot: FirstBoot) -> None:
+    assert first_boot.owner == dict.fromkeys(KEY_FILES, True)
+    assert first_boot.stranger == dict.fromkeys(KEY_FILES, False)
+
+
+# ---------------------------------------------------------------------------
+# Streaming: a node joins, writes reach the bucket within about a second
+# ---------------------------------------------------------------------------
+
+
+@dataclass
+class Streamed:
+    laptop: dict[str, Any]
+    laptop_shipped: float
+    lags: list[float]
+
+
+@pytest.fixture(scope="module")
+def streamed(backup_lab: Lab, first_boot: FirstBoot) -> Streamed:
+    lab = backup_lab
+    lab.join_machine("laptop", LAPTOP)
+    laptop = next(node for node in lab.edge.nodes() if node["name"] == "laptop")
+    shipped = lab.edge.backups("shipped", _node_count(laptop["id"]), "1")
+    return Streamed(laptop, shipped["seconds"], lab.edge.backups("lag", "6")["lags"])
+
+
+def test_a_node_that_joins_is_in_the_bucket_within_seconds(streamed: Streamed) -> None:
+    assert streamed.laptop["user"]["name"] == "laptop"
+    assert streamed.laptop_shipped < 5
+
+
+def test_a_committed_write_reaches_the_bucket_within_litestreams_interval(
+    streamed: Streamed,
+) -> None:
+    """sync-interval: 1s (and Litestream's 1 s look at the WAL): at most about a second."""
+    assert len(streamed.lags) == 6
+    assert max(streamed.lags) < 2.5
+    assert statistics.mean(streamed.lags) < 1.5
+
+
+# ---------------------------------------------------------------------------
+# A point in time: a deleted node comes back
+# ---------------------------------------------------------------------------
+
+
+@dataclass
+class PointInTime:
+    at: str
+    laptop: dict[str, Any]
+    after_delete: list[str]
+    restore: Any
+    nodes: list[dict[str, Any]]
+    aside: list[str]
+    aside_laptop: int
+    later_write_shipped: float
+
+
+@pytest.fixture(scope="module")
+def point_in_time(backup_lab: Lab, streamed: Streamed) -> PointInTime:
+    lab, edge, laptop = backup_lab, backup_lab.edge, streamed.laptop
+    # A whole second (what --at takes) after the laptop's node reached the bucket.
+    at = datetime.fromtimestamp(int(time.time()) + 1, UTC)
+    wait_for("the restore point to pass", lambda: time.time() > at.timestamp() + 0.05, 2, 0.02)
+    edge.headscale("nodes", "delete", "--identifier", str(laptop["id"]), "--force")
+    after_delete = [node["name"] for node in edge.nodes()]
+    edge.backups("shipped", _node_count(laptop["id"]), "0")
+    when = at.strftime("%Y-%m-%dT%H:%M:%SZ")
+    ssh = f"root@{RESERVED_IP}"
+    restore = lab.cli("backups", "restore", "--ssh", ssh, "--at", when, "--force", check=False)
+    wait_for("Headscale after the restore", edge.healthy, 30, 0.1)
+    aside = sorted((edge.volume / "headscale-lib/pre-restore").glob("*/*"))
+    edge.headscale("users", "create", "after-restore")
+    later = edge.backups("shipped", "SELECT count(*) FROM users WHERE name = 'after-restore'", "1")
+    return PointInTime(
+        at=when,
+        laptop=laptop,
+        after_delete=after_delete,
+        restore=restore,
+        nodes=edge.nodes(),
+        aside=[path.name for path in aside],
+        aside_laptop=_count_in(aside, _node_count(laptop["id"])),
+        later_write_shipped=later["seconds"],
+    )
+
+
+def _count_in(files: list[Path], sql: str) -> int:
+    database = next(path for path in files if path.name == "db.sqlite")
+    with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as connection:
+        count = int(connection.execute(sql).fetchone()[0])
+    connection.close()
+    return count
+
+
+def test_the_operator_restores_a_point_in_time_over_ssh(point_in_time: PointInTime) -> None:
+    done = point_in_time.restore
+    assert done.returncode == 0, done.stdout + done.stderr
+    guard, said = done.stdout.splitlines()
+    assert guard == "Headscale 0.29.2 (database_versions says v0.29.2) -> 0.29.2: allowed"
+    assert said.startswith(f"restore-state: restored the database as of {point_in_time.at}; ")
+    assert "laptop" not in point_in_time.after_delete
+
+
+def test_the_deleted_node_is_back(point_in_time: PointInTime) -> None:
+    back = next(node for node in point_in_time.nodes if node["name"] == "laptop")
+    for field in ("id", "machine_key", "node_key", "ip_addresses"):
+        assert back[field] == point_in_time.laptop[field], field
+
+
+def test_the_replaced_database_was_moved_aside_not_deleted(point_in_time: PointInTime) -> None:
+    assert "db.sqlite" in point_in_time.aside
+    assert ".homelab-tunnel-headscale-version" in point_in_time.aside
+    assert point_in_time.aside_laptop == 0  # the state from after the delete, kept
+
+
+def test_litestream_streams_on_from_the_restored_database(point_in_time: PointInTime) -> None:
+    assert point_in_time.later_write_shipped < 5
+
+
+# ---------------------------------------------------------------------------
+# The droplet and its whole volume gone: a new droplet restores from the bucket
+# ---------------------------------------------------------------------------
+
+
+@dataclass
+class Snapshot:
+    noise_key: str
+    nodes: dict[str, tuple[Any, ...]]
+    edge_nodes: list[tuple[Any, ...]]
+    keys: dict[str, int]
+    ssh_calls: int
+    home_key: str
+    home_address: str
+
+
+def _snapshot(lab: Lab) -> Snapshot:
+    nodes = {
+        node["name"]: (node["id"], node["machine_key"], node["node_key"], *node["ip_addresses"])
+        for node in lab.edge.nodes()
+    }
+    edge = [nodes.pop(name) for name in list(nodes) if name.startswith(lab.config.name)]
+    keys: dict[str, int] = {}
+    for key in json.loads(lab.edge.headscale("preauthkeys", "list", "-o", "json").stdout) or []:
+        keys[key["user"]["name"]] = keys.get(key["user"]["name"], 0) + 1
+    home = lab.home.node.status()["Self"]
+    return Snapshot(
+        noise_key=lab.edge.noise_key_sha256(),
+        nodes=nodes,
+        edge_nodes=edge,
+        keys=keys,
+        ssh_calls=len(calls(lab.directory / "logs")),
+        home_key=home["PublicKey"],
+        home_address=home["TailscaleIPs"][0],
+    )
+
+
+@dataclass
+class Restored:
+    before: Snapshot
+    after: Snapshot
+    bootstrap: BootstrapRun
+    restore_seconds: float  # restore-state.sh at boot
+    seconds_to_health: float  # the old droplet gone -> Headscale answering on the restored state
+    seconds_to_ready: float  # -> bootstrap's last line
+    seconds_to_sites: float  # -> the homelab back online and a site served through it
+    health: Any
+
+
+@pytest.fixture(scope="module")
+def restored(backup_lab: Lab, point_in_time: PointInTime) -> Restored:
+    lab = backup_lab
+    before = _snapshot(lab)
+    gone = time.time()
+    run = lab.replace_edge(blank_volume=True)
+    healthy = (lab.edge.volume / "headscale-lib/.homelab-tunnel-headscale-version").stat().st_mtime
+    wait_for("the homelab online", lambda: lab.home.node.peer(lab.config.name).get("Online"), 60)
+    wait_for(
+        "the blog through the new edge", lambda: "blog app" in lab.page("blog.lab.example"), 60
+    )
+    back = time.time()
+    return Restored(
+        before=before,
+        after=_snapshot(lab),
+        bootstrap=run,
+        restore_seconds=_line_at(run, "3/9") - _line_at(run, "0/9"),
+        seconds_to_health=healthy - gone,
+        seconds_to_ready=run.lines[-1][0] - gone,
+        seconds_to_sites=back - gone,
+        health=lab.edge.run_unit("homelab-tunnel-health.service"),
+    )
+
+
+def _line_at(run: BootstrapRun, step: str) -> float:
+    return next(at for at, line in run.lines if line.startswith(f"homelab-tunnel: {step} "))
+
+
+def test_restore_state_says_what_it_restored(restored: Restored) -> None:
+    assert restored.bootstrap.step(3) == (
+        "3/9 restore-state: restored database noise_private.key derp_server_private.key "
+        "from s3://lab-edge-backup/lab-edge"
+    )
+    assert "Headscale 0.29.2 (database_versions says v0.29.2) -> 0.29.2: allowed" in (
+        restored.bootstrap.step(4)
+    )
+
+
+def test_headscale_comes_back_with_its_noise_key_and_every_node(restored: Restored) -> None:
+    assert restored.after.noise_key == restored.before.noise_key
+    assert restored.after.nodes == restored.before.nodes  # the homelab and the laptop
+
+
+def test_the_homelab_reconnects_on_its_old_key_and_address(restored: Restored) -> None:
+    assert restored.after.home_key == restored.before.home_key
+    assert restored.after.home_address == restored.before.home_address
+    assert restored.after.home_address.startswith("100.64.")
+    assert restored.after.ssh_calls == restored.before.ssh_calls  # nobody minted a key for it
+    assert restored.after.keys["homelab"] == restored.before.keys["homelab"]
+
+
+def test_the_edge_rejoins_under_its_own_name(restored: Restored, backup_lab: Lab) -> None:
+    """Its tailscaled state went with the volume: a new node, the stale one deleted first."""
+    [(old_id, *_)] = restored.before.edge_nodes
+    [(new_id, *_)] = restored.after.edge_nodes
+    assert new_id != old_id
+    assert [node["name"] for node in backup_lab.edge.nodes()].count(backup_lab.config.name) == 1
+    assert restored.after.keys["edge"] == restored.before.keys["edge"] + 1
+
+
+def test_the_health_agent_reports_the_restore(restored: Restored) -> None:
+    out = restored.health.stdout
+    assert "warning: backup: restored from backup: database noise_private.key " in out
+    assert "problem" not in out  # Litestream runs again
+
+
+def test_the_restore_is_quick(restored: Restored) -> None:
+    assert restored.restore_seconds < 10
+    assert restored.seconds_to_health < 20
+    assert restored.seconds_to_sites < 60
