@@ -7,10 +7,7 @@ at once and never a traceback.
 
 from __future__ import annotations
 
-import re
-
-# Control characters and the separators terminals and YAML treat as line breaks.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+from homelab_tunnel.findings import one_line
 
 
 class InputError(Exception):
@@ -24,8 +21,3 @@ class InputError(Exception):
     def lines(self) -> list[str]:
         """One line per problem, whatever the input held: control characters are escaped."""
         return [one_line(f"{self.source}: {problem}") for problem in self.problems]
-
-
-def one_line(text: str) -> str:
-    """`text` with control characters shown as escapes (`\\n`), so it prints as one line."""
-    return _CONTROL.sub(lambda match: match.group().encode("unicode_escape").decode(), text)

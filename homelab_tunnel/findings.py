@@ -8,9 +8,23 @@ library only: the edge's health agent ships with it.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
+
+# Control characters and the separators terminals and YAML treat as line breaks.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def one_line(text: str) -> str:
+    """`text` with control characters shown as escapes (`\\x1b`, `\\n`).
+
+    Names in reports come from peers and servers: an escape sequence in a host
+    name must not move the cursor or retitle the operator's terminal, nor a
+    newline forge a report line.
+    """
+    return _CONTROL.sub(lambda match: match.group().encode("unicode_escape").decode(), text)
 
 
 class Severity(StrEnum):
@@ -28,8 +42,8 @@ class Finding:
 
     @property
     def text(self) -> str:
-        """`subject: message`, or the message alone when there is no subject."""
-        return f"{self.subject}: {self.message}" if self.subject else self.message
+        """`subject: message` (or the message alone) on one line, control characters escaped."""
+        return one_line(f"{self.subject}: {self.message}" if self.subject else self.message)
 
     def line(self) -> str:
         """`problem: subject: message`, the form of every report line."""

@@ -2,7 +2,8 @@
 
 Every report goes to stdout, summary included; stderr carries only bad-input
 errors (exit 2). Text from configs, files and servers is escaped, so a name
-with `[red]` in it prints literally.
+with `[red]` in it prints literally and one with an escape sequence cannot
+drive the terminal.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 from rich.markup import escape
 
 from homelab_tunnel.cli.app import console
-from homelab_tunnel.findings import Finding, Severity
+from homelab_tunnel.findings import Finding, Severity, one_line
 
 _COLOURS = {
     Severity.OK: "green",
@@ -22,6 +23,11 @@ _COLOURS = {
     Severity.WARNING: "yellow",
     Severity.PROBLEM: "red",
 }
+
+
+def literal(text: str) -> str:
+    """`text` as rich prints it literally: no markup, control characters escaped."""
+    return escape(one_line(text))
 
 
 def finding_markup(finding: Finding) -> str:
@@ -32,14 +38,14 @@ def finding_markup(finding: Finding) -> str:
 def print_lines(lines: Iterable[str]) -> None:
     """Plain text lines, printed literally (no markup, no highlighting)."""
     for line in lines:
-        console().print(escape(line))
+        console().print(literal(line))
 
 
 def print_findings(findings: Iterable[Finding], *, summary: str, ok: bool) -> None:
     for finding in findings:
         console().print(finding_markup(finding))
     verdict = "[green]ok[/green]" if ok else "[red]problems found[/red]"
-    console().print(f"{verdict}: {escape(summary)}")
+    console().print(f"{verdict}: {literal(summary)}")
 
 
 def print_json(

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 
 from homelab_tunnel.cli.app import (
@@ -18,7 +17,7 @@ from homelab_tunnel.cli.app import (
     console,
     reports_input_errors,
 )
-from homelab_tunnel.cli.output import print_findings, print_json, print_lines
+from homelab_tunnel.cli.output import literal, print_findings, print_json, print_lines
 from homelab_tunnel.config import load_config
 from homelab_tunnel.edge.verdicts import NodeReport, Report
 from homelab_tunnel.tailnet.evidence import examine
@@ -29,28 +28,28 @@ def _path_cell(node: NodeReport) -> str:
     if node.path is None:
         return "-"
     colour = "green" if node.path.kind == "direct" else "red" if node.upstream else "yellow"
-    return f"[{colour}]{escape(str(node.path))}[/{colour}]"
+    return f"[{colour}]{literal(str(node.path))}[/{colour}]"
 
 
 def _doctor_table(report: Report) -> Table:
     minimum = report.minimum.series if report.minimum else "?"
     table = Table(
-        title=f"tailnet seen from the edge (Headscale {escape(report.headscale_version)}, "
+        title=f"tailnet seen from the edge (Headscale {literal(report.headscale_version)}, "
         f"clients {minimum}+)"
     )
     for column in ("node", "tailnet address", "path", "client", "node key"):
         table.add_column(column)
     for node in report.nodes:
-        name = escape(node.name) + (" (this node)" if node.path is None else "")
+        name = literal(node.name) + (" (this node)" if node.path is None else "")
         if node.upstream:
             name += " (site upstream)"
-        client = escape(node.version or "unknown")
+        client = literal(node.version or "unknown")
         if node.supported is False:
             client = f"[red]{client} (unsupported)[/red]"
         key = node.key_note or (
             node.key_expiry.date().isoformat() if node.key_expiry else "no expiry"
         )
-        address = escape(node.addresses[0]) if node.addresses else ""
+        address = literal(node.addresses[0]) if node.addresses else ""
         table.add_row(name, address, _path_cell(node), client, key)
     return table
 

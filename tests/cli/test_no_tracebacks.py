@@ -159,3 +159,41 @@ def test_negative_twin_rich_would_turn_the_codes_into_emoji() -> None:
     console = Console(record=True, width=200, file=io.StringIO())
     console.print(":thumbs_up:")
     assert "\N{THUMBS UP SIGN}" in console.export_text()
+
+
+# ---------------------------------------------------------------------------
+# Escape sequences from the tailnet print escaped
+# ---------------------------------------------------------------------------
+
+# Clear the screen, retitle the terminal, forge a line: a peer names itself.
+HOSTILE_NAME = "evil\x1b[2J\x1b]0;pwned\x07\nok: all direct"
+
+
+@pytest.mark.parametrize("json_output", [False, True], ids=["table", "json"])
+def test_a_peer_name_with_escape_sequences_cannot_drive_the_terminal(
+    tmp_path: Path, json_output: bool
+) -> None:
+    status = json.loads((TAILSCALE / "status-direct.json").read_text())
+    [peer] = status["Peer"].values()
+    peer["HostName"] = HOSTILE_NAME
+    peer["DNSName"] = f"{HOSTILE_NAME}.tail.example.net."
+    (tmp_path / "status.json").write_text(json.dumps(status))
+    argv = ["doctor", "--status", "status.json", "--upstream", "100.64.0.2"]
+    done = _run(Case([*argv, "--json"] if json_output else argv, 0), tmp_path)
+    output = done.stdout + done.stderr
+    assert "Traceback" not in output
+    assert "\x1b" not in output and "\x07" not in output
+    assert not any(line.startswith("ok: all direct") for line in output.splitlines())
+    if json_output:
+        [node] = [n for n in json.loads(done.stdout)["nodes"] if n["name"].startswith("evil")]
+        assert node["name"].startswith(HOSTILE_NAME)  # the data itself is kept, JSON-escaped
+    else:
+        assert "evil\\x1b[2J" in output  # shown, escaped
+
+
+def test_negative_twin_rich_passes_an_escape_sequence_through() -> None:
+    from rich.console import Console
+
+    buffer = io.StringIO()
+    Console(file=buffer, width=200).print("evil\x1b[2J")
+    assert "\x1b[2J" in buffer.getvalue()
