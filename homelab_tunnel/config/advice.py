@@ -14,7 +14,35 @@ from homelab_tunnel.findings import Finding, warning
 
 
 def config_warnings(config: TunnelConfig) -> list[Finding]:
-    return list(_ssh_open_to_the_world(config.ssh_allowed_cidrs))
+    cidrs = config.ssh_allowed_cidrs
+    return [*_ssh_open_to_the_world(cidrs), *_covered_by_another("ssh_allowed_cidrs", cidrs)]
+
+
+def _covered_by_another(field: str, cidrs: list[str]) -> Iterable[Finding]:
+    """A network inside another listed one adds nothing: often a typo in the wider one.
+
+    Exact repeats are refused by validation; this names the quieter case,
+    `203.0.113.0/24` next to `203.0.113.7/32`.
+    """
+    networks = [ipaddress.ip_network(cidr) for cidr in cidrs]
+    for index, network in enumerate(networks):
+        wider = next(
+            (
+                other_index
+                for other_index, other in enumerate(networks)
+                if other_index != index
+                and other.version == network.version
+                and other != network
+                and network.subnet_of(other)  # type: ignore[arg-type]
+            ),
+            None,
+        )
+        if wider is not None:
+            yield warning(
+                f"{field}.{index}",
+                f"{cidrs[index]} is inside {field}.{wider} ({cidrs[wider]}), which already "
+                "allows it; drop one, or fix the address if the wider one is a typo",
+            )
 
 
 def _ssh_open_to_the_world(cidrs: list[str]) -> Iterable[Finding]:

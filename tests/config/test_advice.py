@@ -37,6 +37,35 @@ def test_ssh_open_to_the_world_is_a_warning(cidrs: list[str], expected: str | No
         assert expected in warnings[0].message
 
 
+@pytest.mark.parametrize(
+    ("cidrs", "expected"),
+    [
+        (
+            ["203.0.113.7/32", "203.0.113.0/24"],
+            [
+                (
+                    "ssh_allowed_cidrs.0",
+                    "203.0.113.7/32 is inside ssh_allowed_cidrs.1 (203.0.113.0/24)",
+                )
+            ],
+        ),
+        (
+            ["2001:db8::/32", "2001:db8:1::/48", "198.51.100.0/24"],
+            [("ssh_allowed_cidrs.1", "2001:db8:1::/48 is inside ssh_allowed_cidrs.0")],
+        ),
+        (["203.0.113.7/32", "203.0.113.8/32"], []),  # neighbours, not nested
+        (["10.0.0.0/8", "::ffff:10.0.0.1/128"], []),  # another family
+    ],
+)
+def test_a_network_inside_another_listed_one_is_a_warning(
+    cidrs: list[str], expected: list[tuple[str, str]]
+) -> None:
+    warnings = config_warnings(config_with(ssh_allowed_cidrs=cidrs))
+    assert [w.subject for w in warnings] == [subject for subject, _ in expected]
+    for found, (_, text) in zip(warnings, expected, strict=True):
+        assert found.message.startswith(text)
+
+
 def test_check_prints_the_warning_and_still_passes(tmp_path: Path) -> None:
     path = write_config(tmp_path, ssh_allowed_cidrs=["0.0.0.0/0", "::/0"])
     result = runner.invoke(app, ["check", "--config", str(path)])
