@@ -1,8 +1,10 @@
-"""The edge's systemd units (health timer, bootstrap), checked by `systemd-analyze verify`."""
+"""The edge's systemd units and drop-ins, checked by `systemd-analyze verify` and read."""
 
 from __future__ import annotations
 
 import configparser
+import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -11,11 +13,18 @@ import pytest
 from support.config import ROOT
 
 from homelab_tunnel.edge.health import HEALTH_JOURNAL_SINCE
+from homelab_tunnel.payload import FIXED_FILES
+from homelab_tunnel.render.user_data import UNITS as SYSTEMD
 
 UNITS = ROOT / "cloud-init"
 SERVICE = UNITS / "homelab-tunnel-health.service"
 TIMER = UNITS / "homelab-tunnel-health.timer"
 BOOTSTRAP = UNITS / "homelab-tunnel-bootstrap.service"
+LITESTREAM = UNITS / "homelab-tunnel-litestream.service"
+KEYS_SERVICE = UNITS / "homelab-tunnel-backup-keys.service"
+KEYS_PATH = UNITS / "homelab-tunnel-backup-keys.path"
+KEYS_TIMER = UNITS / "homelab-tunnel-backup-keys.timer"
+MARKER = "/var/lib/headscale/.homelab-tunnel-initialized"
 
 needs_systemd_analyze = pytest.mark.skipif(
     shutil.which("systemd-analyze") is None,
@@ -23,41 +32,92 @@ needs_systemd_analyze = pytest.mark.skipif(
 )
 
 
-def _verify(directory: Path, *units: Path) -> subprocess.CompletedProcess[str]:
-    """verify in a directory of its own, beside stubs for the units the service wants."""
-    for stub in ("tailscaled.service", "headscale.service"):
-        (directory / stub).write_text("[Service]\nExecStart=/bin/true\n")
-    copies = []
-    for unit in units:
-        copy = directory / unit.name
-        copy.write_text(unit.read_text())
-        copies.append(str(copy))
-    return subprocess.run(
-        ["systemd-analyze", "verify", "--man=no", *copies],
+# The packages' own units our drop-ins extend (Headscale's .deb, Debian's caddy, Tailscale's).
+PACKAGE_UNITS = ("headscale.service", "caddy.service", "tailscaled.service")
+_EXEC = re.compile(r"^(Exec\w+=[-@:+!]*)(/\S+)", re.MULTILINE)
+
+
+def _install_units(root: Path, stub: Path) -> list[str]:
+    """Every unit and drop-in user_data ships, laid out as under /etc/systemd/system.
+
+    verify insists that each ExecStart program exists: the ones a droplet gets
+    from packages or the bundle point at `stub` here.
+    """
+    for name in PACKAGE_UNITS:
+        (root / name).write_text("[Service]\nExecStart=/bin/true\n")
+    names = list(PACKAGE_UNITS)
+    for source, target, _ in FIXED_FILES:
+        if not target.startswith(f"{SYSTEMD}/"):
+            continue
+        path = root / target.removeprefix(f"{SYSTEMD}/")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        text = (UNITS / source).read_text()
+        path.write_text(
+            _EXEC.sub(lambda m: m[1] + (m[2] if Path(m[2]).exists() else str(stub)), text)
+        )
+        if path.parent == root:
+            names.append(path.name)
+    return names
+
+
+def _verify(root: Path, names: list[str]) -> str:
+    """systemd-analyze verify's complaints (it exits 0 even for keys it ignores)."""
+    done = subprocess.run(
+        ["systemd-analyze", "verify", "--man=no", *names],
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
+        cwd=root,
+        env={**os.environ, "SYSTEMD_UNIT_PATH": f"{root}:"},
     )
+    return f"exit {done.returncode}\n{done.stdout}{done.stderr}"
+
+
+@pytest.fixture
+def unit_root(tmp_path: Path) -> tuple[Path, list[str]]:
+    stub = tmp_path / "stub"
+    stub.write_text("#!/bin/sh\n")
+    stub.chmod(0o755)
+    root = tmp_path / "system"
+    root.mkdir()
+    return root, _install_units(root, stub)
 
 
 @needs_systemd_analyze
-def test_units_pass_systemd_analyze_verify(tmp_path: Path) -> None:
+def test_every_shipped_unit_and_drop_in_passes_systemd_analyze_verify(
+    unit_root: tuple[Path, list[str]],
+) -> None:
     if not Path("/usr/bin/python3").exists():
-        pytest.skip("/usr/bin/python3 (the service's ExecStart) is absent on this machine")
-    done = _verify(tmp_path, SERVICE, TIMER)
-    # verify exits 0 even for values it ignores, so any complaint at all fails the test.
-    assert (done.returncode, done.stdout + done.stderr) == (0, "")
+        pytest.skip("/usr/bin/python3 (the health service's ExecStart) is absent on this machine")
+    root, names = unit_root
+    shipped = {name for name in names if name.startswith("homelab-tunnel-")}
+    assert {SERVICE.name, TIMER.name, BOOTSTRAP.name, LITESTREAM.name, KEYS_PATH.name} <= shipped
+    assert len(list(root.glob("*.service.d/*.conf"))) == 4
+    assert _verify(root, names) == "exit 0\n"
 
 
 @needs_systemd_analyze
-def test_verify_catches_a_broken_unit(tmp_path: Path) -> None:
-    """Proves the check above can fail: a misspelt value is reported."""
-    broken = tmp_path / "src" / SERVICE.name
-    broken.parent.mkdir()
-    broken.write_text(SERVICE.read_text().replace("Type=oneshot", "Type=oneshoot"))
-    done = _verify(tmp_path, broken)
-    assert "oneshoot" in done.stderr
+@pytest.mark.parametrize(
+    ("where", "typo", "said"),
+    [
+        (SERVICE.name, ("Type=oneshot", "Type=oneshoot"), "Failed to parse service type"),
+        (
+            "caddy.service.d/10-state-volume.conf",
+            ("RequiresMountsFor=", "RequiresMountFor="),
+            "Unknown key 'RequiresMountFor'",
+        ),
+    ],
+)
+def test_verify_catches_a_typo_in_a_unit_or_a_drop_in(
+    unit_root: tuple[Path, list[str]], where: str, typo: tuple[str, str], said: str
+) -> None:
+    """Proves the check above can fail, for units and for the drop-ins it loads."""
+    root, names = unit_root
+    path = root / where
+    path.write_text(path.read_text().replace(*typo))
+    complaints = _verify(root, names)
+    assert f"{where}:" in complaints and said in complaints
 
 
 def _unit(path: Path) -> configparser.ConfigParser:
@@ -96,21 +156,6 @@ def test_journal_window_covers_the_longest_gap_between_runs() -> None:
     assert f"-{interval + accuracy}min" == HEALTH_JOURNAL_SINCE
 
 
-@needs_systemd_analyze
-def test_bootstrap_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
-    # verify insists that ExecStart exists here: point it at a stand-in script.
-    stub = tmp_path / "bootstrap.sh"
-    stub.write_text("#!/bin/sh\n")
-    stub.chmod(0o755)
-    unit = tmp_path / "src" / BOOTSTRAP.name
-    unit.parent.mkdir()
-    unit.write_text(
-        BOOTSTRAP.read_text().replace("/usr/local/lib/homelab-tunnel/bootstrap.sh", str(stub))
-    )
-    done = _verify(tmp_path, unit)
-    assert (done.returncode, done.stdout + done.stderr) == (0, "")
-
-
 def test_bootstrap_is_retried_forever_and_runs_at_every_boot() -> None:
     unit = _unit(BOOTSTRAP)
     assert unit["Unit"]["StartLimitIntervalSec"] == "0"
@@ -124,29 +169,6 @@ def test_bootstrap_is_retried_forever_and_runs_at_every_boot() -> None:
 # ---------------------------------------------------------------------------
 # Backups: Litestream, and the key files on change and daily
 # ---------------------------------------------------------------------------
-
-LITESTREAM = UNITS / "homelab-tunnel-litestream.service"
-KEYS_SERVICE = UNITS / "homelab-tunnel-backup-keys.service"
-KEYS_PATH = UNITS / "homelab-tunnel-backup-keys.path"
-KEYS_TIMER = UNITS / "homelab-tunnel-backup-keys.timer"
-MARKER = "/var/lib/headscale/.homelab-tunnel-initialized"
-
-
-@needs_systemd_analyze
-def test_backup_units_pass_systemd_analyze_verify(tmp_path: Path) -> None:
-    stub = tmp_path / "stub"
-    stub.write_text("#!/bin/sh\n")
-    stub.chmod(0o755)
-    source = tmp_path / "src"
-    source.mkdir()
-    units = []
-    for unit in (LITESTREAM, KEYS_SERVICE, KEYS_PATH, KEYS_TIMER):
-        text = unit.read_text().replace("/usr/bin/litestream", str(stub))
-        copy = source / unit.name
-        copy.write_text(text.replace("/usr/local/lib/homelab-tunnel/backup-keys.sh", str(stub)))
-        units.append(copy)
-    done = _verify(tmp_path, *units)
-    assert (done.returncode, done.stdout + done.stderr) == (0, "")
 
 
 def test_litestream_runs_as_headscale_only_on_a_volume_restore_has_seen() -> None:
