@@ -156,12 +156,6 @@ def test_actionlint_runs_shellcheck_on_run_scripts(tmp_path: Path) -> None:
 # ---------------------------------------------------------------------------
 
 
-# Actions still on a tag, each with the reason (repeated in the workflow). An
-# entry that no workflow uses any more fails the test, so the list shrinks.
-NOT_YET_PINNED = {
-    # The commit behind v9 has not been checked against the repository yet.
-    "actions/github-script@v9",
-}
 _USES = re.compile(r"^\s*(?:- )?uses: (?P<ref>\S+?)(?: # (?P<comment>.*))?$")
 
 
@@ -190,7 +184,7 @@ def test_third_party_actions_are_pinned_by_commit_with_the_tag_beside() -> None:
     ]
     # The line scan sees every `uses:` YAML sees (comments are only in the text).
     assert sum(len(re.findall(r"(?m)^\s*(?:- )?uses: ", text)) for text in texts) == len(every_use)
-    assert {ref for text in texts for ref in _unpinned(text)} == NOT_YET_PINNED
+    assert [ref for text in texts for ref in _unpinned(text)] == []
 
 
 def test_pin_check_catches_a_tag_or_a_commit_without_its_tag() -> None:
