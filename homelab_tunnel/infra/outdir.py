@@ -11,6 +11,7 @@ wrote). No cdktf here: the check runs before jsii starts.
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 
 from homelab_tunnel.errors import InputError
@@ -31,9 +32,22 @@ def write_marker(outdir: Path) -> None:
 def check_out_dir(out: Path, *, config: Path, cwd: Path) -> Path:
     """The resolved output directory, or `InputError` (naming the config and --out) if unsafe."""
     try:
-        return _checked(out, config=config, cwd=cwd)
+        final = _checked(out, config=config, cwd=cwd)
     except OSError as exc:
         raise InputError(str(config), [f"--out: cannot use {str(out)!r}: {_reason(exc)}"]) from None
+    try:
+        _probe_writable(final.parent)
+    except OSError as exc:
+        raise InputError(
+            str(config), [f"--out: cannot write {str(out)!r}: {_reason(exc)}"]
+        ) from None
+    return final
+
+
+def _probe_writable(parent: Path) -> None:
+    """Synthesis stages beside --out; find out now, not after seconds of starting cdktf."""
+    parent.mkdir(parents=True, exist_ok=True)
+    tempfile.TemporaryDirectory(prefix=".homelab-tunnel-probe.", dir=parent).cleanup()
 
 
 def _checked(out: Path, *, config: Path, cwd: Path) -> Path:

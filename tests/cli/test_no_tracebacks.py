@@ -197,3 +197,36 @@ def test_negative_twin_rich_passes_an_escape_sequence_through() -> None:
     buffer = io.StringIO()
     Console(file=buffer, width=200).print("evil\x1b[2J")
     assert "\x1b[2J" in buffer.getvalue()
+
+
+# ---------------------------------------------------------------------------
+# An --out synth cannot write is refused before cdktf starts (seconds sooner)
+# ---------------------------------------------------------------------------
+
+_SAYS_IF_CDKTF_LOADED = (
+    "import atexit, sys; atexit.register(lambda: print('cdktf loaded:', 'cdktf' in sys.modules, "
+    "file=sys.stderr)); from homelab_tunnel.cli import main; main()"
+)
+
+
+@pytest.mark.parametrize(
+    ("out", "exit_code", "loaded"),
+    [("/proc/homelab-out", 2, False), ("out", 0, True)],  # the twin: a writable one synthesizes
+    ids=["unwritable", "writable"],
+)
+def test_an_unwritable_out_is_refused_before_cdktf_is_imported(
+    tmp_path: Path, out: str, exit_code: int, loaded: bool
+) -> None:
+    shutil.copy(EXAMPLE, tmp_path / "edge.toml")
+    argv = ["synth", "--config", "edge.toml", "--out", out]
+    done = subprocess.run(
+        [sys.executable, "-c", _SAYS_IF_CDKTF_LOADED, *argv],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+    assert done.returncode == exit_code, done.stderr
+    assert f"cdktf loaded: {loaded}" in done.stderr
