@@ -52,8 +52,9 @@ bench: $(VENV)/.synced ## Benchmarks (not tests): synth time vs a floor app; pro
 	$(BIN)/python bench/synth.py
 	$(BIN)/python bench/proxy.py
 
-bench-lab: $(VENV)/.synced test-tools test-binaries ## As root: the lab's paths, direct vs relayed
+bench-lab: $(VENV)/.synced test-tools test-binaries ## As root: the lab's paths, direct vs relayed; backups' RPO and restore
 	$(BIN)/python bench/lab.py
+	$(BIN)/python bench/backups.py
 
 # Real components the tests run: Debian's cloud-init (schema checker),
 # shellcheck (also inside actionlint), jq (the workflows' own scripts),

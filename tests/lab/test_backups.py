@@ -6,18 +6,18 @@ runs Litestream and the key backup from their units against moto's S3 in the
 store box, answering as https://ams3.digitaloceanspaces.com with TLS and
 signature checks (support/lab/store.py). In order, on one lab: the key files
 land in the bucket at boot, readable with the owner's identity and no other;
-a laptop joins while Litestream streams; the lag from a committed write to the
-bucket is measured; the laptop's node is deleted and the database restored to
-a moment before, as `homelab-tunnel backups restore --at` does it; then the
-droplet and its whole volume are gone and a new droplet restores from the
-bucket alone, and the tailnet carries on without a new key.
+a laptop joins while Litestream streams; the laptop's node is deleted and the
+database restored to a moment before, as `homelab-tunnel backups restore --at`
+does it; then the droplet and its whole volume are gone and a new droplet
+restores from the bucket alone, and the tailnet carries on without a new key.
+How much a backup can lose and how long a restore takes are bench/backups.py's.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
-import statistics
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
@@ -33,10 +33,13 @@ from support.lab.lab import Lab
 from support.lab.shell import wait_for
 from support.lab.shims import calls
 from support.lab.store import age_decrypt, age_identity
+from support.lab.units import UNITS, seconds
 
 PREFIX = "lab-edge"
 KEY_FILES = ("noise_private.key", "derp_server_private.key")
 KEYS_SERVICE = "homelab-tunnel-backup-keys.service"
+KEYS_TIMER = "homelab-tunnel-backup-keys.timer"
+BLOG = "blog.lab.example"
 
 
 @pytest.fixture(scope="module")
@@ -58,8 +61,8 @@ def _node_count(node_id: int) -> str:
 class FirstBoot:
     bootstrap: BootstrapRun
     keys: list[str]
-    key_delay: float  # from Headscale writing the noise key to its upload finishing
-    key_run: float  # backup-keys.sh alone
+    key_backup_after_timer: float  # the first key backup started, from the timer's start
+    timer_first: float  # the timer's OnActiveSec: when it would have started it
     owner: dict[str, bool]
     stranger: dict[str, bool]
 
@@ -81,20 +84,22 @@ def first_boot(backup_lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Fir
         encrypted = store.get(f"{PREFIX}/keys/{name}.age", directory / f"{name}.age")
         owner[name] = age_decrypt(encrypted, lab.owner_key) == plain
         stranger[name] = age_decrypt(encrypted, stranger_key) is not None
-    written = (lab.edge.volume / "headscale-lib/noise_private.key").stat().st_mtime
+    timer = lab.edge.box.path(f"{UNITS}/{KEYS_TIMER}").read_text()
+    first = re.search(r"^OnActiveSec=(\S+)", timer, re.MULTILINE)
+    assert first is not None
     return FirstBoot(
         bootstrap=lab.edge.bootstrap,
         keys=keys,
-        key_delay=_ran(events, "exited 0") - written,
-        key_run=_ran(events, "exited 0") - _ran(events, "started"),
+        key_backup_after_timer=_ran(events, "started") - _ran(events, "started", KEYS_TIMER),
+        timer_first=seconds(first[1]),
         owner=owner,
         stranger=stranger,
     )
 
 
-def _ran(events: list[tuple[float, str, str]], what: str) -> float:
-    """When the key backup service first did `what` (0 if it has not)."""
-    return next((at for at, unit, done in events if unit == KEYS_SERVICE and done == what), 0.0)
+def _ran(events: list[tuple[float, str, str]], what: str, name: str = KEYS_SERVICE) -> float:
+    """When the unit (the key backup service) first did `what` (0 if it has not)."""
+    return next((at for at, unit, done in events if unit == name and done == what), 0.0)
 
 
 def test_a_fresh_volume_and_an_empty_bucket_are_a_first_deploy(first_boot: FirstBoot) -> None:
@@ -111,7 +116,11 @@ def test_the_key_files_reach_the_bucket_at_boot(first_boot: FirstBoot) -> None:
         f"{PREFIX}/keys/manifest.sha256",
         f"{PREFIX}/keys/noise_private.key.age",
     ]
-    assert first_boot.key_delay < 15
+
+
+def test_bootstrap_backs_the_keys_up_before_the_timer_would(first_boot: FirstBoot) -> None:
+    """The timer's first run is a minute after boot: a volume lost by then lost the noise key."""
+    assert 0 <= first_boot.key_backup_after_timer < first_boot.timer_first
 
 
 def test_the_owner_can_decrypt_the_key_files_and_a_stranger_cannot(first_boot: FirstBoot) -> None:
@@ -120,15 +129,14 @@ def test_the_owner_can_decrypt_the_key_files_and_a_stranger_cannot(first_boot: F
 
 
 # ---------------------------------------------------------------------------
-# Streaming: a node joins, writes reach the bucket within about a second
+# Streaming: a node joins, and its node is in the bucket
 # ---------------------------------------------------------------------------
 
 
 @dataclass
 class Streamed:
     laptop: dict[str, Any]
-    laptop_shipped: float
-    lags: list[float]
+    in_bucket: Any  # box_backups.py's answer once a restore of the bucket holds the node
 
 
 @pytest.fixture(scope="module")
@@ -136,22 +144,13 @@ def streamed(backup_lab: Lab, first_boot: FirstBoot) -> Streamed:
     lab = backup_lab
     lab.join_machine("laptop", LAPTOP)
     laptop = next(node for node in lab.edge.nodes() if node["name"] == "laptop")
-    shipped = lab.edge.backups("shipped", _node_count(laptop["id"]), "1")
-    return Streamed(laptop, shipped["seconds"], lab.edge.backups("lag", "6")["lags"])
+    return Streamed(laptop, lab.edge.backups("shipped", _node_count(laptop["id"]), "1"))
 
 
-def test_a_node_that_joins_is_in_the_bucket_within_seconds(streamed: Streamed) -> None:
+def test_a_node_that_joins_is_in_the_bucket(streamed: Streamed) -> None:
+    """A restore of the bucket's newest backup holds it (box_backups.py waits up to 20 s)."""
     assert streamed.laptop["user"]["name"] == "laptop"
-    assert streamed.laptop_shipped < 5
-
-
-def test_a_committed_write_reaches_the_bucket_within_litestreams_interval(
-    streamed: Streamed,
-) -> None:
-    """sync-interval: 1s (and Litestream's 1 s look at the WAL): at most about a second."""
-    assert len(streamed.lags) == 6
-    assert max(streamed.lags) < 2.5
-    assert statistics.mean(streamed.lags) < 1.5
+    assert set(streamed.in_bucket) == {"seconds"}
 
 
 # ---------------------------------------------------------------------------
@@ -168,7 +167,7 @@ class PointInTime:
     nodes: list[dict[str, Any]]
     aside: list[str]
     aside_laptop: int
-    later_write_shipped: float
+    later_write: Any
 
 
 @pytest.fixture(scope="module")
@@ -195,7 +194,7 @@ def point_in_time(backup_lab: Lab, streamed: Streamed) -> PointInTime:
         nodes=edge.nodes(),
         aside=[path.name for path in aside],
         aside_laptop=_count_in(aside, _node_count(laptop["id"])),
-        later_write_shipped=later["seconds"],
+        later_write=later,
     )
 
 
@@ -229,7 +228,7 @@ def test_the_replaced_database_was_moved_aside_not_deleted(point_in_time: PointI
 
 
 def test_litestream_streams_on_from_the_restored_database(point_in_time: PointInTime) -> None:
-    assert point_in_time.later_write_shipped < 5
+    assert set(point_in_time.later_write) == {"seconds"}  # a restore of the bucket has it
 
 
 # ---------------------------------------------------------------------------
@@ -274,10 +273,7 @@ class Restored:
     before: Snapshot
     after: Snapshot
     bootstrap: BootstrapRun
-    restore_seconds: float  # restore-state.sh at boot
-    seconds_to_health: float  # the old droplet gone -> Headscale answering on the restored state
-    seconds_to_ready: float  # -> bootstrap's last line
-    seconds_to_sites: float  # -> the homelab back online and a site served through it
+    page: str  # a site through the new edge, once the homelab is back online
     health: Any
 
 
@@ -285,28 +281,16 @@ class Restored:
 def restored(backup_lab: Lab, point_in_time: PointInTime) -> Restored:
     lab = backup_lab
     before = _snapshot(lab)
-    gone = time.time()
     run = lab.replace_edge(blank_volume=True)
-    healthy = (lab.edge.volume / "headscale-lib/.homelab-tunnel-headscale-version").stat().st_mtime
     wait_for("the homelab online", lambda: lab.home.node.peer(lab.config.name).get("Online"), 60)
-    wait_for(
-        "the blog through the new edge", lambda: "blog app" in lab.page("blog.lab.example"), 60
-    )
-    back = time.time()
+    wait_for("the blog through the new edge", lambda: "blog app" in lab.page(BLOG), 60)
     return Restored(
         before=before,
         after=_snapshot(lab),
         bootstrap=run,
-        restore_seconds=_line_at(run, "3/9") - _line_at(run, "0/9"),
-        seconds_to_health=healthy - gone,
-        seconds_to_ready=run.lines[-1][0] - gone,
-        seconds_to_sites=back - gone,
+        page=lab.page(BLOG),
         health=lab.edge.run_unit("homelab-tunnel-health.service"),
     )
-
-
-def _line_at(run: BootstrapRun, step: str) -> float:
-    return next(at for at, line in run.lines if line.startswith(f"homelab-tunnel: {step} "))
 
 
 def test_restore_state_says_what_it_restored(restored: Restored) -> None:
@@ -347,7 +331,5 @@ def test_the_health_agent_reports_the_restore(restored: Restored) -> None:
     assert "problem" not in out  # Litestream runs again
 
 
-def test_the_restore_is_quick(restored: Restored) -> None:
-    assert restored.restore_seconds < 10
-    assert restored.seconds_to_health < 20
-    assert restored.seconds_to_sites < 60
+def test_the_sites_are_served_through_the_restored_edge(restored: Restored) -> None:
+    assert "blog app" in restored.page

@@ -9,7 +9,6 @@ no new certificate.
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,7 +55,7 @@ def _state(lab: Lab) -> State:
 class Observed:
     before: State
     after: State
-    seconds_to_first_page: float
+    first_page: str  # the blog through the new droplet, waited for (at most a minute)
     home_backend: str
     home_ping: str
     home_derp_ipv4: str
@@ -68,10 +67,9 @@ class Observed:
 def observed(lab: Lab) -> Observed:
     before = _state(lab)
     caddy_logged = len(lab.edge.box.log("caddy"))
-    started = time.monotonic()
     lab.edge.replace(REPLACEMENT_DROPLET)
     wait_for("the blog on the new droplet", lambda: "blog app" in lab.page("blog.lab.example"), 60)
-    seconds = time.monotonic() - started
+    first_page = lab.page("blog.lab.example")
     wait_for(
         "the homelab sees the new edge",
         lambda: lab.home.node.peer(lab.config.name).get("Online"),
@@ -82,7 +80,7 @@ def observed(lab: Lab) -> Observed:
     return Observed(
         before=before,
         after=_state(lab),
-        seconds_to_first_page=seconds,
+        first_page=first_page,
         home_backend=lab.home.node.status()["BackendState"],
         home_ping=lab.home.node.ping(lab.config.name),
         home_derp_ipv4=derp_map["Regions"]["999"]["Nodes"][0]["IPv4"],
@@ -120,5 +118,5 @@ def test_caddy_reuses_its_certificates(observed: Observed) -> None:
     assert "certificate obtained successfully" not in observed.caddy_log
 
 
-def test_the_sites_come_back_within_a_minute(observed: Observed) -> None:
-    assert observed.seconds_to_first_page < 60
+def test_the_sites_come_back(observed: Observed) -> None:
+    assert observed.first_page.startswith("blog app on homelab")
