@@ -21,6 +21,7 @@ from homelab_tunnel.config.values import (
     Email,
     Fqdn,
     HttpsUrl,
+    Image,
     Name,
     PemCertificates,
     Port,
@@ -208,7 +209,7 @@ class TunnelConfig(_Model):
     name: Name = Field(description="stack name; also names the droplet, volume and project")
     region: Region
     size: Slug = Field(default="s-1vcpu-1gb", description="droplet size slug")
-    image: Slug = Field(default="ubuntu-24-04-x64", description="droplet image slug")
+    image: Image = Field(default="ubuntu-24-04-x64", description="droplet image slug")
     ssh_keys: list[SshKey] = Field(default_factory=list)
     ssh_allowed_cidrs: list[Cidr] = Field(
         default_factory=list, description="sources allowed on TCP 22; empty keeps SSH closed"

@@ -192,6 +192,24 @@ def _check_slug(value: str) -> str:
     return value
 
 
+_UBUNTU = re.compile(r"ubuntu-(\d\d)-(\d\d)-x64")
+# bootstrap.sh takes Tailscale from its Ubuntu repository and the edge's Python
+# modules need 3.11 (Ubuntu 22.04 has 3.10): Ubuntu 24.04 or later.
+_OLDEST_UBUNTU = (24, 4)
+
+
+def _check_image(value: str) -> str:
+    _check_slug(value)
+    release = _UBUNTU.fullmatch(value)
+    if value.isdigit() or (release and (int(release[1]), int(release[2])) >= _OLDEST_UBUNTU):
+        return value
+    raise ValueError(
+        f"{value!r} cannot run the edge, which needs Ubuntu 24.04 or later (Tailscale's Ubuntu "
+        "repository, python3 3.11+): give ubuntu-24-04-x64, a later ubuntu-YY-MM-x64, or the "
+        "numeric id of your own snapshot or custom image of one"
+    )
+
+
 def _check_name(value: str) -> str:
     if not _NAME.fullmatch(value):
         raise ValueError(
@@ -359,6 +377,7 @@ SpacesRegion = Annotated[
 ]
 AgeRecipient = Annotated[str, _Line, AfterValidator(_check_age_recipient)]
 Slug = Annotated[str, _Line, AfterValidator(_check_slug)]
+Image = Annotated[str, _Line, AfterValidator(_check_image)]
 Name = Annotated[str, _Line, AfterValidator(_check_name)]
 Email = Annotated[str, _Line, AfterValidator(_check_email)]
 Cidr = Annotated[str, BeforeValidator(_check_cidr)]

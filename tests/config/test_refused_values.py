@@ -215,6 +215,10 @@ UNSAFE: list[tuple[str, str, str]] = [
     ("name", "edge${x}", "not a valid name"),
     ("size", "s-1vcpu-1gb;x", "slug"),
     ("image", "ubuntu-24-04-x64 ", "slug"),
+    ("image", "debian-12-x64", "needs Ubuntu 24.04 or later"),
+    ("image", "ubuntu-22-04-x64", "needs Ubuntu 24.04 or later"),
+    ("image", "ubuntu-24-04-x64-old", "needs Ubuntu 24.04 or later"),
+    ("image", "docker-20-04", "needs Ubuntu 24.04 or later"),
     ("headscale.derp_urls.0", "https://derp.example.com/${var.x}", "https:// URL"),
     ("headscale.derp_urls.0", "https://derp.example.com/{$HOME}", "https:// URL"),
     ("headscale.derp_urls.0", "https://derp.example.com/a b", "https:// URL"),
@@ -268,6 +272,8 @@ SAFE_EDGES: list[tuple[str, str, str]] = [
     ("headscale.deb_sha256", "AB" * 32, "ab" * 32),
     ("headscale.version", "v0.29.2", "0.29.2"),
     ("sites.0.domain", " Blog.Example.com. ", "blog.example.com"),
+    ("image", "ubuntu-25-10-x64", "ubuntu-25-10-x64"),
+    ("image", "187654321", "187654321"),  # your own snapshot or custom image
 ]  # fmt: skip
 
 
