@@ -60,7 +60,8 @@ bench-lab: $(VENV)/.synced test-tools test-binaries ## As root: the lab's paths,
 # shellcheck (also inside actionlint), jq (the workflows' own scripts),
 # openssl (TLS for the fake DigitalOcean API and the lab's Pebble), age (the
 # edge's key backups), and for the lab (tests/lab, as root): iproute2 (namespaces, veths, tc), nftables (the
-# routers), iptables (tailscaled's firewall rules), conntrack and curl.
+# routers), iptables (tailscaled's firewall rules), conntrack and curl; and
+# systemd-container (systemd-nspawn: the edge's units under a real systemd).
 # Installed when missing and possible; tests skip, saying why, if not.
 test-tools:
 	@missing=""; \
@@ -74,6 +75,7 @@ test-tools:
 	command -v iptables >/dev/null || missing="$$missing iptables"; \
 	command -v conntrack >/dev/null || missing="$$missing conntrack"; \
 	command -v curl >/dev/null || missing="$$missing curl"; \
+	command -v systemd-nspawn >/dev/null || missing="$$missing systemd-container"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=""; elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then SUDO="sudo -n"; else SUDO=none; fi; \
 	  if [ "$$SUDO" = none ] || ! command -v apt-get >/dev/null; then \

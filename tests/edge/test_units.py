@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import configparser
 import os
-import re
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 from support.config import ROOT
+from support.units import install_package_units, install_units
 
 from homelab_tunnel.edge.health import HEALTH_JOURNAL_SINCE
-from homelab_tunnel.payload import FIXED_FILES
-from homelab_tunnel.render.user_data import UNITS as SYSTEMD
 
 UNITS = ROOT / "cloud-init"
 SERVICE = UNITS / "homelab-tunnel-health.service"
@@ -30,34 +28,6 @@ needs_systemd_analyze = pytest.mark.skipif(
     shutil.which("systemd-analyze") is None,
     reason="systemd-analyze is not installed here (Debian package: systemd)",
 )
-
-
-# The packages' own units our drop-ins extend (Headscale's .deb, Debian's caddy, Tailscale's).
-PACKAGE_UNITS = ("headscale.service", "caddy.service", "tailscaled.service")
-_EXEC = re.compile(r"^(Exec\w+=[-@:+!]*)(/\S+)", re.MULTILINE)
-
-
-def _install_units(root: Path, stub: Path) -> list[str]:
-    """Every unit and drop-in user_data ships, laid out as under /etc/systemd/system.
-
-    verify insists that each ExecStart program exists: the ones a droplet gets
-    from packages or the bundle point at `stub` here.
-    """
-    for name in PACKAGE_UNITS:
-        (root / name).write_text("[Service]\nExecStart=/bin/true\n")
-    names = list(PACKAGE_UNITS)
-    for source, target, _ in FIXED_FILES:
-        if not target.startswith(f"{SYSTEMD}/"):
-            continue
-        path = root / target.removeprefix(f"{SYSTEMD}/")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        text = (UNITS / source).read_text()
-        path.write_text(
-            _EXEC.sub(lambda m: m[1] + (m[2] if Path(m[2]).exists() else str(stub)), text)
-        )
-        if path.parent == root:
-            names.append(path.name)
-    return names
 
 
 def _verify(root: Path, names: list[str]) -> str:
@@ -81,7 +51,12 @@ def unit_root(tmp_path: Path) -> tuple[Path, list[str]]:
     stub.chmod(0o755)
     root = tmp_path / "system"
     root.mkdir()
-    return root, _install_units(root, stub)
+    # verify insists that each Exec program exists: the ones a droplet gets
+    # from packages or the bundle are `stub` here.
+    names = install_package_units(root, "/bin/true")
+    return root, names + install_units(
+        root, lambda path: path if Path(path).exists() else str(stub)
+    )
 
 
 @needs_systemd_analyze
