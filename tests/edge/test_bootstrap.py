@@ -26,6 +26,7 @@ from support.config import ROOT, config_with
 from support.fake_system import AGE_HEADER, fake_system
 from support.headscale_db import shaped_database
 from support.moto_s3 import S3Server
+from support.units import install_package_units, needs_systemd_analyze, verify
 
 from homelab_tunnel.config import TunnelConfig
 from homelab_tunnel.edge import s3
@@ -313,6 +314,18 @@ def test_derp_advertises_the_droplets_own_addresses(sandbox: Sandbox) -> None:
     assert "HEADSCALE_DERP_SERVER_IPV4=203.0.113.10" in text
     assert "HEADSCALE_DERP_SERVER_IPV6=2001:db8::10" in text
     assert "198.51.100.7" not in text  # never the reserved IP
+
+
+@needs_systemd_analyze
+def test_the_derp_address_drop_in_is_one_systemd_reads(sandbox: Sandbox, tmp_path: Path) -> None:
+    """Written by bootstrap at run time, so not among the shipped files test_units verifies."""
+    assert sandbox.run().returncode == 0
+    root = tmp_path / "system"
+    (root / "headscale.service.d").mkdir(parents=True)
+    names = install_package_units(root, "/bin/true")
+    written = sandbox.root / "etc/systemd/system/headscale.service.d/20-derp-address.conf"
+    (root / "headscale.service.d/20-derp-address.conf").write_text(written.read_text())
+    assert verify(root, names) == "exit 0\n"
 
 
 def test_rendered_configs_are_installed_where_services_read_them(sandbox: Sandbox) -> None:

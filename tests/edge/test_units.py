@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import configparser
-import os
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 from support.config import ROOT
-from support.units import install_package_units, install_units
+from support.units import install_package_units, install_units, needs_systemd_analyze, verify
 
 from homelab_tunnel.edge.health import HEALTH_JOURNAL_SINCE
 
@@ -23,25 +20,6 @@ KEYS_SERVICE = UNITS / "homelab-tunnel-backup-keys.service"
 KEYS_PATH = UNITS / "homelab-tunnel-backup-keys.path"
 KEYS_TIMER = UNITS / "homelab-tunnel-backup-keys.timer"
 MARKER = "/var/lib/headscale/.homelab-tunnel-initialized"
-
-needs_systemd_analyze = pytest.mark.skipif(
-    shutil.which("systemd-analyze") is None,
-    reason="systemd-analyze is not installed here (Debian package: systemd)",
-)
-
-
-def _verify(root: Path, names: list[str]) -> str:
-    """systemd-analyze verify's complaints (it exits 0 even for keys it ignores)."""
-    done = subprocess.run(
-        ["systemd-analyze", "verify", "--man=no", *names],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        cwd=root,
-        env={**os.environ, "SYSTEMD_UNIT_PATH": f"{root}:"},
-    )
-    return f"exit {done.returncode}\n{done.stdout}{done.stderr}"
 
 
 @pytest.fixture
@@ -60,7 +38,7 @@ def unit_root(tmp_path: Path) -> tuple[Path, list[str]]:
 
 
 @needs_systemd_analyze
-def test_every_shipped_unit_and_drop_in_passes_systemd_analyze_verify(
+def test_every_shipped_unit_and_drop_in_passes_systemd_analyzeverify(
     unit_root: tuple[Path, list[str]],
 ) -> None:
     if not Path("/usr/bin/python3").exists():
@@ -69,7 +47,7 @@ def test_every_shipped_unit_and_drop_in_passes_systemd_analyze_verify(
     shipped = {name for name in names if name.startswith("homelab-tunnel-")}
     assert {SERVICE.name, TIMER.name, BOOTSTRAP.name, LITESTREAM.name, KEYS_PATH.name} <= shipped
     assert len(list(root.glob("*.service.d/*.conf"))) == 4
-    assert _verify(root, names) == "exit 0\n"
+    assert verify(root, names) == "exit 0\n"
 
 
 @needs_systemd_analyze
@@ -91,7 +69,7 @@ def test_verify_catches_a_typo_in_a_unit_or_a_drop_in(
     root, names = unit_root
     path = root / where
     path.write_text(path.read_text().replace(*typo))
-    complaints = _verify(root, names)
+    complaints = verify(root, names)
     assert f"{where}:" in complaints and said in complaints
 
 

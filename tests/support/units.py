@@ -6,9 +6,14 @@ Both `systemd-analyze verify` (tests/edge/test_units.py) and a booted systemd
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
+
+import pytest
 
 from homelab_tunnel.payload import FIXED_FILES
 from homelab_tunnel.render.user_data import UNITS as SYSTEMD
@@ -50,3 +55,26 @@ def install_package_units(root: Path, exec_start: str) -> list[str]:
     for name in PACKAGE_UNITS:
         (root / name).write_text(f"[Service]\nExecStart={exec_start}\n")
     return list(PACKAGE_UNITS)
+
+
+needs_systemd_analyze = pytest.mark.skipif(
+    shutil.which("systemd-analyze") is None,
+    reason="systemd-analyze is not installed here (Debian package: systemd)",
+)
+
+
+def verify(root: Path, names: list[str]) -> str:
+    """`systemd-analyze verify` of units in `root` (drop-ins included): exit code and complaints.
+
+    It exits 0 even for keys it ignores, so a clean result is exactly "exit 0\n".
+    """
+    done = subprocess.run(
+        ["systemd-analyze", "verify", "--man=no", *names],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=root,
+        env={**os.environ, "SYSTEMD_UNIT_PATH": f"{root}:"},
+    )
+    return f"exit {done.returncode}\n{done.stdout}{done.stderr}"
