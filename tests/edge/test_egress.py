@@ -89,7 +89,9 @@ def test_keeps_the_own_address_for_its_traffic_and_for_stun_and_wireguard_replie
 def test_a_second_run_adds_nothing_and_succeeds(
     tmp_path: Path, first: subprocess.CompletedProcess[str]
 ) -> None:
+    assert first.returncode == 0, first.stderr
     rules = (tmp_path / "rules").read_text()
+    assert len(rules.splitlines()) == 3  # what the first run set up, kept as it is
     again = _run(tmp_path)
     assert again.returncode == 0, again.stderr
-    assert (tmp_path / "rules").read_text() == rules
+    assert (tmp_path / "rules").read_text() == rules  # routes: `ip route replace` is idempotent

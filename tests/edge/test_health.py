@@ -523,7 +523,9 @@ def test_a_restore_is_a_warning_for_a_day(edge: dict[str, str]) -> None:
 
 def test_an_older_restore_is_no_longer_told(edge: dict[str, str]) -> None:
     _restored(edge, hours_ago=24.5)
-    assert "restored from backup" not in _health(edge).stdout
+    done = _health(edge)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "restored from backup" not in done.stdout
 
 
 def test_the_webhook_hears_of_a_restore_once(
@@ -576,5 +578,6 @@ def test_during_a_failed_bootstrap_litestream_is_not_asked(
     edge["FAKE_LITESTREAM"] = "inactive"
     _status_file(tmp_path, "failed: Headscale 0.27.1 -> 0.29.2 skips 1 minor release(s)")
     done = _health(edge)
+    assert "problem: bootstrap: failed: Headscale 0.27.1 -> 0.29.2" in done.stdout
     assert "homelab-tunnel-litestream" not in done.stdout
     assert "systemctl" not in Path(edge["FAKE_LOG"]).read_text()

@@ -154,10 +154,9 @@ def backed_up(
     bucket = s3_server.new_bucket()
     edge = make_edge(tmp_path_factory.mktemp("primary"), s3_server, bucket, owner[1])
     shaped_database(edge.state / "db.sqlite", "0.29.2")
-    _replicate(edge, "before")
-    between = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    time.sleep(1.5)
-    _replicate(edge, "after")
+    _replicate(edge, s3_server, "before")
+    between = _next_whole_second()
+    _replicate(edge, s3_server, "after")
     keys = {"noise_private.key": os.urandom(72), "derp_server_private.key": os.urandom(64)}
     for name, data in keys.items():
         (edge.state / name).write_bytes(data)
@@ -439,8 +438,8 @@ def test_at_a_time_before_any_backup_changes_nothing(blank: Edge) -> None:
     assert blank.calls() == []
 
 
-def _replicate(edge: Edge, *users: str) -> None:
-    """Run the real `litestream replicate` while `users` are added, a few seconds apart."""
+def _replicate(edge: Edge, s3_server: S3Server, *users: str) -> None:
+    """Run the real `litestream replicate`; add each of `users` once the last change shipped."""
     env = {**edge.env, **edge.backup}
     env.pop("AWS_CA_BUNDLE")
     config = edge.root / "etc/homelab-tunnel/litestream.yml"
@@ -451,13 +450,35 @@ def _replicate(edge: Edge, *users: str) -> None:
         stderr=subprocess.DEVNULL,
     )
     try:
-        time.sleep(2.5)
+        shipped = _new_upload(edge, s3_server, set())  # the first snapshot
         for user in users:
             add_user(edge.state / "db.sqlite", user)
-            time.sleep(2.5)
+            shipped = _new_upload(edge, s3_server, shipped)
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def _next_whole_second() -> str:
+    """The next whole second (what --at takes), once it has passed: after every write so far."""
+    moment = int(time.time()) + 1
+    time.sleep(moment + 0.1 - time.time())
+    return datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _new_upload(edge: Edge, s3_server: S3Server, seen: set[str], limit: float = 30) -> set[str]:
+    """The database's objects in the bucket, once one beyond `seen` is there."""
+    prefix = f"{edge.backup['BACKUP_PREFIX']}/db/"
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        listed = s3_server.client().list_objects_v2(
+            Bucket=edge.backup["BACKUP_BUCKET"], Prefix=prefix
+        )
+        keys = {item["Key"] for item in listed.get("Contents", [])}
+        if keys - seen:
+            return keys
+        time.sleep(0.1)
+    raise AssertionError(f"Litestream uploaded nothing new under {prefix} in {limit:g} s")
 
 
 def test_replication_goes_on_from_the_restored_point(
@@ -467,12 +488,11 @@ def test_replication_goes_on_from_the_restored_point(
     bucket = s3_server.new_bucket()
     edge = make_edge(tmp_path / "a", s3_server, bucket, owner[1])
     database = shaped_database(edge.state / "db.sqlite", "0.29.2")
-    _replicate(edge, "before")
-    between = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    time.sleep(1.5)
-    _replicate(edge, "after")
+    _replicate(edge, s3_server, "before")
+    between = _next_whole_second()
+    _replicate(edge, s3_server, "after")
     assert edge.run("restore-state.sh", "--at", between, "--force").returncode == 0
-    _replicate(edge, "since-the-restore")
+    _replicate(edge, s3_server, "since-the-restore")
     assert rows(database) == ["homelab", "before", "since-the-restore"]
     later = make_edge(tmp_path / "b", s3_server, bucket, owner[1])
     assert later.run("restore-state.sh").returncode == 0

@@ -247,14 +247,18 @@ def test_the_unwatched_database_does_not_start_the_key_backup(edge: Container) -
     edge.systemctl("stop", path)
 
 
+def _written_schedule(timer: str) -> set[str]:
+    """The timer file's On*Sec= lines, named as `systemctl show` names them (On*USec=)."""
+    lines = [line.split("=", 1) for line in shipped_units()[timer].splitlines() if "=" in line]
+    return {f"{key.removesuffix('Sec')}USec={value}" for key, value in lines if key[:2] == "On"}
+
+
 @pytest.mark.parametrize(
-    ("timer", "schedule"),
-    [
-        ("homelab-tunnel-health.timer", {"OnBootUSec=4min", "OnUnitActiveUSec=5min"}),
-        ("homelab-tunnel-backup-keys.timer", {"OnActiveUSec=1min", "OnUnitActiveUSec=1d"}),
-    ],
+    "timer", ["homelab-tunnel-health.timer", "homelab-tunnel-backup-keys.timer"]
 )
-def test_timers_are_scheduled_as_written(edge: Container, timer: str, schedule: set[str]) -> None:
+def test_timers_are_scheduled_as_written(edge: Container, timer: str) -> None:
+    schedule = _written_schedule(timer)
+    assert len(schedule) == 2
     edge.systemctl("start", timer)
     shown = edge.show(timer, "ActiveState", "TimersMonotonic", "NextElapseUSecMonotonic")
     assert shown["ActiveState"] == "active"

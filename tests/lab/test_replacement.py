@@ -55,7 +55,7 @@ def _state(lab: Lab) -> State:
 class Observed:
     before: State
     after: State
-    first_page: str  # the blog through the new droplet, waited for (at most a minute)
+    first_page: str  # the first page the new droplet serves for the blog
     home_backend: str
     home_ping: str
     home_derp_ipv4: str
@@ -68,8 +68,7 @@ def observed(lab: Lab) -> Observed:
     before = _state(lab)
     caddy_logged = len(lab.edge.box.log("caddy"))
     lab.edge.replace(REPLACEMENT_DROPLET)
-    wait_for("the blog on the new droplet", lambda: "blog app" in lab.page("blog.lab.example"), 60)
-    first_page = lab.page("blog.lab.example")
+    first_page = lab.page_once_up("blog.lab.example")
     wait_for(
         "the homelab sees the new edge",
         lambda: lab.home.node.peer(lab.config.name).get("Online"),

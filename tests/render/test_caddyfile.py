@@ -175,6 +175,7 @@ PRIVATE_CA = {
 }
 
 
+@needs_caddy
 def test_a_private_acme_ca_is_used_with_its_roots(tmp_path: Path) -> None:
     """The option a private or alternative CA needs (the lab uses it for Pebble)."""
     text = render_caddyfile(config_with(tls=PRIVATE_CA))

@@ -11,7 +11,8 @@ lag COUNT                  COUNT committed writes (`headscale users create`), th
                            1 s cycle: for each, the seconds from the commit until
                            the bucket held an object whose restore contains it.
 shipped SQL EXPECTED [S]   wait (at most S seconds, default 20) until a restore of
-                           the newest backup answers SQL (one value) with EXPECTED.
+                           the newest backup answers SQL (one value) with EXPECTED:
+                           {"in_bucket": true, "seconds": ...}, or {"in_bucket": false}.
 """
 
 from __future__ import annotations
@@ -58,8 +59,12 @@ def restored(sql: str) -> str:
     return str(row[0]) if row else ""
 
 
+class NotShipped(Exception):
+    pass
+
+
 def until(sql: str, expected: str, since: float, seen: set[str], limit: float) -> float:
-    """Seconds from `since` until a new object's restore answers `expected`."""
+    """Seconds from `since` until a new object's restore answers `expected` (or NotShipped)."""
     while True:
         now = objects()
         if now - seen:
@@ -68,7 +73,7 @@ def until(sql: str, expected: str, since: float, seen: set[str], limit: float) -
                 return found - since
             seen = now
         if time.monotonic() - since > limit:
-            raise SystemExit(f"not in the bucket after {limit:g}s: {sql} = {expected}")
+            raise NotShipped(f"not in the bucket after {limit:g}s: {sql} = {expected}")
         time.sleep(0.02)
 
 
@@ -81,17 +86,23 @@ def lag(count: str) -> None:
         subprocess.run(["headscale", "users", "create", name], check=True, capture_output=True)
         committed = time.monotonic()
         sql = f"SELECT count(*) FROM users WHERE name = '{name}'"
-        lags.append(until(sql, "1", committed, seen, 20))
+        try:
+            lags.append(until(sql, "1", committed, seen, 20))
+        except NotShipped as exc:
+            raise SystemExit(str(exc)) from None
     print(json.dumps({"lags": lags}))
 
 
 def shipped(sql: str, expected: str, limit: str = "20") -> None:
     started = time.monotonic()
     seen = objects()
-    if restored(sql) == expected:
-        print(json.dumps({"seconds": 0.0}))
+    try:
+        done = restored(sql) == expected
+        seconds = 0.0 if done else until(sql, expected, started, seen, float(limit))
+    except NotShipped:
+        print(json.dumps({"in_bucket": False}))
         return
-    print(json.dumps({"seconds": until(sql, expected, started, seen, float(limit))}))
+    print(json.dumps({"in_bucket": True, "seconds": seconds}))
 
 
 COMMANDS = {"lag": lag, "shipped": shipped}

@@ -305,6 +305,13 @@ class Lab:
         done = curl(self.visitor, f"https://{domain}{path}", "-f", roots=self.roots)
         return done.stdout if done.returncode == 0 else ""
 
+    def page_once_up(self, domain: str, timeout: float = 60) -> str:
+        """The first page the visitor gets for https://domain/ ('' if none within `timeout`)."""
+        deadline = time.monotonic() + timeout
+        while not (page := self.page(domain)) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        return page
+
     def internet_box(self, role: str, host: Host, tools: dict[str, Path]) -> Box:
         """One more box on the internet, with its own /28 and mount namespace."""
         box = Box(self.state, role)
