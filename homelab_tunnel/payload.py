@@ -16,7 +16,7 @@ from homelab_tunnel.errors import InputError
 from homelab_tunnel.render.backup import ACCESS_KEY_PLACEHOLDER, SECRET_KEY_PLACEHOLDER
 from homelab_tunnel.render.compact import compact_for
 from homelab_tunnel.render.edge_env import WEBHOOK_URL_MAX_LENGTH, WEBHOOK_URL_PLACEHOLDER
-from homelab_tunnel.render.user_data import LIB, UNITS, EdgeFile, render_user_data
+from homelab_tunnel.render.user_data import BOOTSTRAP, LIB, UNITS, EdgeFile, render_user_data
 
 # DigitalOcean refuses a droplet whose user_data is larger than 64 KiB, and
 # only at apply time, after the reserved IP, the records and the volume exist.
@@ -24,7 +24,7 @@ USER_DATA_LIMIT = 64 * 1024
 
 # (file in homelab_tunnel/edge/files, path on the edge, mode)
 FIXED_FILES: tuple[tuple[str, str, int], ...] = (
-    ("bootstrap.sh", f"{LIB}/bootstrap.sh", 0o755),
+    ("bootstrap.sh", BOOTSTRAP, 0o755),
     ("join-edge.sh", f"{LIB}/join-edge.sh", 0o755),
     ("mint-preauth-key.sh", f"{LIB}/mint-preauth-key.sh", 0o755),
     ("reserved-ip-egress.sh", f"{LIB}/reserved-ip-egress.sh", 0o755),

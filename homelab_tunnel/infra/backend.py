@@ -12,14 +12,11 @@ from cdktf import LocalBackend, S3Backend, S3BackendEndpointConfig, TerraformSta
 
 from homelab_tunnel.config import LocalBackend as LocalBackendConfig
 from homelab_tunnel.config import SpacesBackend
+from homelab_tunnel.render.backup import spaces_endpoint
 
 # Spaces is not AWS: the region only feeds request signing (DigitalOcean's
 # guide uses us-east-1), and the bucket's real region is in the endpoint.
 SPACES_SIGNING_REGION = "us-east-1"
-
-
-def spaces_endpoint(region: str) -> str:
-    return f"https://{region}.digitaloceanspaces.com"
 
 
 def configure_backend(

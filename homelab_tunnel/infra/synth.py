@@ -50,9 +50,7 @@ def synthesize(config: TunnelConfig, outdir: Path, *, config_path: Path) -> Path
         staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
         staging.chmod(0o755)
     except OSError as exc:
-        raise InputError(
-            str(config_path), [f"--out: cannot write {str(outdir)!r}: {exc.strerror or exc}"]
-        ) from None
+        raise _cannot_write(outdir, config_path, exc) from None
     try:
         app = App(outdir=str(staging))
         add_edge_stack(app, config, final, config_path)
@@ -61,13 +59,17 @@ def synthesize(config: TunnelConfig, outdir: Path, *, config_path: Path) -> Path
         _replace_dir(staging, final)
     except OSError as exc:
         shutil.rmtree(staging, ignore_errors=True)
-        raise InputError(
-            str(config_path), [f"--out: cannot write {str(outdir)!r}: {exc.strerror or exc}"]
-        ) from None
+        raise _cannot_write(outdir, config_path, exc) from None
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return final / "stacks" / config.name / "cdk.tf.json"
+
+
+def _cannot_write(outdir: Path, config_path: Path, exc: OSError) -> InputError:
+    return InputError(
+        str(config_path), [f"--out: cannot write {str(outdir)!r}: {exc.strerror or exc}"]
+    )
 
 
 def _replace_dir(new: Path, target: Path) -> None:

@@ -8,10 +8,12 @@ for the health webhook.
 from __future__ import annotations
 
 from homelab_tunnel.config import TunnelConfig
+from homelab_tunnel.edge.upgrade_guard import DATABASE as DATABASE_NAME
+from homelab_tunnel.edge.upgrade_guard import STATE_DIR
 
 ACCESS_KEY_PLACEHOLDER = "@@backup_access_key_id@@"
 SECRET_KEY_PLACEHOLDER = "@@backup_secret_access_key@@"  # noqa: S105 - a marker, not a secret
-DATABASE = "/var/lib/headscale/db.sqlite"
+DATABASE = str(STATE_DIR / DATABASE_NAME)
 
 
 def spaces_endpoint(region: str) -> str:

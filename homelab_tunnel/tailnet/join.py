@@ -14,9 +14,10 @@ import shlex
 
 from homelab_tunnel.config import TunnelConfig
 from homelab_tunnel.edge.versions import Version, min_tailscale
+from homelab_tunnel.render.user_data import LIB
 
 TAILSCALE_REPO = "https://pkgs.tailscale.com/stable/$ID/$VERSION_CODENAME"
-MINT_KEY = "/usr/local/lib/homelab-tunnel/mint-preauth-key.sh"
+MINT_KEY = f"{LIB}/mint-preauth-key.sh"
 
 
 def join_steps(

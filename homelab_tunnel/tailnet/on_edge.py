@@ -10,9 +10,9 @@ from __future__ import annotations
 from homelab_tunnel.edge.collect import Result
 from homelab_tunnel.edge.versions import parse_version
 from homelab_tunnel.errors import InputError
+from homelab_tunnel.render.user_data import LIB
 from homelab_tunnel.tailnet.ssh import ssh_runner
 
-LIB = "/usr/local/lib/homelab-tunnel"
 GUARD = ("env", f"PYTHONPATH={LIB}", "python3", "-m", "homelab_tunnel.edge.upgrade_guard")
 RESTORE = f"{LIB}/restore-state.sh"
 # A point-in-time restore stops Headscale, fetches and starts it again.
