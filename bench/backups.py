@@ -37,7 +37,7 @@ from support.lab.shell import wait_for  # noqa: E402
 from support.lab.units import seconds  # noqa: E402
 
 KEYS_SERVICE = "homelab-tunnel-backup-keys.service"
-KEYS_TIMER = "/etc/systemd/system/homelab-tunnel-backup-keys.timer"
+KEYS_TIMER = "homelab-tunnel-backup-keys.timer"
 RPO_VS_INTERVAL = 2.0
 KEYS_VS_TIMER = 0.25
 RESTORE_VS_REPLACEMENT = 1.5
@@ -51,10 +51,9 @@ def sync_interval(lab: Lab) -> float:
 
 
 def key_timer_delay(lab: Lab) -> float:
-    text = lab.edge.box.path(KEYS_TIMER).read_text()
-    found = re.search(r"^OnActiveSec=(\S+)", text, re.MULTILINE)
-    assert found, "the key timer has no OnActiveSec"
-    return seconds(found[1])
+    delay = lab.edge.systemd.unit(KEYS_TIMER).on_active
+    assert delay, "the key timer has no OnActiveSec"
+    return delay
 
 
 def _first_key_backup(lab: Lab) -> float:
@@ -64,9 +63,9 @@ def _first_key_backup(lab: Lab) -> float:
 
 
 def keys_at_first_boot(lab: Lab) -> float:
-    wait_for("the key backup's first run", lambda: _first_key_backup(lab) > 0, 120)
+    finished = wait_for("the key backup's first run", lambda: _first_key_backup(lab), 120)
     written = (lab.edge.volume / "headscale-lib/noise_private.key").stat().st_mtime
-    return _first_key_backup(lab) - written
+    return finished - written
 
 
 def replacement(lab: Lab, *, blank_volume: bool) -> dict[str, float]:

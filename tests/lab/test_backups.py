@@ -16,7 +16,6 @@ How much a backup can lose and how long a restore takes are bench/backups.py's.
 from __future__ import annotations
 
 import json
-import re
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
@@ -33,7 +32,6 @@ from support.lab.lab import Lab
 from support.lab.shell import wait_for
 from support.lab.shims import calls
 from support.lab.store import age_decrypt, age_identity
-from support.lab.units import UNITS, seconds
 
 PREFIX = "lab-edge"
 KEY_FILES = ("noise_private.key", "derp_server_private.key")
@@ -84,14 +82,11 @@ def first_boot(backup_lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Fir
         encrypted = store.get(f"{PREFIX}/keys/{name}.age", directory / f"{name}.age")
         owner[name] = age_decrypt(encrypted, lab.owner_key) == plain
         stranger[name] = age_decrypt(encrypted, stranger_key) is not None
-    timer = lab.edge.box.path(f"{UNITS}/{KEYS_TIMER}").read_text()
-    first = re.search(r"^OnActiveSec=(\S+)", timer, re.MULTILINE)
-    assert first is not None
     return FirstBoot(
         bootstrap=lab.edge.bootstrap,
         keys=keys,
         key_backup_after_timer=_ran(events, "started") - _ran(events, "started", KEYS_TIMER),
-        timer_first=seconds(first[1]),
+        timer_first=lab.edge.systemd.unit(KEYS_TIMER).on_active or 0,
         owner=owner,
         stranger=stranger,
     )

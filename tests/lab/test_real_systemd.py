@@ -14,8 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support.lab.shell import LabError, wait_for
 from support.systemd_container import Container, SystemdUnavailable, booted, check_machine
-from support.systemd_container import wait_for as wait
 from support.units import PACKAGE_UNITS, install_package_units, install_units, shipped_units
 
 STATE = "/var/lib/headscale"
@@ -158,7 +158,7 @@ def test_litestream_writes_its_database_directory_and_nothing_else(edge: Contain
     _fresh(edge, LITESTREAM)
     edge.sh(f"touch {MARKER}")
     edge.systemctl("start", LITESTREAM)
-    wait("Litestream's stub recorded its probes", lambda: len(_record(edge)) >= 7)
+    wait_for("Litestream's stub recorded its probes", lambda: len(_record(edge)) >= 7, 5)
     record = _record(edge)
     assert record[:5] == [
         "started",
@@ -191,7 +191,7 @@ def test_litestream_does_not_start_before_restore_state_marked_the_volume(
     edge.sh(f"touch {MARKER}")
     edge.systemctl("start", LITESTREAM)
     assert _state(edge, LITESTREAM) == "active"
-    wait("Litestream's stub ran", lambda: _record(edge)[:1] == ["started"])
+    wait_for("Litestream's stub ran", lambda: _record(edge)[:1] == ["started"], 5)
 
 
 @pytest.mark.parametrize("restart", ["always", "no"])
@@ -213,12 +213,12 @@ def test_litestream_is_restarted_after_it_dies(edge: Container, restart: str) ->
         first = edge.show(LITESTREAM, "MainPID")["MainPID"]
         edge.systemctl("kill", "--signal=KILL", LITESTREAM)
         if restart == "always":
-            wait("Litestream restarted", lambda: _record(edge).count("started") == 2)
+            wait_for("Litestream restarted", lambda: _record(edge).count("started") == 2, 5)
             shown = edge.show(LITESTREAM, "ActiveState", "NRestarts", "MainPID")
             assert (shown["ActiveState"], shown["NRestarts"]) == ("active", "1")
             assert shown["MainPID"] != first
         else:
-            wait("Litestream failed", lambda: _state(edge, LITESTREAM) == "failed")
+            wait_for("Litestream failed", lambda: _state(edge, LITESTREAM) == "failed", 5)
             assert _record(edge).count("started") == 1
     finally:
         edge.run("rm", "-r", f"/run/systemd/system/{LITESTREAM}.d")
@@ -231,7 +231,7 @@ def test_a_changed_noise_key_is_backed_up(edge: Container) -> None:
     edge.sh(f"touch {MARKER}")
     edge.systemctl("start", path)
     edge.sh(f"echo x >{STATE}/noise_private.key")
-    wait("the key backup ran", lambda: _record(edge, KEYS_RECORD) == ["ran"])
+    wait_for("the key backup ran", lambda: _record(edge, KEYS_RECORD) == ["ran"], 5)
     edge.systemctl("stop", path)
 
 
@@ -242,8 +242,8 @@ def test_the_unwatched_database_does_not_start_the_key_backup(edge: Container) -
     edge.sh(f"touch {MARKER}")
     edge.systemctl("start", path)
     edge.sh(f"echo y >{STATE}/db.sqlite")
-    with pytest.raises(AssertionError):
-        wait("the key backup ran", lambda: bool(_record(edge, KEYS_RECORD)), timeout=1)
+    with pytest.raises(LabError):
+        wait_for("the key backup ran", lambda: bool(_record(edge, KEYS_RECORD)), 1)
     edge.systemctl("stop", path)
 
 

@@ -59,24 +59,16 @@ def curl(args: list[str], state: dict[str, Any], scenario: set[str]) -> int:
         return 0 if healthy else 7
     elif url.endswith(".deb"):
         body = DEB_BYTES
-    elif url.endswith("/checksums.txt") and "/litestream/" in url:
-        name = url.rsplit("/", 2)[-2].removeprefix("v")
-        tampered = "bad-litestream-checksum" in scenario
-        digest = hashlib.sha256(b"tampered" if tampered else DEB_BYTES).hexdigest()
-        lines = [
-            f"{'0' * 64}  litestream-{name}-linux-arm64.deb",
-            f"{digest}  litestream-{name}-linux-x86_64.deb",
-        ]
-        body = ("\n".join(lines) + "\n").encode()
     elif url.endswith("/checksums.txt"):
-        name = url.rsplit("/", 2)[-2].removeprefix("v")
-        digest = hashlib.sha256(
-            b"tampered" if "bad-checksum" in scenario else DEB_BYTES
-        ).hexdigest()
-        lines = [
-            f"{'0' * 64}  headscale_{name}_linux_arm64.deb",
-            f"{digest}  headscale_{name}_linux_amd64.deb",
-        ]
+        version = url.rsplit("/", 2)[-2].removeprefix("v")
+        if "/litestream/" in url:
+            tampered, arm, ours = "bad-litestream-checksum", "linux-arm64", "linux-x86_64"
+            deb = f"litestream-{version}-{{}}.deb"
+        else:
+            tampered, arm, ours = "bad-checksum", "linux_arm64", "linux_amd64"
+            deb = f"headscale_{version}_{{}}.deb"
+        digest = hashlib.sha256(b"tampered" if tampered in scenario else DEB_BYTES).hexdigest()
+        lines = [f"{'0' * 64}  {deb.format(arm)}", f"{digest}  {deb.format(ours)}"]
         body = ("\n".join(lines) + "\n").encode()
     else:
         body = b"-----BEGIN PGP PUBLIC KEY BLOCK-----\nfake\n"

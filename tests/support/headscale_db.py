@@ -14,19 +14,15 @@ import time
 import urllib.request
 from pathlib import Path
 
-
-def _free_port(kind: socket.SocketKind = socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+from support.loopback import free_port
 
 
 def _config(directory: Path, http: int) -> str:
     return f"""\
 server_url: http://127.0.0.1:{http}
 listen_addr: 127.0.0.1:{http}
-metrics_listen_addr: 127.0.0.1:{_free_port()}
-grpc_listen_addr: 127.0.0.1:{_free_port()}
+metrics_listen_addr: 127.0.0.1:{free_port()}
+grpc_listen_addr: 127.0.0.1:{free_port()}
 grpc_allow_insecure: false
 noise:
   private_key_path: {directory}/noise_private.key
@@ -40,7 +36,7 @@ derp:
     region_id: 999
     region_code: headscale
     region_name: test
-    stun_listen_addr: 127.0.0.1:{_free_port(socket.SOCK_DGRAM)}
+    stun_listen_addr: 127.0.0.1:{free_port(socket.SOCK_DGRAM)}
     private_key_path: {directory}/derp_server_private.key
     automatically_add_embedded_derp_region: true
     ipv4: 127.0.0.1
@@ -83,7 +79,7 @@ def _healthy(http: int) -> bool:
 def run_once(binary: Path, directory: Path, timeout: float = 60) -> Path:
     """Start `binary` on `directory` (created or reused) until healthy, stop it: the database."""
     directory.mkdir(parents=True, exist_ok=True)
-    http = _free_port()
+    http = free_port()
     config = directory / "config.yaml"
     config.write_text(_config(directory, http))
     log = (directory / f"{binary.parent.parent.name}.log").open("w")

@@ -17,7 +17,7 @@ import signal
 import subprocess
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 TARGET = "homelab-tunnel-test.target"
@@ -100,15 +100,6 @@ class Container:
 
     def daemon_reload(self) -> None:
         self.systemctl("daemon-reload")
-
-
-def wait_for(what: str, ready: Callable[[], bool], timeout: float = 5.0) -> None:
-    """Polls `ready` until true; AssertionError naming `what` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while not ready():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout:.0f} s: {what}")
-        time.sleep(0.05)
 
 
 def _leader(nspawn: subprocess.Popen[bytes], log: Path) -> int:

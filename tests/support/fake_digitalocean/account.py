@@ -23,14 +23,16 @@ from support.fake_digitalocean.core import (
 
 TOKEN = "dop_v1_" + "0" * 64
 
-FRA1_SIZES = [
-    "s-1vcpu-512mb-10gb",
-    "s-1vcpu-1gb",
-    "s-1vcpu-2gb",
-    "s-2vcpu-2gb",
-    "s-2vcpu-4gb",
-    "s-4vcpu-8gb",
-]
+# slug: (memory MiB, vCPUs, disk GB, USD per month), as DigitalOcean lists them.
+SIZES: dict[str, tuple[int, int, int, float]] = {
+    "s-1vcpu-512mb-10gb": (512, 1, 10, 4.0),
+    "s-1vcpu-1gb": (1024, 1, 25, 6.0),
+    "s-1vcpu-2gb": (2048, 1, 50, 12.0),
+    "s-2vcpu-2gb": (2048, 2, 60, 18.0),
+    "s-2vcpu-4gb": (4096, 2, 80, 24.0),
+    "s-4vcpu-8gb": (8192, 4, 160, 48.0),
+}
+FRA1_SIZES = list(SIZES)
 
 
 def region(slug: str, name: str, *, sizes: list[str], storage: bool = True) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from support.fake_digitalocean.account import FakeAccount
+from support.fake_digitalocean.account import SIZES, FakeAccount
 from support.fake_digitalocean.core import (
     NO_CONTENT,
     NOW,
@@ -25,15 +25,6 @@ from support.fake_digitalocean.core import (
     unprocessable,
 )
 
-# slug: (memory MiB, vCPUs, disk GB, USD per month), as DigitalOcean lists them.
-SIZES: dict[str, tuple[int, int, int, float]] = {
-    "s-1vcpu-512mb-10gb": (512, 1, 10, 4.0),
-    "s-1vcpu-1gb": (1024, 1, 25, 6.0),
-    "s-1vcpu-2gb": (2048, 1, 50, 12.0),
-    "s-2vcpu-2gb": (2048, 2, 60, 18.0),
-    "s-2vcpu-4gb": (4096, 2, 80, 24.0),
-    "s-4vcpu-8gb": (8192, 4, 160, 48.0),
-}
 # user_data is limited to 64 KiB (DigitalOcean's droplet metadata documentation).
 USER_DATA_LIMIT = 64 * 1024
 HOSTNAME = re.compile(r"[a-zA-Z0-9.-]{1,255}")

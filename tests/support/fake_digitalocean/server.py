@@ -115,11 +115,6 @@ class FakeDigitalOcean:
     def paths(self, prefix: str) -> list[str]:
         return [path for path in self.requests if path.startswith(prefix)]
 
-    def calls_to(self, method: str, path: str) -> list[Call]:
-        """The calls of one method to exactly `path`, in order."""
-        with self._lock:
-            return [c for c in self.calls if c.method == method and c.path == path]
-
     # -- answering ----------------------------------------------------------
 
     def answer(

@@ -12,7 +12,6 @@ min_disk_size, size_gigabytes, regions, tags}}; volumeSnapshots_list pages
 
 from __future__ import annotations
 
-import itertools
 from typing import Any
 
 from support.fake_digitalocean.account import FakeAccount
@@ -26,9 +25,6 @@ from support.fake_digitalocean.core import (
     unprocessable,
 )
 
-# Snapshots are created one second apart, so their order is their age.
-_CLOCK = itertools.count(1)
-
 
 def handle_volume_snapshots(state: FakeAccount, request: Request, volume: dict[str, Any]) -> Answer:
     """/v2/volumes/{id}/snapshots"""
@@ -39,7 +35,7 @@ def handle_volume_snapshots(state: FakeAccount, request: Request, volume: dict[s
         name = request.body.get("name")
         if not isinstance(name, str) or not name:
             raise unprocessable("name is required")
-        second = next(_CLOCK)
+        second = state.number()  # one second apart: their order is their age
         snapshot = {
             "id": state.uuid(),
             "name": name,

@@ -29,16 +29,16 @@ class Droplet:
     anchor_network: str = "198.51.100.0/28"
 
 
-FIRST_DROPLET = Droplet(own="203.0.113.2", anchor="198.51.100.2")
-# A replaced droplet gets new addresses of its own; the reserved IP moves to it.
-REPLACEMENT_DROPLET = Droplet(own="203.0.113.3", anchor="198.51.100.3")
-
-
 def droplet(number: int) -> Droplet:
-    """The `number`th droplet of a run (1 is FIRST_DROPLET), for scenarios that replace it often."""
+    """The `number`th droplet of a run; a replaced droplet gets new addresses of its own
+    (the reserved IP moves to it)."""
     if not 1 <= number <= 12:
         raise ValueError(f"droplet {number}: the lab has addresses for 12")
     return Droplet(own=f"203.0.113.{number + 1}", anchor=f"198.51.100.{number + 1}")
+
+
+FIRST_DROPLET = droplet(1)
+REPLACEMENT_DROPLET = droplet(2)
 
 
 @dataclass(frozen=True)

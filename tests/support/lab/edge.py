@@ -30,11 +30,8 @@ from support.lab.units import (
     DPKG_QUERY,
     PACKAGES,
     SYSTEMCTL,
-    UNITS,
     Systemd,
-    env_file,
     packages_file,
-    read_unit,
 )
 
 METADATA_PORT = 8169
@@ -202,10 +199,8 @@ class Edge:
         self, unit: str, env: dict[str, str] | None = None
     ) -> subprocess.CompletedProcess[str]:
         """A deployed service's ExecStart with its Environment(File)= and StateDirectory=."""
-        service = read_unit(self.box.path(f"{UNITS}/{unit}").read_text(), unit)
-        environment = dict(service.environment)
-        for path in service.environment_files:
-            environment.update(env_file(self.box.path(path).read_text()))
+        service = self.systemd.unit(unit)
+        environment = self.systemd.environment(service)
         if service.state_directory:
             self.box.run(["mkdir", "-p", service.state_directory])
             environment["STATE_DIRECTORY"] = service.state_directory

@@ -76,7 +76,6 @@ def use_only_public_relay(lab: Lab) -> None:
     )
     edge.box.write(DERP_MAP_PATH, DERP_MAP)
     edge.box.write(f"{CONF}/headscale.yaml", changed)
-    edge.box.stop("headscale")
     edge.start_headscale()
     for node in (edge.node, lab.home.node):
         wait_for(

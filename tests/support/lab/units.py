@@ -220,14 +220,15 @@ class Systemd:
 
     def start(self, name: str, *, block: bool = True) -> int:
         name = full_name(name)
+        unit = self.unit(name)
         with self._lock:
             if self._closing.is_set():
                 return 1
             if self.is_active(name):
                 daemon = self.box.daemons[daemon_name(name)] if name not in self.recorded else None
             else:
-                daemon = self._launch(self.unit(name))
-        if daemon is None or self.unit(name).type != "oneshot":
+                daemon = self._launch(unit)
+        if daemon is None or unit.type != "oneshot":
             return 0
         if not block:
             threading.Thread(target=self._finished, args=(name, daemon), daemon=True).start()
@@ -246,9 +247,8 @@ class Systemd:
             daemon = self.box.spawn(unit.name, self._trigger(unit))
         else:
             for directory in filter(None, (unit.runtime_directory, unit.state_directory)):
-                owner = f"{unit.user}:{unit.user}" if unit.user else "root:root"
-                self.box.run(["install", "-d", "-m", "0750", "-o", owner.split(":")[0],
-                              "-g", owner.split(":")[1], directory])  # fmt: skip
+                owner = unit.user or "root"
+                self.box.run(["install", "-d", "-m", "0750", "-o", owner, "-g", owner, directory])
             env = self.environment(unit)
             daemon = self.box.spawn(daemon_name(unit.name), self.command(unit), env=env)
         self.events.append((time.time(), unit.name, "started"))
