@@ -13,9 +13,8 @@ from importlib.resources.abc import Traversable
 
 from homelab_tunnel.config import TunnelConfig
 from homelab_tunnel.errors import InputError
-from homelab_tunnel.render.backup import ACCESS_KEY_PLACEHOLDER, SECRET_KEY_PLACEHOLDER
 from homelab_tunnel.render.compact import compact_for
-from homelab_tunnel.render.edge_env import WEBHOOK_URL_MAX_LENGTH, WEBHOOK_URL_PLACEHOLDER
+from homelab_tunnel.render.secrets import WEBHOOK_URL_MAX_LENGTH, longest_size
 from homelab_tunnel.render.user_data import BOOTSTRAP, LIB, UNITS, EdgeFile, render_user_data
 
 # DigitalOcean refuses a droplet whose user_data is larger than 64 KiB, and
@@ -81,28 +80,15 @@ def user_data(config: TunnelConfig) -> str:
     return render_user_data(config, fixed_files())
 
 
-# Spaces access key ids are 20 characters and secrets 43; counted generously.
-SPACES_KEY_MAX_LENGTH = 64
-
-
 def user_data_size(config: TunnelConfig) -> int:
     """The size in bytes of the user_data the droplet will get, at most.
 
-    Terraform replaces the webhook placeholder at plan time with the URL from
-    TF_VAR_health_webhook_url, of unknown length here; its validation allows at
-    most WEBHOOK_URL_MAX_LENGTH characters (all ASCII), so the size counts that
-    many and holds for any URL Terraform accepts.
+    Terraform replaces each secret's placeholder at plan time with a value of
+    unknown length here; its validation bounds each one (the webhook URL: at
+    most WEBHOOK_URL_MAX_LENGTH ASCII characters), so the size counts the
+    longest and holds for any value Terraform accepts.
     """
-    text = user_data(config)
-    longest = {
-        WEBHOOK_URL_PLACEHOLDER: WEBHOOK_URL_MAX_LENGTH,
-        ACCESS_KEY_PLACEHOLDER: SPACES_KEY_MAX_LENGTH,
-        SECRET_KEY_PLACEHOLDER: SPACES_KEY_MAX_LENGTH,
-    }
-    return len(text.encode()) + sum(
-        text.count(placeholder) * (length - len(placeholder.encode()))
-        for placeholder, length in longest.items()
-    )
+    return longest_size(user_data(config))
 
 
 def checked_user_data_size(config: TunnelConfig, source: str) -> int:

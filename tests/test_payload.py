@@ -14,16 +14,9 @@ from support.config import ROOT, config_with, write_config
 from typer.testing import CliRunner
 
 from homelab_tunnel.cli import app
-from homelab_tunnel.payload import (
-    SPACES_KEY_MAX_LENGTH,
-    USER_DATA_LIMIT,
-    fixed_files,
-    user_data,
-    user_data_size,
-)
-from homelab_tunnel.render.backup import ACCESS_KEY_PLACEHOLDER, SECRET_KEY_PLACEHOLDER
+from homelab_tunnel.payload import USER_DATA_LIMIT, fixed_files, user_data, user_data_size
 from homelab_tunnel.render.compact import compact_python, compact_shell
-from homelab_tunnel.render.edge_env import WEBHOOK_URL_MAX_LENGTH, WEBHOOK_URL_PLACEHOLDER
+from homelab_tunnel.render.secrets import SECRETS, WEBHOOK_URL_MAX_LENGTH, fill
 
 runner = CliRunner(env={"COLUMNS": "200", "NO_COLOR": "1"})
 
@@ -35,15 +28,11 @@ def _sites(count: int) -> list[dict[str, Any]]:
     ]
 
 
-def test_the_size_counts_the_longest_webhook_url_terraform_allows() -> None:
+def test_the_size_counts_the_longest_value_terraform_allows_for_each_secret() -> None:
     config = config_with()
     text = user_data(config)
-    longest = "https://" + "x" * (WEBHOOK_URL_MAX_LENGTH - len("https://"))
-    filled = (
-        text.replace(WEBHOOK_URL_PLACEHOLDER, longest)
-        .replace(ACCESS_KEY_PLACEHOLDER, "A" * SPACES_KEY_MAX_LENGTH)
-        .replace(SECRET_KEY_PLACEHOLDER, "s" * SPACES_KEY_MAX_LENGTH)
-    )
+    assert all(secret.placeholder in text for secret in SECRETS)
+    filled = fill(text, {secret: "x" * secret.max_length for secret in SECRETS})
     assert user_data_size(config) == len(filled.encode())
 
 

@@ -10,9 +10,8 @@ from __future__ import annotations
 from homelab_tunnel.config import TunnelConfig
 from homelab_tunnel.edge.upgrade_guard import DATABASE as DATABASE_NAME
 from homelab_tunnel.edge.upgrade_guard import STATE_DIR
+from homelab_tunnel.render.secrets import BACKUP_ACCESS_KEY, BACKUP_SECRET_KEY
 
-ACCESS_KEY_PLACEHOLDER = "@@backup_access_key_id@@"
-SECRET_KEY_PLACEHOLDER = "@@backup_secret_access_key@@"  # noqa: S105 - a marker, not a secret
 DATABASE = str(STATE_DIR / DATABASE_NAME)
 
 
@@ -30,8 +29,8 @@ def render_backup_env(config: TunnelConfig) -> str:
         "BACKUP_PREFIX": config.name,
         "BACKUP_RETENTION_DAYS": str(backup.retention_days),
         "BACKUP_RECIPIENTS": " ".join(backup.recipients),
-        "BACKUP_ACCESS_KEY_ID": ACCESS_KEY_PLACEHOLDER,
-        "BACKUP_SECRET_ACCESS_KEY": SECRET_KEY_PLACEHOLDER,
+        "BACKUP_ACCESS_KEY_ID": BACKUP_ACCESS_KEY.placeholder,
+        "BACKUP_SECRET_ACCESS_KEY": BACKUP_SECRET_KEY.placeholder,
     }
     return (
         "# Read by the backup and restore steps; written by homelab-tunnel.\n"

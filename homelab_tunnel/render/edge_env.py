@@ -11,16 +11,7 @@ from __future__ import annotations
 
 from homelab_tunnel.config import TunnelConfig
 from homelab_tunnel.edge.versions import LITESTREAM_VERSION
-
-# Filled by Terraform from the sensitive variable `health_webhook_url` at
-# apply time, so the webhook never appears in the config or cdktf.out.
-WEBHOOK_URL_PLACEHOLDER = "@@health_webhook_url@@"
-# What Terraform lets into that place (its validation of the variable, in
-# infra/stacks/edge.py): https, at most this long, of URL characters that are
-# literal in health.env for systemd: no blanks, quotes, backslashes, '$' or
-# backticks. The length bound also lets `check` know user_data's final size.
-WEBHOOK_URL_MAX_LENGTH = 512
-WEBHOOK_URL_CHARACTERS = "A-Za-z0-9._~:/?#@!&*+,;=%-"
+from homelab_tunnel.render.secrets import WEBHOOK_URL
 
 
 def render_edge_env(config: TunnelConfig) -> str:
@@ -39,7 +30,7 @@ def render_edge_env(config: TunnelConfig) -> str:
 def render_health_env(config: TunnelConfig) -> str:
     values = {
         "HEALTH_UPSTREAMS": " ".join(config.upstream_hosts),
-        "HEALTH_WEBHOOK_URL": WEBHOOK_URL_PLACEHOLDER,
+        "HEALTH_WEBHOOK_URL": WEBHOOK_URL.placeholder,
         "HEADSCALE_VERSION": config.headscale.version,
         "BACKUP_ENABLED": "true" if config.backup.enabled else "false",
     }

@@ -28,7 +28,7 @@ from support.terraform import OfflineTerraform, Run, Workdir
 from homelab_tunnel.payload import user_data as render_user_data
 from homelab_tunnel.plan.classify import read_plan
 from homelab_tunnel.plan.model import Action, Danger, PlanSummary
-from homelab_tunnel.render.edge_env import WEBHOOK_URL_PLACEHOLDER
+from homelab_tunnel.render.secrets import WEBHOOK_URL
 
 # The default tls.caa_issuer, as DigitalOcean wants it (trailing dot).
 CAA_ISSUER = "letsencrypt.org."
@@ -283,7 +283,7 @@ def test_droplet_is_created_with_its_volume_key_by_fingerprint_and_user_data(
     assert body["ssh_keys"] == [FINGERPRINT]
     assert (body["ipv6"], body["monitoring"], body["region"]) == (True, True, "fra1")
     # What render produces, byte for byte, once Terraform filled in the (empty) webhook.
-    expected = render_user_data(BASE.config()).replace(WEBHOOK_URL_PLACEHOLDER, "")
+    expected = render_user_data(BASE.config()).replace(WEBHOOK_URL.placeholder, "")
     assert body["user_data"] == expected
 
 

@@ -24,10 +24,16 @@ from support.config import EDGY_ALERT_EMAIL, EDGY_KEY_NAME, EXAMPLE, edgy_config
 
 from homelab_tunnel.config import TunnelConfig
 from homelab_tunnel.infra.terraform_literal import terraform_literal
-from homelab_tunnel.payload import SPACES_KEY_MAX_LENGTH, user_data_size
 from homelab_tunnel.payload import user_data as render_user_data
-from homelab_tunnel.render.backup import ACCESS_KEY_PLACEHOLDER, SECRET_KEY_PLACEHOLDER
-from homelab_tunnel.render.edge_env import WEBHOOK_URL_MAX_LENGTH, WEBHOOK_URL_PLACEHOLDER
+from homelab_tunnel.payload import user_data_size
+from homelab_tunnel.render.secrets import (
+    BACKUP_ACCESS_KEY,
+    BACKUP_SECRET_KEY,
+    SPACES_KEY_MAX_LENGTH,
+    WEBHOOK_URL,
+    WEBHOOK_URL_MAX_LENGTH,
+    fill,
+)
 
 TERRAFORM = shutil.which("terraform")
 pytestmark = pytest.mark.skipif(
@@ -90,11 +96,13 @@ def test_terraform_reads_user_data_exactly_as_rendered(
     workdir: Path, example_config: TunnelConfig
 ) -> None:
     webhook = "https://hooks.example.com/services/T000/B000/XXXX"
-    expected = (
-        render_user_data(example_config)
-        .replace(WEBHOOK_URL_PLACEHOLDER, webhook)
-        .replace(ACCESS_KEY_PLACEHOLDER, BACKUP_KEYS["access_key"])
-        .replace(SECRET_KEY_PLACEHOLDER, BACKUP_KEYS["secret_key"])
+    expected = fill(
+        render_user_data(example_config),
+        {
+            WEBHOOK_URL: webhook,
+            BACKUP_ACCESS_KEY: BACKUP_KEYS["access_key"],
+            BACKUP_SECRET_KEY: BACKUP_KEYS["secret_key"],
+        },
     )
     assert _user_data_as_terraform_reads_it(workdir, webhook) == expected
 

@@ -10,8 +10,7 @@ from support.config import resources
 from homelab_tunnel.config import TunnelConfig
 from homelab_tunnel.infra.terraform_literal import terraform_literal
 from homelab_tunnel.payload import user_data as render_user_data
-from homelab_tunnel.render.backup import ACCESS_KEY_PLACEHOLDER, SECRET_KEY_PLACEHOLDER
-from homelab_tunnel.render.edge_env import WEBHOOK_URL_PLACEHOLDER
+from homelab_tunnel.render.secrets import BACKUP_ACCESS_KEY, BACKUP_SECRET_KEY, WEBHOOK_URL
 
 RESERVED_IP = "${digitalocean_reserved_ip.edge.ip_address}"
 RESERVED_IPV6 = "${digitalocean_reserved_ipv6.edge.ip}"
@@ -191,9 +190,9 @@ def test_droplet_runs_exactly_the_rendered_user_data(
     # The only interpolations: the webhook, from a sensitive variable, and the
     # backup bucket's scoped key pair, both filled at plan time.
     references = {
-        WEBHOOK_URL_PLACEHOLDER: "${var.health_webhook_url}",
-        ACCESS_KEY_PLACEHOLDER: "${digitalocean_spaces_key.backup.access_key}",
-        SECRET_KEY_PLACEHOLDER: "${digitalocean_spaces_key.backup.secret_key}",
+        WEBHOOK_URL.placeholder: "${var.health_webhook_url}",
+        BACKUP_ACCESS_KEY.placeholder: "${digitalocean_spaces_key.backup.access_key}",
+        BACKUP_SECRET_KEY.placeholder: "${digitalocean_spaces_key.backup.secret_key}",
     }
     expected = terraform_literal(render_user_data(example_config))
     for placeholder, reference in references.items():

@@ -20,7 +20,7 @@ from homelab_tunnel.config import TunnelConfig
 from homelab_tunnel.payload import fixed_files
 from homelab_tunnel.payload import user_data as render_user_data
 from homelab_tunnel.render.compact import compact_shell
-from homelab_tunnel.render.edge_env import WEBHOOK_URL_PLACEHOLDER
+from homelab_tunnel.render.secrets import WEBHOOK_URL
 from homelab_tunnel.render.user_data import (
     BOOTSTRAP,
     BOOTSTRAP_UNIT,
@@ -159,7 +159,7 @@ def test_runcmd_unpacks_then_starts_the_bootstrap_unit(
 
 def test_webhook_url_is_left_for_terraform(example_config: TunnelConfig) -> None:
     text = render_user_data(example_config)
-    assert text.count(WEBHOOK_URL_PLACEHOLDER) == 1
+    assert text.count(WEBHOOK_URL.placeholder) == 1
     health = next(f for f in rendered_files(example_config) if f.path.endswith("health.env"))
     assert health.mode == 0o600
     assert "HEALTH_UPSTREAMS=homelab.tail.example.net\n" in health.content

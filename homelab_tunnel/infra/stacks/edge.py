@@ -23,11 +23,13 @@ from homelab_tunnel.infra.constructs.monitoring import EdgeAlerts
 from homelab_tunnel.infra.constructs.project import EdgeProject
 from homelab_tunnel.infra.constructs.storage import EdgeStorage
 from homelab_tunnel.infra.terraform_literal import terraform_literal
-from homelab_tunnel.render.backup import ACCESS_KEY_PLACEHOLDER, SECRET_KEY_PLACEHOLDER
-from homelab_tunnel.render.edge_env import (
+from homelab_tunnel.render.secrets import (
+    BACKUP_ACCESS_KEY,
+    BACKUP_SECRET_KEY,
+    WEBHOOK_URL,
     WEBHOOK_URL_CHARACTERS,
     WEBHOOK_URL_MAX_LENGTH,
-    WEBHOOK_URL_PLACEHOLDER,
+    Secret,
 )
 
 # The webhook URL is a credential for most services (Slack, Discord): it comes
@@ -127,14 +129,14 @@ class EdgeStack(TerraformStack):
         ready_first: list[ITerraformDependable] = [self.addresses.ipv4, *self.dns.records]
         if self.addresses.ipv6 is not None:
             ready_first.append(self.addresses.ipv6)
-        secrets = {WEBHOOK_URL_PLACEHOLDER: self._webhook_variable().string_value}
+        secrets: dict[Secret, str] = {WEBHOOK_URL: self._webhook_variable().string_value}
         if self.backup is not None:
             # Filled at plan time from the scoped key; sensitive, never in the config.
-            secrets[ACCESS_KEY_PLACEHOLDER] = self.backup.key.access_key
-            secrets[SECRET_KEY_PLACEHOLDER] = self.backup.key.secret_key
+            secrets[BACKUP_ACCESS_KEY] = self.backup.key.access_key
+            secrets[BACKUP_SECRET_KEY] = self.backup.key.secret_key
         literal = terraform_literal(user_data)
-        for placeholder, reference in secrets.items():
-            literal = literal.replace(placeholder, reference)
+        for secret, reference in secrets.items():
+            literal = literal.replace(secret.placeholder, reference)
         return EdgeHost(
             self,
             "host",

@@ -22,8 +22,7 @@ import yaml
 
 from homelab_tunnel.config import TunnelConfig, load_config
 from homelab_tunnel.payload import fixed_files, user_data
-from homelab_tunnel.render.backup import ACCESS_KEY_PLACEHOLDER, SECRET_KEY_PLACEHOLDER
-from homelab_tunnel.render.edge_env import WEBHOOK_URL_PLACEHOLDER
+from homelab_tunnel.render.secrets import BACKUP_ACCESS_KEY, BACKUP_SECRET_KEY, WEBHOOK_URL, fill
 from support.lab.addresses import HOME_ROUTER_WAN, RESERVED_IP
 from support.lab.pebble import DIRECTORY_URL
 
@@ -87,11 +86,10 @@ def droplet_user_data(
     config: TunnelConfig, webhook_url: str, backup_key: tuple[str, str] | None = None
 ) -> str:
     """user_data as the droplet receives it: rendered, then Terraform's replacements."""
-    text = user_data(config).replace(WEBHOOK_URL_PLACEHOLDER, webhook_url)
+    values = {WEBHOOK_URL: webhook_url}
     if backup_key is not None:
-        text = text.replace(ACCESS_KEY_PLACEHOLDER, backup_key[0])
-        text = text.replace(SECRET_KEY_PLACEHOLDER, backup_key[1])
-    return text
+        values |= {BACKUP_ACCESS_KEY: backup_key[0], BACKUP_SECRET_KEY: backup_key[1]}
+    return fill(user_data(config), values)
 
 
 def write_files(document_text: str) -> list[DeployedFile]:
