@@ -15,7 +15,14 @@ from homelab_tunnel.config import TunnelConfig
 from homelab_tunnel.errors import InputError
 from homelab_tunnel.render.compact import compact_for
 from homelab_tunnel.render.secrets import WEBHOOK_URL_MAX_LENGTH, longest_size
-from homelab_tunnel.render.user_data import BOOTSTRAP, LIB, UNITS, EdgeFile, render_user_data
+from homelab_tunnel.render.user_data import (
+    BOOTSTRAP,
+    LIB,
+    METADATA_GUARD,
+    UNITS,
+    EdgeFile,
+    render_user_data,
+)
 
 # DigitalOcean refuses a droplet whose user_data is larger than 64 KiB, and
 # only at apply time, after the reserved IP, the records and the volume exist.
@@ -27,6 +34,7 @@ FIXED_FILES: tuple[tuple[str, str, int], ...] = (
     ("join-edge.sh", f"{LIB}/join-edge.sh", 0o755),
     ("mint-preauth-key.sh", f"{LIB}/mint-preauth-key.sh", 0o755),
     ("reserved-ip-egress.sh", f"{LIB}/reserved-ip-egress.sh", 0o755),
+    ("metadata-guard.sh", METADATA_GUARD, 0o755),
     ("restore-state.sh", f"{LIB}/restore-state.sh", 0o755),
     ("backup-keys.sh", f"{LIB}/backup-keys.sh", 0o755),
     ("homelab-tunnel-bootstrap.service", f"{UNITS}/homelab-tunnel-bootstrap.service", 0o644),

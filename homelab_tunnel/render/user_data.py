@@ -34,6 +34,7 @@ UNITS = "/etc/systemd/system"
 BOOTSTRAP = f"{LIB}/bootstrap.sh"
 BUNDLE = f"{LIB}/edge-files.tar.bz2"
 BOOTSTRAP_UNIT = "homelab-tunnel-bootstrap.service"
+METADATA_GUARD = f"{LIB}/metadata-guard.sh"
 # Unpacks the bundle before bootstrap runs; `data` refuses anything outside `/`
 # paths we wrote, links and device files.
 UNPACK = f"import tarfile; tarfile.open('{BUNDLE}').extractall('/', filter='data')"
@@ -69,13 +70,21 @@ def rendered_files(config: TunnelConfig) -> list[EdgeFile]:
 
 
 def render_user_data(config: TunnelConfig, fixed: Sequence[EdgeFile]) -> str:
-    """The #cloud-config document; `fixed` is the bundle's content (see `payload`)."""
+    """The #cloud-config document; `fixed` is the bundle's content (see `payload`).
+
+    bootcmd runs first on every boot, before write_files: it closes the metadata
+    service, which serves this very document to any local process, to everyone
+    but root (metadata-guard.sh, the same text the bundle carries for bootstrap).
+    """
+    guard = next(file for file in fixed if file.path == METADATA_GUARD)
     lines = [
         "#cloud-config",
         f"# homelab-tunnel edge {config.name}: files first, then bootstrap.sh does the rest.",
         "# Progress and the final 'edge ready' line: /var/log/cloud-init-output.log",
         f"hostname: {config.name}",
         "preserve_hostname: false",
+        "bootcmd:",
+        f"  - [sh, -c, {json.dumps(guard.content)}]",
         "write_files:",
     ]
     for file in rendered_files(config):

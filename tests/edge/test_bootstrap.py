@@ -36,7 +36,7 @@ from homelab_tunnel.render.user_data import CONF, rendered_files
 FAKED_COMMANDS = (
     "blkid", "mkfs.ext4", "mount", "mountpoint", "findmnt", "curl", "gpg", "systemctl",
     "apt-get", "dpkg-query", "dpkg", "headscale", "tailscale", "chown", "caddy", "sleep",
-    "update-ca-certificates", "litestream", "age", "age-keygen",
+    "update-ca-certificates", "litestream", "age", "age-keygen", "nft", "iptables", "setpriv",
 )  # fmt: skip
 # Calls that change a machine. A second run must make none of them.
 MUTATING = {
@@ -467,8 +467,9 @@ def test_retries_wait_longer_after_each_failure(
     result = sandbox.run()
     assert result.returncode == 0
     calls = sandbox.calls()
-    before_any_step = calls[: calls.index(["systemctl", "is-enabled", "--quiet", HEALTH_TIMER])]
-    assert before_any_step == ([["sleep", wait]] if wait else [])
+    guarded = _index(calls, lambda call: call[0] == "setpriv") + 1
+    timer = calls.index(["systemctl", "is-enabled", "--quiet", HEALTH_TIMER])
+    assert calls[guarded:timer] == ([["sleep", wait]] if wait else [])
     if wait:
         assert f"attempt {failed_before + 1} after a failure: waiting {wait}s" in result.stdout
     assert not attempts.exists()  # a success resets the count
@@ -747,3 +748,24 @@ def test_a_lost_edge_identity_removes_its_stale_node_before_joining(sandbox: San
 def test_a_node_that_restored_its_identity_deletes_nothing(sandbox: Sandbox) -> None:
     assert sandbox.run("restored-node,stale-edge-node").returncode == 0
     assert not any(call[:2] == ["headscale", "nodes"] for call in sandbox.calls())
+
+
+def test_the_metadata_service_is_closed_before_anything_else(sandbox: Sandbox) -> None:
+    assert sandbox.run().returncode == 0
+    calls = sandbox.calls()
+    assert calls[0][0] == "nft"
+    check = calls[1]
+    assert check[0] == "setpriv" and "--reuid=nobody" in check and "curl" in check
+
+
+def test_an_open_metadata_service_stops_the_boot(sandbox: Sandbox) -> None:
+    done = sandbox.run("metadata-open")
+    assert done.returncode == 1
+    assert "the metadata service still answers a non-root process" in sandbox.status()
+    assert not any(call[0] in ("mkfs.ext4", "apt-get") for call in sandbox.calls())
+
+
+def test_an_unknown_scenario_fails_instead_of_running_the_happy_path(sandbox: Sandbox) -> None:
+    done = sandbox.run("blank-volum")
+    assert done.returncode != 0
+    assert "unknown FAKE_SCENARIO" in done.stderr

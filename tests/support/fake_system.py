@@ -36,6 +36,23 @@ METADATA = {
 }
 
 
+# Every scenario a test may ask for; an unknown one (a typo) fails the call
+# loudly instead of silently running the happy path.
+SCENARIOS = frozenset(
+    {
+        "bad-checksum",
+        "bad-litestream-checksum",
+        "blank-volume",
+        "headscale-unhealthy",
+        "keyring-cut-off",
+        "metadata-open",
+        "reserved-ip-never-active",
+        "restored-node",
+        "stale-edge-node",
+    }
+)
+
+
 def option(args: list[str], flag: str) -> str | None:
     return args[args.index(flag) + 1] if flag in args else None
 
@@ -310,7 +327,9 @@ class FakeSystem:
             return litestream(args, self.state_dir)
         if name in ("age", "age-keygen"):
             return age(name, args)
-        return 0  # chown, caddy, sleep: nothing to simulate
+        if name == "setpriv":  # only ever a non-root process asking the metadata service
+            return 0 if "metadata-open" in scenario else 7
+        return 0  # chown, caddy, sleep, nft, iptables: nothing to simulate
 
 
 class _Handler(socketserver.StreamRequestHandler):
@@ -323,11 +342,16 @@ class _Handler(socketserver.StreamRequestHandler):
 
     def handle(self) -> None:
         name = self.rfile.readline().decode().rstrip("\n")
-        scenario = set(self.rfile.readline().decode().rstrip("\n").split(","))
+        scenario = set(self.rfile.readline().decode().rstrip("\n").split(",")) - {""}
         count = int(self.rfile.readline())
         args = [self._arg() for _ in range(count)]
         stdin = base64.b64decode(self.rfile.readline().strip())
         try:
+            unknown = scenario - SCENARIOS
+            if unknown:
+                raise ValueError(
+                    f"unknown FAKE_SCENARIO {sorted(unknown)}; known: {sorted(SCENARIOS)}"
+                )
             code, out, err = self.server.machine.call(name, args, stdin, scenario)
         except Exception:  # a broken fake must fail the run loudly, not hang it
             code, out, err = 70, "", traceback.format_exc()

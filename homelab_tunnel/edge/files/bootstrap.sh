@@ -34,6 +34,16 @@ fail() {
   exit 1
 }
 trap 'fail "line $LINENO: $BASH_COMMAND"' ERR
+here="$(dirname "$(readlink -f "$0")")"
+
+# Before anything else, even a retry's wait: the metadata service closed to
+# non-root processes. cloud-init's bootcmd did it before any service started;
+# again now, for a monitoring agent installed since, and checked.
+"$here/metadata-guard.sh" >/dev/null || fail "cannot close the metadata service to non-root processes"
+if setpriv --reuid=nobody --regid=nogroup --clear-groups \
+  curl -fsS --max-time 5 -o /dev/null "$METADATA/id" 2>/dev/null; then
+  fail "the metadata service still answers a non-root process: user_data's secrets are readable by every local user"
+fi
 
 # Retried by systemd after a failure: wait 30 s, 60 s, 120 s ... (at most 15 min)
 # so a missing reserved IP or a download outage is not hammered.
@@ -57,7 +67,6 @@ for name in EDGE_NAME STATE_VOLUME HEADSCALE_VERSION EGRESS_VIA_RESERVED_IP; do
 done
 HEADSCALE_DEB_SHA256="${HEADSCALE_DEB_SHA256:-}"
 BACKUP_ENABLED="${BACKUP_ENABLED:-false}"
-here="$(dirname "$(readlink -f "$0")")"
 
 # ---------------------------------------------------------------------------
 # Helpers: each one changes something only when it differs from what is wanted.
@@ -173,7 +182,7 @@ start_unit() {
 # ---------------------------------------------------------------------------
 enable_unit homelab-tunnel-health.timer
 systemctl is-active --quiet homelab-tunnel-health.timer || systemctl start homelab-tunnel-health.timer
-log "0/9 health timer on (journalctl -u homelab-tunnel-health)"
+log "0/9 health timer on (journalctl -u homelab-tunnel-health); metadata service closed to non-root processes"
 
 # ---------------------------------------------------------------------------
 # 1. State volume: everything the edge must keep lives here.

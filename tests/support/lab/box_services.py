@@ -31,7 +31,7 @@ def udp_echo(port: str) -> None:
         sock.sendto(b"echo " + data, source)
 
 
-def metadata(port: str, document: str) -> None:
+def metadata(address: str, port: str, document: str) -> None:
     """DigitalOcean's metadata service: GET /metadata/v1/<key> -> the value in the JSON file."""
     values = json.loads(Path(document).read_text())
 
@@ -50,7 +50,7 @@ def metadata(port: str, document: str) -> None:
             self.end_headers()
             self.wfile.write(body)
 
-    HTTPServer(("127.0.0.1", int(port)), Handler).serve_forever()
+    HTTPServer((address, int(port)), Handler).serve_forever()
 
 
 def webhook(port: str, record: str) -> None:

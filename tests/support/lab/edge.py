@@ -34,7 +34,11 @@ from support.lab.units import (
     packages_file,
 )
 
-METADATA_PORT = 8169
+# DigitalOcean's metadata service answers at this address, across a link-local
+# route, from outside the droplet: the stand-in does the same from a box of its
+# own, so the edge's metadata guard (bootcmd's nft rule) applies to it exactly.
+METADATA_ADDRESS = "169.254.169.254"
+METADATA_LINK = "metadata0"
 WEBHOOK_PORT = 9911
 WEBHOOK_URL = f"http://127.0.0.1:{WEBHOOK_PORT}/homelab-tunnel"
 SERVICES = Path(__file__).resolve().parent / "box_services.py"
@@ -70,6 +74,7 @@ class Edge:
         self.headscale_version = headscale_version
         self.extra_roots = extra_roots  # roots a droplet trusts anyway (Spaces' CAs)
         self.box = Box(state, "edge")
+        self.metadata = Box(state, "metadata")
         self.node = TailscaleNode(self.box, f"{CONF}/ca-roots.pem")
         self.systemd = Systemd(self.box, python)
         self.volume = state.directory / "volume"
@@ -219,10 +224,26 @@ class Edge:
     # -- what a droplet has around it ---------------------------------------
 
     def start_metadata(self) -> str:
-        """DigitalOcean's metadata service for this droplet; its base URL."""
-        url = f"http://127.0.0.1:{METADATA_PORT}/metadata/v1"
-        if "metadata" in self.box.daemons:
+        """DigitalOcean's metadata service for this droplet; its base URL.
+
+        A new droplet (a new edge box) gets a new link and the stand-in its values.
+        """
+        url = f"http://{METADATA_ADDRESS}/metadata/v1"
+        if METADATA_LINK in self.box.ip("-brief", "link"):
             return url
+        if not Path(f"/run/netns/{self.metadata.netns}").exists():
+            self.metadata.create()
+        self.metadata.stop("metadata")
+        self.metadata.ip(
+            "link", "add", "md0", "type", "veth", "peer", "name", METADATA_LINK,
+            "netns", self.box.netns,
+        )  # fmt: skip
+        for box, link, address in (
+            (self.metadata, "md0", METADATA_ADDRESS),
+            (self.box, METADATA_LINK, "169.254.0.2"),
+        ):
+            box.ip("addr", "add", f"{address}/16", "dev", link)
+            box.ip("link", "set", link, "up")
         values = {
             "interfaces/public/0/ipv4/address": self.droplet.own,
             "interfaces/public/0/ipv4/gateway": self.droplet.own_gateway,
@@ -233,7 +254,9 @@ class Edge:
         }
         document = self.state.directory / "metadata.json"
         document.write_text(json.dumps(values))
-        self.box.spawn("metadata", [self.python, SERVICES, "metadata", METADATA_PORT, document])
+        self.metadata.spawn(
+            "metadata", [self.python, SERVICES, "metadata", METADATA_ADDRESS, "80", document]
+        )
         probe = ["curl", "-fsS", f"{url}/reserved_ip/ipv4/active"]
         wait_for(
             "metadata service", lambda: self.box.run(probe, check=False).stdout == "true", 10, 0.05
