@@ -106,7 +106,7 @@ def namespace(tmp_path: Path) -> Iterator[Namespace]:
         served = tmp_path / "served" / "metadata" / "v1"
         served.mkdir(parents=True)
         (served / "user-data").write_text("#cloud-config\n# the edge's secrets\n")
-        os.chmod(tmp_path, 0o755)
+        tmp_path.chmod(0o755)
         server = subprocess.Popen(
             ["ip", "netns", "exec", service, sys.executable, "-m", "http.server", "80",
              "--bind", METADATA, "--directory", str(tmp_path / "served")],
