@@ -2,7 +2,8 @@
 
 `python3 -m homelab_tunnel.edge.health`: warm each upstream's path, judge
 paths, client versions and Headscale's journal exactly as `doctor` does, see
-that backups run and tell of a restore, log one line per finding and a
+that backups run and tell of a restore, that the config Terraform wrote last
+is the one applied, log one line per finding and a
 summary to the journal, and tell the webhook when anything changed. Exit 1
 when there are problems.
 """
@@ -19,6 +20,7 @@ from pathlib import Path
 
 from homelab_tunnel.edge import versions
 from homelab_tunnel.edge.collect import Runner, collect, run_local
+from homelab_tunnel.edge.config_status import STATUS_PATH, status_findings
 from homelab_tunnel.edge.status import SourceError, parse_status, parse_whois
 from homelab_tunnel.edge.verdicts import diagnose
 from homelab_tunnel.edge.webhook import notify
@@ -97,6 +99,7 @@ def health(env: Mapping[str, str], run: Runner = run_local, now: datetime | None
     if env.get("BACKUP_ENABLED") == "true" and not findings:
         findings += litestream_findings(run)
     findings += restore_findings(Path(env.get("RESTORED_FILE") or RESTORED), now)
+    findings += status_findings(Path(env.get("CONFIG_STATUS_FILE") or STATUS_PATH), now)
     healthy_summary = ""
     try:
         evidence = collect(

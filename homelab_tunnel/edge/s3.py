@@ -68,24 +68,26 @@ class Settings:
     secret_key: str = field(repr=False)
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> Settings:
+    def from_env(cls, env: Mapping[str, str], prefix: str = "BACKUP_") -> Settings:
+        """From `<prefix>ENDPOINT`, `REGION`, `BUCKET`, `ACCESS_KEY_ID`, `SECRET_ACCESS_KEY`:
+        BACKUP_ for the backup bucket (backup.env), CHANNEL_ for the config (channel.env)."""
         names = ("ENDPOINT", "REGION", "BUCKET", "ACCESS_KEY_ID", "SECRET_ACCESS_KEY")
-        missing = [f"BACKUP_{name}" for name in names if not env.get(f"BACKUP_{name}")]
+        missing = [f"{prefix}{name}" for name in names if not env.get(f"{prefix}{name}")]
         if missing:
             raise UsageError(f"not set: {', '.join(missing)}")
-        endpoint = env["BACKUP_ENDPOINT"].rstrip("/")
+        endpoint = env[f"{prefix}ENDPOINT"].rstrip("/")
         parts = urlsplit(endpoint)
         plain_ok = parts.scheme == "http" and parts.hostname in LOOPBACK
         if not (parts.scheme == "https" or plain_ok) or not parts.hostname or parts.path:
             raise UsageError(
-                "BACKUP_ENDPOINT must be https://HOST[:PORT] (plain http only to loopback)"
+                f"{prefix}ENDPOINT must be https://HOST[:PORT] (plain http only to loopback)"
             )
         return cls(
             endpoint,
-            env["BACKUP_REGION"],
-            env["BACKUP_BUCKET"],
-            env["BACKUP_ACCESS_KEY_ID"],
-            env["BACKUP_SECRET_ACCESS_KEY"],
+            env[f"{prefix}REGION"],
+            env[f"{prefix}BUCKET"],
+            env[f"{prefix}ACCESS_KEY_ID"],
+            env[f"{prefix}SECRET_ACCESS_KEY"],
         )
 
 
@@ -224,7 +226,7 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _check(answer: Response, what: str) -> None:
+def check(answer: Response, what: str) -> None:
     if answer.status == 404:
         raise S3Error(404, f"{what}: not found")
     if answer.status >= 300:
@@ -241,7 +243,7 @@ def _error_of(body: bytes) -> tuple[str, str]:
 
 
 def put(settings: Settings, key: str, source: Path) -> None:
-    _check(request(settings, "PUT", key, upload=source), f"put {key}")
+    check(request(settings, "PUT", key, upload=source), f"put {key}")
 
 
 def get(settings: Settings, key: str, target: Path) -> None:
@@ -251,7 +253,7 @@ def get(settings: Settings, key: str, target: Path) -> None:
     )
     try:
         with handle:
-            _check(request(settings, "GET", key, download=handle), f"get {key}")
+            check(request(settings, "GET", key, download=handle), f"get {key}")
         Path(handle.name).replace(target)
     finally:
         Path(handle.name).unlink(missing_ok=True)
@@ -260,7 +262,7 @@ def get(settings: Settings, key: str, target: Path) -> None:
 def head(settings: Settings, key: str) -> tuple[int, str]:
     """(size, last modified as RFC 3339) of an object."""
     answer = request(settings, "HEAD", key)
-    _check(answer, f"head {key}")
+    check(answer, f"head {key}")
     modified = parsedate_to_datetime(answer.headers["last-modified"]).astimezone(UTC)
     return int(answer.headers.get("content-length", "0")), modified.strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -271,7 +273,7 @@ def listing(settings: Settings, prefix: str) -> list[tuple[str, int, str]]:
     query = {"list-type": "2", "prefix": prefix}
     while True:
         answer = request(settings, "GET", query=query)
-        _check(answer, f"list {prefix}")
+        check(answer, f"list {prefix}")
         root = ET.fromstring(answer.body)  # noqa: S314 - the bucket's own listing
         ns = root.tag[: root.tag.index("}") + 1] if root.tag.startswith("{") else ""
         for item in root.iter(f"{ns}Contents"):
@@ -285,7 +287,7 @@ def listing(settings: Settings, prefix: str) -> list[tuple[str, int, str]]:
 
 
 def delete(settings: Settings, key: str) -> None:
-    _check(request(settings, "DELETE", key), f"delete {key}")
+    check(request(settings, "DELETE", key), f"delete {key}")
 
 
 def run(argv: Sequence[str], env: Mapping[str, str]) -> int:

@@ -91,7 +91,16 @@ def edge(tmp_path: Path, edge_lib: Path) -> dict[str, str]:
         "HEADSCALE_VERSION": "0.29.2",
         "BOOTSTRAP_STATUS_FILE": str(_status_file(tmp_path, "ready: edge ready: homelab-edge")),
         "RESTORED_FILE": str(tmp_path / "restored"),
+        "CONFIG_STATUS_FILE": str(_config_status(tmp_path)),
     }
+
+
+def _config_status(directory: Path) -> Path:
+    """The config agent's status on a healthy edge: the newest version applied."""
+    path = directory / "config-status.json"
+    applied = {"version": "d6b7b9ebea6e", "at": "2026-12-07T11:00:00Z"}
+    path.write_text(json.dumps({"applied": applied, "latest": {**applied, "seen": applied["at"]}}))
+    return path
 
 
 def _status_file(directory: Path, text: str) -> Path:

@@ -49,6 +49,13 @@ class S3Server:
             aws_secret_access_key=self.secret_key,
         )
 
+    def read_only_key(self, bucket: str) -> tuple[str, str]:
+        """A key that can only read `bucket`, as the edge's config key can."""
+        return scoped_key(
+            self.endpoint, (self.access_key, self.secret_key),
+            user=f"reader-{next(_numbers)}", bucket=bucket, permission="read",
+        )  # fmt: skip
+
     def new_bucket(self) -> str:
         name = f"backup-{next(_numbers)}"
         self.client().create_bucket(
@@ -94,11 +101,40 @@ def enforce_signatures(endpoint: str, cafile: str | None = None) -> tuple[str, s
         pass
     iam = _iam(endpoint, cafile)
     iam.create_user(UserName="edge")
+    # s3 for the edge's own tests, iam so that the same key can make narrower ones.
     policy = {"Version": "2012-10-17", "Statement": [
-        {"Effect": "Allow", "Action": "s3:*", "Resource": "*"}
+        {"Effect": "Allow", "Action": ["s3:*", "iam:*"], "Resource": "*"}
     ]}  # fmt: skip
     iam.put_user_policy(UserName="edge", PolicyName="s3", PolicyDocument=json.dumps(policy))
     key = iam.create_access_key(UserName="edge")["AccessKey"]
+    return str(key["AccessKeyId"]), str(key["SecretAccessKey"])
+
+
+# What a Spaces key's grant allows, as IAM actions on one bucket.
+GRANTS = {
+    "read": ["s3:GetObject", "s3:GetObjectVersion", "s3:ListBucket"],
+    "readwrite": ["s3:*"],
+}
+
+
+def scoped_key(
+    endpoint: str, admin: tuple[str, str], *, user: str, bucket: str, permission: str,
+    cafile: str | None = None,
+) -> tuple[str, str]:  # fmt: skip
+    """A key pair like a Spaces key with one grant (`read` or `readwrite`) on `bucket`."""
+    import boto3
+
+    iam = boto3.client(
+        "iam", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id=admin[0],
+        aws_secret_access_key=admin[1], verify=cafile or True,
+    )  # fmt: skip
+    iam.create_user(UserName=user)
+    resources = [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"]
+    policy = {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": GRANTS[permission], "Resource": resources}
+    ]}  # fmt: skip
+    iam.put_user_policy(UserName=user, PolicyName="grant", PolicyDocument=json.dumps(policy))
+    key = iam.create_access_key(UserName=user)["AccessKey"]
     return str(key["AccessKeyId"]), str(key["SecretAccessKey"])
 
 
