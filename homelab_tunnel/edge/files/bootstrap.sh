@@ -1,8 +1,17 @@
 #!/usr/bin/env bash
 # Bootstrap the homelab-tunnel edge: state volume, current Tailscale and Caddy,
 # Headscale's state restored from the backup bucket on a blank volume, the
-# pinned Headscale (never one that skips a minor release), then join the edge
-# to its own tailnet, stream backups and start serving.
+# pinned Headscale (never one that skips a minor release), the config from the
+# config bucket, then join the edge to its own tailnet, stream backups, start
+# serving and hand over to the config agent.
+#
+#   bootstrap.sh            every step of steps/order, in that order
+#   bootstrap.sh STEP ...   only those (e.g. `bootstrap.sh caddy`)
+#
+# Each step is steps/<name>.sh, sourced here with the helpers below; it ends
+# with step_done, which logs "homelab-tunnel: <step>: <what it did>" and keeps
+# that line in /run/homelab-tunnel/bootstrap/<step>. Adding a step is a file
+# and a line in steps/order; nothing is numbered.
 #
 # homelab-tunnel-bootstrap.service runs it at first boot (started by
 # cloud-init) and again, with growing waits, until the edge is ready; it is
@@ -23,8 +32,15 @@ RESERVED_IP_WAIT="${HOMELAB_TUNNEL_RESERVED_IP_WAIT:-600}"
 STATUS="$ROOT/var/lib/homelab-tunnel/bootstrap-status"
 # Set by homelab-tunnel-bootstrap.service: counts this boot's attempts.
 ATTEMPTS="${HOMELAB_TUNNEL_BACKOFF:-}"
+# Each step's outcome, by name, for people and tests (emptied at every boot).
+STEPS="$ROOT/run/homelab-tunnel/bootstrap"
 
 log() { printf 'homelab-tunnel: %s\n' "$*"; }
+# step_done WHAT: the current step's one line, logged and kept under $STEPS.
+step_done() {
+  log "$STEP: $*"
+  mkdir -p "$STEPS" && printf '%s\n' "$*" >"$STEPS/$STEP"
+}
 set_status() {
   mkdir -p "$(dirname "$STATUS")" && printf '%s\n' "$*" >"$STATUS.tmp" && mv -f "$STATUS.tmp" "$STATUS"
 }
@@ -177,233 +193,25 @@ start_unit() {
 }
 
 # ---------------------------------------------------------------------------
-# 0. The health timer first: a failure in any later step is reported, not silent.
-#    (cloud-init's runcmd reloaded systemd after writing the units.)
+# The steps, in the order of steps/order (or those named on the command line).
 # ---------------------------------------------------------------------------
-enable_unit homelab-tunnel-health.timer
-systemctl is-active --quiet homelab-tunnel-health.timer || systemctl start homelab-tunnel-health.timer
-log "0/9 health timer on (journalctl -u homelab-tunnel-health); metadata service closed to non-root processes"
-
-# ---------------------------------------------------------------------------
-# 1. State volume: everything the edge must keep lives here.
-# ---------------------------------------------------------------------------
-device="$ROOT/dev/disk/by-id/scsi-0DO_Volume_${STATE_VOLUME}"
-for _ in $(seq 1 30); do
-  [ -e "$device" ] && break
-  sleep 2
+mapfile -t order < <(grep -v '^#' "$here/steps/order")
+steps=("$@")
+[ "${#steps[@]}" -gt 0 ] || steps=("${order[@]}")
+for STEP in "${steps[@]}"; do
+  [ -r "$here/steps/$STEP.sh" ] ||
+    fail "no bootstrap step $STEP; the steps are: ${order[*]}"
 done
-[ -e "$device" ] || fail "state volume ${STATE_VOLUME} is not attached ($device missing); refusing to run without persistent state"
-
-if [ -z "$(blkid -o value -s TYPE "$device" || true)" ]; then
-  log "state volume is blank: formatting ext4"
-  mkfs.ext4 -q -L edge-state "$device"
-fi
-# DigitalOcean may have mounted it already (under /mnt/<name with underscores>).
-state="$(findmnt -n -o TARGET --first-only --source "$device" || true)"
-if [ -z "$state" ]; then
-  state="$ROOT/mnt/${STATE_VOLUME}"
-  mkdir -p "$state"
-  fstab_entry "$device" "$state" "ext4 defaults,nofail,discard,noatime 0 2"
-  mount "$state"
-fi
-
-# volume dir : system path. A replaced droplet finds the same keys, nodes and certificates.
-# nofail: a lost volume must not hold the boot in emergency mode (no sshd);
-# RequiresMountsFor in the services' drop-ins keeps them from starting instead.
-for pair in headscale-lib:/var/lib/headscale headscale-etc:/etc/headscale caddy:/var/lib/caddy tailscale:/var/lib/tailscale; do
-  src="$state/${pair%%:*}"
-  dst="$ROOT${pair#*:}"
-  mkdir -p "$src" "$dst"
-  fstab_entry "$src" "$dst" "none bind,nofail,x-systemd.requires-mounts-for=$state 0 0"
-  mountpoint -q "$dst" || mount --bind "$src" "$dst"
+for STEP in "${steps[@]}"; do
+  # shellcheck source=/dev/null
+  . "$here/steps/$STEP.sh"
 done
-log "1/9 state volume ${STATE_VOLUME} mounted at $state"
 
-# ---------------------------------------------------------------------------
-# 2. Current Tailscale and Caddy from their official repositories.
-# ---------------------------------------------------------------------------
-# shellcheck source=/dev/null
-codename="$(. "$ROOT/etc/os-release" && echo "$VERSION_CODENAME")"
-keyrings="$ROOT/usr/share/keyrings"
-sources_changed=0
-fetch_keyring "https://pkgs.tailscale.com/stable/ubuntu/${codename}.noarmor.gpg" \
-  "$keyrings/tailscale-archive-keyring.gpg"
-fetch_keyring https://dl.cloudsmith.io/public/caddy/stable/gpg.key \
-  "$keyrings/caddy-stable-archive-keyring.gpg" dearmor
-write_file "$ROOT/etc/apt/sources.list.d/tailscale.list" 0644 <<EOF && sources_changed=1
-deb [signed-by=/usr/share/keyrings/tailscale-archive-keyring.gpg] https://pkgs.tailscale.com/stable/ubuntu ${codename} main
-EOF
-write_file "$ROOT/etc/apt/sources.list.d/caddy-stable.list" 0644 <<'EOF' && sources_changed=1
-deb [signed-by=/usr/share/keyrings/caddy-stable-archive-keyring.gpg] https://dl.cloudsmith.io/public/caddy/stable/deb/debian any-version main
-EOF
-packages=(tailscale caddy unattended-upgrades)
-[ "$BACKUP_ENABLED" != true ] || packages+=(age)
-missing=()
-for package in "${packages[@]}"; do
-  installed "$package" || missing+=("$package")
-done
-if [ "${#missing[@]}" -gt 0 ]; then
-  if [ "$sources_changed" = 1 ] || [ ! -d "$ROOT/var/lib/apt/lists/partial" ]; then
-    apt-get update -q -o DPkg::Lock::Timeout=600
-  fi
-  DEBIAN_FRONTEND=noninteractive apt-get install "${APT_OPTS[@]}" "${missing[@]}"
-  # The package starts Caddy on its example config; ours starts in step 5.
-  systemctl stop caddy
+if [ "${steps[-1]}" != "${order[-1]}" ]; then
+  log "steps done: ${steps[*]}"
+  exit 0
 fi
-# A private ACME CA (tls.acme_ca): trust its roots system-wide, so tailscaled
-# reaches the embedded DERP through the certificate Caddy got from it.
-trusted="$ROOT/usr/local/share/ca-certificates/homelab-tunnel"
-if [ -s "$CONF/ca-roots.pem" ]; then
-  split="$(mktemp -d)"
-  awk -v dir="$split" '/-----BEGIN CERTIFICATE-----/ { n++ } n { print > (dir "/root-" n ".crt") }' \
-    "$CONF/ca-roots.pem"
-  if ! diff -r "$split" "$trusted" >/dev/null 2>&1; then
-    rm -rf "$trusted" && mkdir -p "$trusted" && cp "$split"/*.crt "$trusted"/
-    update-ca-certificates >/dev/null
-  fi
-  rm -rf "$split"
-fi
-if [ "$BACKUP_ENABLED" = true ] &&
-  [ "$(dpkg-query -W --showformat='${Version}' litestream 2>/dev/null || true)" != "$LITESTREAM_VERSION" ]; then
-  case "$(dpkg --print-architecture)" in
-  amd64) asset=x86_64 ;;
-  arm64) asset=arm64 ;;
-  *) fail "Litestream publishes no package for $(dpkg --print-architecture)" ;;
-  esac
-  install_release_deb "https://github.com/benbjohnson/litestream/releases/download/v${LITESTREAM_VERSION}" \
-    "litestream-${LITESTREAM_VERSION}-linux-${asset}.deb"
-fi
-backups=""
-[ "$BACKUP_ENABLED" != true ] || backups="; litestream $LITESTREAM_VERSION (checksum verified) and age for backups"
-log "2/9 tailscale $(dpkg-query -W --showformat='${Version}' tailscale) and caddy $(dpkg-query -W --showformat='${Version}' caddy) installed; unattended upgrades keep them current$backups"
-
-# ---------------------------------------------------------------------------
-# 3. A blank volume gets Headscale's database and keys back from the bucket,
-#    before anything runs Headscale: it would make fresh ones.
-# ---------------------------------------------------------------------------
-if [ "$BACKUP_ENABLED" = true ]; then
-  restored="$("$here/restore-state.sh" 2>&1)" || fail "restore from the backup bucket: ${restored##*FAILED: }"
-  log "3/9 ${restored##*$'\n'}"
-else
-  log "3/9 backups off: nothing restored"
-fi
-
-# ---------------------------------------------------------------------------
-# 4. Never a Headscale that skips a minor release: it would migrate the
-#    database for good. A consistent copy first whenever the version changes.
-# ---------------------------------------------------------------------------
-verdict="$(guard check "$HEADSCALE_VERSION")" || fail "$verdict"
-previous="$(guard show)"
-previous="${previous%% *}"
-if [ -e "$HS/db.sqlite" ] && [ "$previous" != "$HEADSCALE_VERSION" ]; then
-  copy="$(find "$HS/pre-upgrade" -name "$previous-to-$HEADSCALE_VERSION-*.sqlite" -printf '%f\n' 2>/dev/null |
-    sort | tail -n1)" || true
-  if [ -z "$copy" ]; then
-    copy="$previous-to-$HEADSCALE_VERSION-$(date -u +%Y%m%dT%H%M%SZ).sqlite"
-    guard copy "$HS/pre-upgrade/$copy" >/dev/null || fail "cannot copy $HS/db.sqlite before the upgrade"
-  fi
-  if [ "$BACKUP_ENABLED" = true ]; then
-    upload_copy "$copy" || fail "cannot upload the pre-upgrade copy $copy to the backup bucket"
-  fi
-  verdict="$verdict; database copied to $HS/pre-upgrade/$copy"
-fi
-log "4/9 upgrade guard: $verdict"
-
-# ---------------------------------------------------------------------------
-# 5. Headscale: the pinned release, verified before it is installed.
-# ---------------------------------------------------------------------------
-if [ "$(dpkg-query -W --showformat='${Version}' headscale 2>/dev/null || true)" != "$HEADSCALE_VERSION" ]; then
-  install_release_deb "https://github.com/juanfont/headscale/releases/download/v${HEADSCALE_VERSION}" \
-    "headscale_${HEADSCALE_VERSION}_linux_$(dpkg --print-architecture).deb" "$HEADSCALE_DEB_SHA256"
-fi
-chown -R headscale:headscale "$ROOT/var/lib/headscale"
-log "5/9 headscale ${HEADSCALE_VERSION} installed (checksum verified)"
-
-# ---------------------------------------------------------------------------
-# 6. Headscale up (its version stamped on the volume), then the edge joins it.
-# ---------------------------------------------------------------------------
-headscale_changed=0
-install_file "$CONF/headscale.yaml" "$ROOT/etc/headscale/config.yaml" 0644 && headscale_changed=1
-install_file "$CONF/policy.hujson" "$ROOT/etc/headscale/policy.hujson" 0644 && headscale_changed=1
-# The embedded DERP advertises the droplet's own addresses (see config.yaml).
-ipv4="$(metadata interfaces/public/0/ipv4/address)"
-ipv6="$(metadata interfaces/public/0/ipv6/address || true)"
-if write_file "$SYSTEMD/headscale.service.d/20-derp-address.conf" 0644 <<EOF; then
-# Written by homelab-tunnel bootstrap from the metadata service.
-[Service]
-Environment=HEADSCALE_DERP_SERVER_IPV4=${ipv4}
-Environment=HEADSCALE_DERP_SERVER_IPV6=${ipv6}
-EOF
-  # New on every droplet: also picks up the units cloud-init wrote at boot.
-  systemctl daemon-reload
-  headscale_changed=1
-fi
-enable_unit headscale
-start_unit headscale "$headscale_changed"
-for _ in $(seq 1 60); do
-  curl -fsS --max-time 2 -o /dev/null http://127.0.0.1:8080/health && break
-  sleep 1
-done
-curl -fsS --max-time 2 -o /dev/null http://127.0.0.1:8080/health ||
-  fail "headscale is not answering on 127.0.0.1:8080 (journalctl -u headscale)"
-guard stamp "$HEADSCALE_VERSION" >/dev/null
-
-EDGE_NAME="$EDGE_NAME" "$here/join-edge.sh" ||
-  fail "the edge could not join its own Headscale (tailscale status; journalctl -u tailscaled)"
-log "6/9 headscale running (version stamped on the volume); edge joined the tailnet as $EDGE_NAME"
-
-# ---------------------------------------------------------------------------
-# 7. Backups: the database within a second of each write, key files on change.
-# ---------------------------------------------------------------------------
-if [ "$BACKUP_ENABLED" = true ]; then
-  started=0
-  for unit in homelab-tunnel-litestream.service homelab-tunnel-backup-keys.path homelab-tunnel-backup-keys.timer; do
-    enable_unit "$unit"
-    if ! systemctl is-active --quiet "$unit"; then
-      systemctl start "$unit"
-      started=1
-    fi
-  done
-  # The .path unit only sees changes from now on, and Headscale wrote the key
-  # files (or restore-state.sh brought them back) before it started: back them
-  # up now, not when the timer first fires a minute or two later.
-  [ "$started" = 0 ] || systemctl start --no-block homelab-tunnel-backup-keys.service
-  log "7/9 backups on: Litestream streams the database, key files go on change and daily"
-else
-  log "7/9 backups off (backup.enabled in the config)"
-fi
-
-# ---------------------------------------------------------------------------
-# 8. Caddy, once the reserved IP answers, so ACME's first attempt succeeds.
-# ---------------------------------------------------------------------------
-caddy_changed=0
-install_file "$CONF/Caddyfile" "$ROOT/etc/caddy/Caddyfile" 0644 && caddy_changed=1
-chown -R caddy:caddy "$ROOT/var/lib/caddy"
-caddy validate --config "$ROOT/etc/caddy/Caddyfile" --adapter caddyfile >/dev/null 2>&1 ||
-  fail "caddy rejected /etc/caddy/Caddyfile (caddy validate --config /etc/caddy/Caddyfile)"
-waited=0
-until [ "$(metadata reserved_ip/ipv4/active || true)" = "true" ]; do
-  if [ "$waited" -ge "$RESERVED_IP_WAIT" ]; then
-    fail "reserved IP still not active after ${RESERVED_IP_WAIT}s; Caddy not started so no certificate request fails against the wrong address. Run this script again once it is assigned"
-  fi
-  [ "$waited" = 0 ] && log "waiting for the reserved IP to become active (at most ${RESERVED_IP_WAIT}s)"
-  sleep 10
-  waited=$((waited + 10))
-done
-reserved_ip="$(metadata reserved_ip/ipv4/ip_address)"
-enable_unit caddy
-start_unit caddy "$caddy_changed"
-log "8/9 caddy serving on reserved IP $reserved_ip"
-
-# ---------------------------------------------------------------------------
-# 9. Optional egress from the reserved IP.
-# ---------------------------------------------------------------------------
-if [ "$EGRESS_VIA_RESERVED_IP" = true ]; then
-  enable_unit homelab-tunnel-egress.service
-  systemctl is-active --quiet homelab-tunnel-egress.service || systemctl start homelab-tunnel-egress.service
-fi
-log "9/9 egress via reserved IP: $EGRESS_VIA_RESERVED_IP"
-
+reserved_ip="${reserved_ip:-$(metadata reserved_ip/ipv4/ip_address)}"
 ready="edge ready: $EDGE_NAME on $reserved_ip, headscale $HEADSCALE_VERSION, tailscale $(tailscale version | sed -n 1p)"
 set_status "ready: $ready"
 [ -z "$ATTEMPTS" ] || rm -f "$ATTEMPTS"
