@@ -42,21 +42,24 @@ def items(config: TunnelConfig) -> list[Item]:
         Item(f"droplet {config.size}", DROPLET_PRICES.get(config.size)),
         Item(f"volume {config.volume.size_gb} GiB", config.volume.size_gb * VOLUME_PER_GIB),
     ]
+    # The config bucket is always there (sites and policy reach the edge in place
+    # through it), so every edge needs the subscription; nothing more for more buckets.
     buckets = [
         purpose
         for purpose, used in (
+            ("the config", True),
             ("backups", config.backup.enabled),
             ("Terraform state", config.backend.type == "spaces"),
         )
         if used
     ]
-    if buckets:
-        found.append(
-            Item(
-                f"Spaces for {' and '.join(buckets)} (one subscription per account, shared)",
-                SPACES_SUBSCRIPTION,
-            )
+    found.append(
+        Item(
+            f"Spaces for {', '.join(buckets)} (one subscription per account, shared; "
+            "nothing more if the account has it already)",
+            SPACES_SUBSCRIPTION,
         )
+    )
     if config.backup.enabled:
         keep = config.backup.snapshots_keep
         found.append(

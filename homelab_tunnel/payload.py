@@ -1,4 +1,4 @@
-"""The edge's fixed files, read once from package data, and the user_data that carries them.
+"""The edge's fixed files (its software), read once from package data; user_data and the bundle.
 
 render/ stays pure by taking these files as input; this is the one place that
 reads them, through importlib.resources, so an installed wheel works exactly
@@ -7,6 +7,9 @@ like a checkout.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+from dataclasses import dataclass, field
 from functools import cache
 from importlib.resources import files
 from importlib.resources.abc import Traversable
@@ -14,19 +17,34 @@ from importlib.resources.abc import Traversable
 from homelab_tunnel.config import TunnelConfig
 from homelab_tunnel.errors import InputError
 from homelab_tunnel.render.compact import compact_for
-from homelab_tunnel.render.secrets import WEBHOOK_URL_MAX_LENGTH, longest_size
+from homelab_tunnel.render.edge_config import config_version, render_edge_config
+from homelab_tunnel.render.secrets import longest_size
 from homelab_tunnel.render.user_data import (
     BOOTSTRAP,
     LIB,
     METADATA_GUARD,
     UNITS,
     EdgeFile,
+    edge_config_key,
     render_user_data,
+    rendered_files,
+    software_bundle,
+    software_key,
+    software_sha256,
 )
 
 # DigitalOcean refuses a droplet whose user_data is larger than 64 KiB, and
 # only at apply time, after the reserved IP, the records and the volume exist.
 USER_DATA_LIMIT = 64 * 1024
+
+# bootstrap.sh's steps, in order: edge/files/steps/order, read once here.
+BOOTSTRAP_STEPS = tuple(
+    line
+    for line in (files("homelab_tunnel") / "edge" / "files" / "steps" / "order")
+    .read_text(encoding="utf-8")
+    .splitlines()
+    if line and not line.startswith("#")
+)
 
 # (file in homelab_tunnel/edge/files, path on the edge, mode)
 FIXED_FILES: tuple[tuple[str, str, int], ...] = (
@@ -42,6 +60,10 @@ FIXED_FILES: tuple[tuple[str, str, int], ...] = (
     ("homelab-tunnel-health.service", f"{UNITS}/homelab-tunnel-health.service", 0o644),
     ("homelab-tunnel-health.timer", f"{UNITS}/homelab-tunnel-health.timer", 0o644),
     ("homelab-tunnel-litestream.service", f"{UNITS}/homelab-tunnel-litestream.service", 0o644),
+    ("homelab-tunnel-config.service", f"{UNITS}/homelab-tunnel-config.service", 0o644),
+    ("state-volume.list", f"{LIB}/state-volume.list", 0o644),
+    ("steps/order", f"{LIB}/steps/order", 0o644),
+    *((f"steps/{step}.sh", f"{LIB}/steps/{step}.sh", 0o644) for step in BOOTSTRAP_STEPS),
     *(
         (f"homelab-tunnel-backup-keys.{kind}", f"{UNITS}/homelab-tunnel-backup-keys.{kind}", 0o644)
         for kind in ("service", "path", "timer")
@@ -84,17 +106,60 @@ def fixed_files() -> tuple[EdgeFile, ...]:
 
 
 def user_data(config: TunnelConfig) -> str:
-    """The droplet's user_data for `config`, with the fixed files bundled."""
+    """The droplet's user_data for `config`: first-boot files and the software loader."""
     return render_user_data(config, fixed_files())
+
+
+def first_boot_files(config: TunnelConfig) -> list[EdgeFile]:
+    """The files user_data writes from the config, as this version's software pins them."""
+    return rendered_files(config, software_sha256(fixed_files()))
+
+
+@cache
+def software() -> bytes:
+    """The software bundle Terraform puts in the config bucket, the same for every config."""
+    return software_bundle(fixed_files())
+
+
+@dataclass(frozen=True)
+class EdgeConfigObject:
+    """The config object as Terraform writes it (its MAC is Terraform's, from the edge secret)."""
+
+    key: str
+    body: str
+    sha256: str
+    version: str
+
+
+@dataclass(frozen=True)
+class SoftwareObject:
+    key: str
+    base64: str = field(repr=False)
+
+
+def edge_config_object(config: TunnelConfig) -> EdgeConfigObject:
+    body = render_edge_config(config)
+    return EdgeConfigObject(
+        edge_config_key(config),
+        body,
+        hashlib.sha256(body.encode()).hexdigest(),
+        config_version(config),
+    )
+
+
+def software_object(config: TunnelConfig) -> SoftwareObject:
+    data = software()
+    return SoftwareObject(
+        software_key(config, hashlib.sha256(data).hexdigest()), base64.b64encode(data).decode()
+    )
 
 
 def user_data_size(config: TunnelConfig) -> int:
     """The size in bytes of the user_data the droplet will get, at most.
 
     Terraform replaces each secret's placeholder at plan time with a value of
-    unknown length here; its validation bounds each one (the webhook URL: at
-    most WEBHOOK_URL_MAX_LENGTH ASCII characters), so the size counts the
-    longest and holds for any value Terraform accepts.
+    unknown length here; each is bounded (render/secrets.py), so the size
+    counts the longest and holds for any value Terraform accepts.
     """
     return longest_size(user_data(config))
 
@@ -106,10 +171,9 @@ def checked_user_data_size(config: TunnelConfig, source: str) -> int:
         raise InputError(
             source,
             [
-                f"sites: the droplet's user_data would be {size} bytes with "
-                f"{len(config.sites)} sites (counting a {WEBHOOK_URL_MAX_LENGTH}-character "
-                f"webhook URL), over DigitalOcean's limit of {USER_DATA_LIMIT} bytes; "
-                "serve fewer sites from this edge"
+                f"headscale.derp_urls: the droplet's user_data would be {size} bytes, over "
+                f"DigitalOcean's limit of {USER_DATA_LIMIT} bytes; list fewer DERP maps "
+                "(and tls.ca_roots), the only inputs whose size reaches user_data"
             ],
         )
     return size

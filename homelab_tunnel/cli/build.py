@@ -27,7 +27,7 @@ from homelab_tunnel.findings import count_line, note, problems
 from homelab_tunnel.infra.outdir import check_out_dir
 from homelab_tunnel.infra.state import check_state_location, state_file
 from homelab_tunnel.payload import USER_DATA_LIMIT, checked_user_data_size, user_data
-from homelab_tunnel.render.secrets import WEBHOOK_URL_MAX_LENGTH
+from homelab_tunnel.render.edge_config import edge_config_document, render_edge_config
 from homelab_tunnel.tailnet.gate import version_gate
 
 
@@ -59,9 +59,14 @@ def _config_facts(config: TunnelConfig, user_data_size: int) -> dict[str, str]:
             if config.backup.enabled
             else "off"
         ),
+        "config channel": (
+            f"Spaces bucket {config.channel_bucket} in {config.channel_region}: config version "
+            f"{edge_config_document(config)['version']} "
+            f"({len(render_edge_config(config).encode())} bytes), applied in place"
+        ),
         "estimated cost": monthly_line(config),
         "user_data": f"{user_data_size} of {USER_DATA_LIMIT} bytes (DigitalOcean's limit; "
-        f"counting a {WEBHOOK_URL_MAX_LENGTH}-character webhook URL)",
+        "the same for any number of sites)",
     }
 
 
@@ -159,6 +164,7 @@ class RenderedFile(StrEnum):
     headscale = "headscale"
     policy = "policy"
     user_data = "user-data"
+    edge_config = "edge-config"
 
 
 @app.command()
@@ -167,7 +173,8 @@ def render(
     file: Annotated[RenderedFile, typer.Argument(help="Which file to print.")],
     config: ConfigOption = DEFAULT_CONFIG,
 ) -> None:
-    """Print one file exactly as the edge gets it (user-data: as cloud-init gets it)."""
+    """Print one file exactly as the edge gets it (user-data: as cloud-init gets it;
+    edge-config: the config object Terraform writes to the config bucket)."""
     from homelab_tunnel.render.caddyfile import render_caddyfile
     from homelab_tunnel.render.headscale import render_headscale_config
     from homelab_tunnel.render.policy import render_policy
@@ -177,5 +184,6 @@ def render(
         RenderedFile.headscale: render_headscale_config,
         RenderedFile.policy: render_policy,
         RenderedFile.user_data: user_data,
+        RenderedFile.edge_config: render_edge_config,
     }
     typer.echo(renderers[file](load_config(config)), nl=False)

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from homelab_tunnel.config.values import (
     EDGE_USER,
     FINGERPRINT,
+    SPACES_REGIONS,
     AgeRecipient,
     Bucket,
     Cidr,
@@ -178,6 +179,24 @@ class BackupConfig(_Model):
         return self
 
 
+class ChannelConfig(_Model):
+    """The private Spaces bucket the edge reads its day-to-day config from, in place.
+
+    Sites, policy and health settings travel there, so changing them never
+    replaces the droplet. The bucket costs the Spaces subscription (about
+    $5/month, shared by every bucket of the account: nothing more when backups
+    are on already); the edge gets a key that can only read it.
+    """
+
+    bucket: Bucket | None = Field(
+        default=None, description="bucket name (unique in its region); default <name>-config"
+    )
+    region: SpacesRegion | None = Field(
+        default=None,
+        description="Spaces region of the bucket; default the edge's region when it has Spaces",
+    )
+
+
 class VolumeConfig(_Model):
     size_gb: int = Field(default=5, ge=1, le=16384)
 
@@ -224,6 +243,7 @@ class TunnelConfig(_Model):
     tls: TlsConfig = TlsConfig()
     backend: Backend = LocalBackend()
     backup: BackupConfig = BackupConfig()
+    channel: ChannelConfig = ChannelConfig()
     sites: list[Site] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -238,6 +258,17 @@ class TunnelConfig(_Model):
         yield from _duplicates("ssh_allowed_cidrs", self.ssh_allowed_cidrs)
         yield from _duplicates("headscale.derp_urls", self.headscale.derp_urls)
         yield from self._site_problems()
+        if self.channel.region is None and self.region not in SPACES_REGIONS:
+            yield (
+                f"channel.region: required, because the edge's region {self.region!r} has no "
+                f"Spaces; the config bucket needs one of {', '.join(SPACES_REGIONS)} "
+                "(the nearest to the edge is best)"
+            )
+        if self.backup.enabled and self.channel_bucket == self.backup_bucket:
+            yield (
+                f"channel.bucket: {self.channel_bucket!r} is the backup bucket too; the edge "
+                "may write backups but must only read its config: give them different names"
+            )
         if not _within(self.headscale.domain, self.dns.zone):
             yield (
                 f"headscale.domain: {self.headscale.domain!r} is outside the DNS zone "
@@ -286,6 +317,15 @@ class TunnelConfig(_Model):
     @property
     def backup_bucket(self) -> str:
         return self.backup.bucket or f"{self.name}-backup"
+
+    @property
+    def channel_bucket(self) -> str:
+        return self.channel.bucket or f"{self.name}-config"
+
+    @property
+    def channel_region(self) -> str:
+        """Validated: the configured region, or the edge's own when it has Spaces."""
+        return self.channel.region or self.region
 
     @property
     def headscale_url(self) -> str:

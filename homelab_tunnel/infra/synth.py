@@ -13,7 +13,7 @@ from homelab_tunnel.errors import InputError
 from homelab_tunnel.infra.outdir import write_marker
 from homelab_tunnel.infra.stacks.edge import EdgeStack
 from homelab_tunnel.infra.state import relative_state_path
-from homelab_tunnel.payload import user_data
+from homelab_tunnel.payload import edge_config_object, software_object, user_data
 
 
 def add_edge_stack(app: App, config: TunnelConfig, outdir: Path, config_path: Path) -> EdgeStack:
@@ -22,6 +22,8 @@ def add_edge_stack(app: App, config: TunnelConfig, outdir: Path, config_path: Pa
         config.name,
         config=config,
         user_data=user_data(config),
+        edge_config=edge_config_object(config),
+        software=software_object(config),
         local_state_path=relative_state_path(config, config_path, outdir),
     )
 

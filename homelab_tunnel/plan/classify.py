@@ -86,7 +86,7 @@ def summarize(document: Mapping[str, Any], source: str) -> PlanSummary:
         source=source,
         terraform_version=str(document.get("terraform_version", "unknown")),
         changes=tuple(changes),
-        notes=tuple(_notes(document, errored)),
+        notes=tuple(_notes(document, errored, changes)),
         errored=errored,
         headscale_change=_headscale_change(document),
     )
@@ -164,7 +164,23 @@ def _object(change: Mapping[str, Any], key: str) -> Mapping[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def _notes(document: Mapping[str, Any], errored: bool) -> Iterable[str]:
+# The config object's address: its first creation beside a droplet replacement
+# is the move of an edge deployed by an earlier version to the in-place channel.
+CONFIG_OBJECT = "digitalocean_spaces_bucket_object.config"
+
+
+def _notes(
+    document: Mapping[str, Any], errored: bool, changes: Iterable[Change] = ()
+) -> Iterable[str]:
+    actions = {change.address: change.action for change in changes}
+    if (
+        actions.get(CONFIG_OBJECT) is Action.CREATE
+        and actions.get("digitalocean_droplet.edge") is Action.REPLACE
+    ):
+        yield (
+            "this apply moves the edge to the in-place config channel: its droplet is replaced "
+            "once, on the same volume; from then on sites, policy and the webhook change in place"
+        )
     if errored:
         yield "the plan errored: it may not show every change, so it is never judged safe"
     if document.get("complete") is False:

@@ -12,6 +12,8 @@ Danger classes, worst first:
 - downtime: the droplet is replaced, deleted or resized, or the reserved IP
   is taken off it (the address itself survives, the service does not); and
   any other delete or replacement, which nothing here knows to be harmless;
+- in place: the edge's config object changes; the running edge applies it
+  without downtime (sites added, removed or changed are named);
 - safe: everything else (creations, in-place updates).
 
 Exposure ranks above downtime (a hole is worse than a pause, and it does not
@@ -34,13 +36,16 @@ class Danger(IntEnum):
     """How bad a change is; higher is worse, so `max()` gives the verdict."""
 
     SAFE = 0
-    DOWNTIME = 1
-    EXPOSURE = 2
-    ADDRESS_CHANGE = 3
-    DATA_LOSS = 4
+    IN_PLACE = 1
+    DOWNTIME = 2
+    EXPOSURE = 3
+    ADDRESS_CHANGE = 4
+    DATA_LOSS = 5
 
     @property
     def label(self) -> str:
+        if self is Danger.IN_PLACE:
+            return "in place (no downtime)"
         return self.name.lower().replace("_", " ")
 
     @property
@@ -169,7 +174,9 @@ class PlanSummary:
     def findings(self) -> list[Finding]:
         """What will happen, as findings: one warning per dangerous change, then the notes."""
         found = [
-            warning(change.address, f"{change.danger.label}: {change.consequence}")
+            (note if change.danger is Danger.IN_PLACE else warning)(
+                change.address, f"{change.danger.label}: {change.consequence}"
+            )
             for change in self.warnings
         ]
         if self.upgrade:

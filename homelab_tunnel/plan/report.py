@@ -17,6 +17,7 @@ Format = Literal["text", "markdown", "json"]
 _HEADLINES = {
     None: "no changes: the edge already matches the configuration",
     Danger.SAFE: "safe: only creations and in-place updates",
+    Danger.IN_PLACE: "in place (no downtime): the running edge applies the new config",
     Danger.DOWNTIME: (
         "downtime: the sites go down while this applies, or something the edge relies on is removed"
     ),
@@ -27,6 +28,7 @@ _HEADLINES = {
 _ICONS = {
     None: "✅",
     Danger.SAFE: "✅",
+    Danger.IN_PLACE: "🔄",
     Danger.DOWNTIME: "⏳",
     Danger.EXPOSURE: "🔓",
     Danger.ADDRESS_CHANGE: "⚠️",

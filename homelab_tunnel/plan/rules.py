@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from homelab_tunnel.plan.edge_config import describe, edge_config
 from homelab_tunnel.plan.firewall import inbound_unknown, opens_ssh, widened_inbound
 from homelab_tunnel.plan.model import Action, Change, Danger
 
@@ -207,6 +208,27 @@ def _record(change: Change, values: Values, volume_lost: bool) -> tuple[Danger, 
     return safe(change, values, volume_lost)
 
 
+def _bucket_object(change: Change, values: Values, volume_lost: bool) -> tuple[Danger, str]:
+    """The edge's config object changes in place; other objects are judged as any resource."""
+    before, after = (
+        edge_config(values.before.get("content")),
+        edge_config(values.after.get("content")),
+    )
+    if change.action is Action.UPDATE and before is not None and after not in (None, before):
+        return Danger.IN_PLACE, describe(before, after)
+    if change.action is Action.UPDATE and after is not None:
+        return Danger.IN_PLACE, (
+            f"config {after.get('version', '?')}: its webhook or MAC changed (the health "
+            "webhook, or the edge secret); applied by the running edge with no downtime"
+        )
+    if change.action is Action.CREATE and after is not None:
+        return Danger.SAFE, (
+            f"config {after.get('version', '?')} written to the config bucket: the edge reads "
+            "its sites and settings from it, and later changes reach it in place"
+        )
+    return unclassified(change, values, volume_lost)
+
+
 def _record_name(values: Mapping[str, Any]) -> str:
     fqdn = values.get("fqdn") or ".".join(
         str(part) for part in (values.get("name"), values.get("domain")) if part
@@ -227,6 +249,7 @@ RULES: dict[str, _Rule] = {
     "digitalocean_firewall": _firewall,
     "digitalocean_monitor_alert": _alert,
     "digitalocean_project": _project,
+    "digitalocean_spaces_bucket_object": _bucket_object,
 }
 
 

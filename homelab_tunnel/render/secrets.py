@@ -3,7 +3,9 @@
 None of them is in the config, `cdktf.out`, a log or a PR comment. Rendering
 writes a placeholder; the stack swaps it for a reference to a sensitive
 Terraform value; `check` sizes user_data with each at its longest; the tests
-and the lab fill them the way Terraform would.
+and the lab fill them the way Terraform would. (The health webhook is not
+among them: it travels with the config object, in its metadata, so changing
+it never replaces the droplet.)
 """
 
 from __future__ import annotations
@@ -39,6 +41,21 @@ WEBHOOK_URL = Secret(
     WEBHOOK_URL_MAX_LENGTH,
     "the health timer's webhook, from the sensitive variable health_webhook_url",
 )
+CHANNEL_ACCESS_KEY = Secret(
+    "channel_access_key_id",
+    SPACES_KEY_MAX_LENGTH,
+    "the config bucket's read-only Spaces key: its id",
+)
+CHANNEL_SECRET_KEY = Secret(
+    "channel_secret_access_key",
+    SPACES_KEY_MAX_LENGTH,
+    "the config bucket's read-only Spaces key: its secret",
+)
+EDGE_SECRET = Secret(
+    "edge_secret",
+    SPACES_KEY_MAX_LENGTH,
+    "the edge secret: the MACs of what Terraform and the edge write, the edge's age identity",
+)
 BACKUP_ACCESS_KEY = Secret(
     "backup_access_key_id",
     SPACES_KEY_MAX_LENGTH,
@@ -50,7 +67,14 @@ BACKUP_SECRET_KEY = Secret(
     "the backup bucket's scoped Spaces key: its secret",
 )
 
-SECRETS: tuple[Secret, ...] = (WEBHOOK_URL, BACKUP_ACCESS_KEY, BACKUP_SECRET_KEY)
+# The ones user_data carries.
+SECRETS: tuple[Secret, ...] = (
+    CHANNEL_ACCESS_KEY,
+    CHANNEL_SECRET_KEY,
+    EDGE_SECRET,
+    BACKUP_ACCESS_KEY,
+    BACKUP_SECRET_KEY,
+)
 
 
 def fill(text: str, values: Mapping[Secret, str]) -> str:

@@ -14,13 +14,15 @@ from pathlib import Path
 from typing import TypeVar
 
 from homelab_tunnel.config import TunnelConfig
-from homelab_tunnel.edge.collect import Evidence, collect
+from homelab_tunnel.edge.collect import Evidence, Runner, collect
+from homelab_tunnel.edge.config_status import STATUS_COMMAND, config_findings, read_status
 from homelab_tunnel.edge.status import SourceError, parse_status, parse_whois
 from homelab_tunnel.edge.verdicts import Report, diagnose
 from homelab_tunnel.edge.versions import HEADSCALE_VERSION
 from homelab_tunnel.errors import InputError
-from homelab_tunnel.findings import note, warning
+from homelab_tunnel.findings import Finding, note, warning
 from homelab_tunnel.inputs import label, read_text
+from homelab_tunnel.render.edge_config import config_version
 from homelab_tunnel.tailnet.ssh import ssh_runner
 
 T = TypeVar("T")
@@ -40,7 +42,7 @@ def examine(
     now: datetime,
 ) -> Report:
     """Gather the evidence from exactly one of `status` (a file or '-') and `ssh`, then judge it."""
-    source, evidence = _gather(upstreams=upstreams, status=status, ssh=ssh, whois=whois)
+    source, evidence, run = _gather(upstreams=upstreams, status=status, ssh=ssh, whois=whois)
     if journal is not None:
         # A journal is a log: odd bytes (a client's name, a binary field) are replaced.
         evidence = dataclasses.replace(evidence, journal=read_text(str(journal), lenient=True))
@@ -60,6 +62,8 @@ def examine(
     except SourceError as exc:
         raise InputError(source, [str(exc)]) from None
     report.findings += [warning("", text) for text in evidence.notes]
+    if run is not None:
+        report.findings += _config_versions(run, config, now)
     if not upstreams:
         report.findings.append(
             note("", "no site upstreams given (--config or --upstream): paths not judged")
@@ -67,27 +71,35 @@ def examine(
     return report
 
 
+def _config_versions(run: Runner, config: TunnelConfig | None, now: datetime) -> list[Finding]:
+    """Which config version the edge runs, which one Terraform wrote, and this file's."""
+    text = run([STATUS_COMMAND], 10.0).stdout
+    expected = config_version(config) if config is not None else None
+    return config_findings(read_status(text), now, expected=expected)
+
+
 def _gather(
     *, upstreams: Sequence[str], status: str | None, ssh: str | None, whois: Path | None
-) -> tuple[str, Evidence]:
+) -> tuple[str, Evidence, Runner | None]:
     if (status is None) == (ssh is None):
         raise InputError("doctor", ["give exactly one of --status FILE (or - for stdin) and --ssh"])
     if ssh is not None:
         if whois is not None:
             raise InputError("--whois", ["goes with --status; --ssh reads whois on the edge"])
-        return f"ssh {ssh}", _from_edge(ssh, upstreams)
+        run, evidence = _from_edge(ssh, upstreams)
+        return f"ssh {ssh}", evidence, run
     assert status is not None
     evidence = Evidence(status=read_text(status), whois=read_text(str(whois)) if whois else "")
-    return label(status), evidence
+    return label(status), evidence, None
 
 
-def _from_edge(target: str, upstreams: Sequence[str]) -> Evidence:
+def _from_edge(target: str, upstreams: Sequence[str]) -> tuple[Runner, Evidence]:
     try:
         run = ssh_runner(target)
     except ValueError as exc:
         raise InputError("--ssh", [str(exc)]) from None
     try:
-        return collect(run, upstreams=upstreams, journal_since=JOURNAL_SINCE, source=target)
+        return run, collect(run, upstreams=upstreams, journal_since=JOURNAL_SINCE, source=target)
     except SourceError as exc:
         raise InputError(f"ssh {target}", [str(exc)]) from None
 

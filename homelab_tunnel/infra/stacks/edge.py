@@ -16,17 +16,22 @@ from homelab_tunnel.config import TunnelConfig
 from homelab_tunnel.infra.backend import configure_backend
 from homelab_tunnel.infra.constructs.addresses import EdgeAddresses
 from homelab_tunnel.infra.constructs.backup import EdgeBackup
+from homelab_tunnel.infra.constructs.channel import EdgeChannel, config_mac_expression
 from homelab_tunnel.infra.constructs.dns import EdgeDns
+from homelab_tunnel.infra.constructs.edge_secret import EdgeSecret
 from homelab_tunnel.infra.constructs.firewall import EdgeFirewall
 from homelab_tunnel.infra.constructs.host import EdgeHost
 from homelab_tunnel.infra.constructs.monitoring import EdgeAlerts
 from homelab_tunnel.infra.constructs.project import EdgeProject
 from homelab_tunnel.infra.constructs.storage import EdgeStorage
 from homelab_tunnel.infra.terraform_literal import terraform_literal
+from homelab_tunnel.payload import EdgeConfigObject, SoftwareObject
 from homelab_tunnel.render.secrets import (
     BACKUP_ACCESS_KEY,
     BACKUP_SECRET_KEY,
-    WEBHOOK_URL,
+    CHANNEL_ACCESS_KEY,
+    CHANNEL_SECRET_KEY,
+    EDGE_SECRET,
     WEBHOOK_URL_CHARACTERS,
     WEBHOOK_URL_MAX_LENGTH,
     Secret,
@@ -57,6 +62,8 @@ class EdgeStack(TerraformStack):
         *,
         config: TunnelConfig,
         user_data: str,
+        edge_config: EdgeConfigObject,
+        software: SoftwareObject,
         local_state_path: str,
     ) -> None:
         super().__init__(scope, id_)
@@ -82,6 +89,26 @@ class EdgeStack(TerraformStack):
             record_names=[config.record_name(domain) for domain in config.domains],
             ipv4=self.addresses.ipv4_address,
             ipv6=self.addresses.ipv6_address,
+        )
+        self.channel = EdgeChannel(
+            self,
+            "channel",
+            name=config.name,
+            bucket=config.channel_bucket,
+            region=config.channel_region,
+            software_key=software.key,
+            software_base64=software.base64,
+        )
+        self.edge_secret = EdgeSecret(
+            self, "edge-secret", name=config.name, bucket=self.channel.bucket.name
+        )
+        webhook = self._webhook_variable().string_value
+        self.channel.publish(
+            key=edge_config.key,
+            body=terraform_literal(edge_config.body),
+            mac=config_mac_expression(self.edge_secret.value, edge_config.sha256, webhook),
+            webhook=webhook,
+            after=list(self.dns.records),
         )
         self.backup = (
             EdgeBackup(
@@ -118,18 +145,27 @@ class EdgeStack(TerraformStack):
         self.project = EdgeProject(
             self, "project", name=config.name, resources=self._project_resources()
         )
-        self._outputs(config)
+        self._outputs(config, edge_config)
 
     def _host(self, config: TunnelConfig, user_data: str) -> EdgeHost:
-        """The droplet, held back until its addresses and records exist.
+        """The droplet, held back until its addresses, records and config exist.
 
         Caddy's first ACME attempt on boot then finds DNS already pointing at
-        the edge.
+        the edge, and the first boot finds its software and config in the bucket.
         """
-        ready_first: list[ITerraformDependable] = [self.addresses.ipv4, *self.dns.records]
+        ready_first: list[ITerraformDependable] = [
+            self.addresses.ipv4,
+            *self.dns.records,
+            self.channel.software,
+            self.channel.config,
+        ]
         if self.addresses.ipv6 is not None:
             ready_first.append(self.addresses.ipv6)
-        secrets: dict[Secret, str] = {WEBHOOK_URL: self._webhook_variable().string_value}
+        secrets: dict[Secret, str] = {
+            CHANNEL_ACCESS_KEY: self.channel.key.access_key,
+            CHANNEL_SECRET_KEY: self.channel.key.secret_key,
+            EDGE_SECRET: self.edge_secret.value,
+        }
         if self.backup is not None:
             # Filled at plan time from the scoped key; sensitive, never in the config.
             secrets[BACKUP_ACCESS_KEY] = self.backup.key.access_key
@@ -179,7 +215,7 @@ class EdgeStack(TerraformStack):
             resources.append(self.dns.domain.urn)
         return resources
 
-    def _outputs(self, config: TunnelConfig) -> None:
+    def _outputs(self, config: TunnelConfig, edge_config: EdgeConfigObject) -> None:
         ipv4 = self.addresses.ipv4_address
         outputs: list[tuple[str, object, str]] = [
             ("reserved_ip", ipv4, "public IPv4 of the edge; DNS points here"),
@@ -194,6 +230,12 @@ class EdgeStack(TerraformStack):
                 "the allowlisted sites served by the edge",
             ),
             ("headscale_url", config.headscale_url, "Headscale login server"),
+            (
+                "config_version",
+                edge_config.version,
+                "the config version written to the config bucket; doctor compares the edge's",
+            ),
+            ("config_bucket", self.channel.bucket.name, "the Spaces bucket of the edge's config"),
             (
                 "headscale_version",
                 config.headscale.version,
