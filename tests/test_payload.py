@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import ast
-import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
-import pytest
 from support.config import ROOT, config_with, write_config
 from typer.testing import CliRunner
 
 from homelab_tunnel.cli import app
+from homelab_tunnel.config.values import MAX_PEM_BYTES
 from homelab_tunnel.payload import USER_DATA_LIMIT, fixed_files, user_data, user_data_size
 from homelab_tunnel.render.compact import compact_python, compact_shell
-from homelab_tunnel.render.secrets import SECRETS, WEBHOOK_URL_MAX_LENGTH, fill
+from homelab_tunnel.render.secrets import SECRETS, fill
 
 runner = CliRunner(env={"COLUMNS": "200", "NO_COLOR": "1"})
 
@@ -36,40 +34,70 @@ def test_the_size_counts_the_longest_value_terraform_allows_for_each_secret() ->
     assert user_data_size(config) == len(filled.encode())
 
 
-def _most_sites_that_fit() -> int:
-    """The boundary, found by bisection: the bundle's size moves as the edge's files change."""
-    low, high = 1, 400
-    while low < high:
-        middle = (low + high + 1) // 2
-        if user_data_size(config_with(sites=_sites(middle))) <= USER_DATA_LIMIT:
-            low = middle
-        else:
-            high = middle - 1
-    return low
+ROOT_PEM = (ROOT / "tests" / "data" / "tls" / "test-root.pem").read_text()
+# A private CA with a few roots.
+PEM_ROOT = ROOT_PEM * 4
+# Every switch that adds to user_data on: backups, a private CA with its roots
+# at their largest, DERP maps, egress, IPv6, a checksum pin.
+EVERYTHING_ON = {
+    "reserved_ipv6": True,
+    "egress_via_reserved_ip": True,
+    "headscale": {
+        "domain": "headscale.example.com",
+        "base_domain": "tail.example.net",
+        "deb_sha256": "0" * 64,
+        "derp_urls": ["https://derp.example.com/derpmap/default"],
+    },
+    "tls": {
+        "acme_ca": "https://acme.example.com/directory",
+        "caa_issuer": "acme.example.com",
+        "ca_roots": PEM_ROOT,
+    },
+}
+USER_DATA_BUDGET = 32 * 1024
 
 
-FITS = _most_sites_that_fit()
-# (number of sites, exit code of `check`): DigitalOcean takes at most 64 KiB.
-SITE_COUNTS = [(1, 0), (FITS, 0), (FITS + 1, 2), (200, 2)]
+def test_user_data_stays_within_its_budget_with_every_feature_on() -> None:
+    assert user_data_size(config_with(**EVERYTHING_ON)) <= USER_DATA_BUDGET
 
 
-def test_a_useful_number_of_sites_fits() -> None:
-    assert FITS >= 40
+def test_the_most_roots_tls_ca_roots_takes_still_fit() -> None:
+    most = ROOT_PEM * (MAX_PEM_BYTES // len(ROOT_PEM))
+    tls = {**EVERYTHING_ON["tls"], "ca_roots": most}  # type: ignore[dict-item]
+    assert (
+        user_data_size(config_with(**{**EVERYTHING_ON, "tls": tls})) <= USER_DATA_LIMIT // 2 + 2048
+    )
 
 
-@pytest.mark.parametrize(("count", "exit_code"), SITE_COUNTS)
-def test_check_refuses_user_data_over_the_limit(tmp_path: Path, count: int, exit_code: int) -> None:
-    path = write_config(tmp_path, sites=_sites(count))
+def test_the_number_of_sites_no_longer_changes_user_data() -> None:
+    """Sites travel in the config object: 500 of them cost user_data nothing."""
+    assert user_data(config_with(sites=_sites(500))) == user_data(config_with(sites=_sites(1)))
+
+
+def test_check_takes_500_sites(tmp_path: Path) -> None:
+    path = write_config(tmp_path, sites=_sites(500))
     result = runner.invoke(app, ["check", "--config", str(path)])
-    assert result.exit_code == exit_code, result.output
-    if exit_code == 2:
-        size = user_data_size(config_with(sites=_sites(count)))
-        assert size > USER_DATA_LIMIT
-        assert result.stderr == (
-            f"{path}: sites: the droplet's user_data would be {size} bytes with {count} "
-            f"sites (counting a {WEBHOOK_URL_MAX_LENGTH}-character webhook URL), over "
-            f"DigitalOcean's limit of {USER_DATA_LIMIT} bytes; serve fewer sites from this edge\n"
-        )
+    assert result.exit_code == 0, result.output
+
+
+def test_check_refuses_user_data_over_the_limit(tmp_path: Path) -> None:
+    """Only the DERP map list and the CA roots reach user_data; too many maps are refused."""
+    urls = [f"https://derp-{index:04}.example.com/derpmap/default" for index in range(1500)]
+    headscale = {**EVERYTHING_ON["headscale"], "deb_sha256": None, "derp_urls": urls}  # type: ignore[dict-item]
+    path = write_config(tmp_path, headscale=headscale)
+    size = user_data_size(config_with(headscale=headscale))
+    assert size > USER_DATA_LIMIT
+    result = runner.invoke(app, ["check", "--config", str(path)])
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f"{path}: headscale.derp_urls: the droplet's user_data would be {size} bytes, over "
+        f"DigitalOcean's limit of {USER_DATA_LIMIT} bytes; list fewer DERP maps (and "
+        "tls.ca_roots), the only inputs whose size reaches user_data\n"
+    )
+    out = tmp_path / "cdktf.out"
+    synth = runner.invoke(app, ["synth", "--config", str(path), "--out", str(out)])
+    assert synth.exit_code == 2
+    assert not out.exists()
 
 
 def test_check_always_reports_the_size(tmp_path: Path) -> None:
@@ -80,26 +108,6 @@ def test_check_always_reports_the_size(tmp_path: Path) -> None:
     assert f"user_data: {size} of {USER_DATA_LIMIT} bytes" in result.stdout
     as_json = runner.invoke(app, ["check", "--config", str(path), "--json"])
     assert f"{size} of {USER_DATA_LIMIT} bytes" in as_json.stdout
-
-
-def test_synth_refuses_before_writing_anything(tmp_path: Path) -> None:
-    path = write_config(tmp_path, sites=_sites(80))
-    out = tmp_path / "cdktf.out"
-    result = runner.invoke(app, ["synth", "--config", str(path), "--out", str(out)])
-    assert result.exit_code == 2
-    assert "over DigitalOcean's limit of 65536 bytes" in result.stderr
-    assert not out.exists()
-
-
-def test_cdktf_entry_point_refuses_too(tmp_path: Path) -> None:
-    path = write_config(tmp_path, sites=_sites(80))
-    env = {**os.environ, "CDKTF_OUTDIR": str(tmp_path / "out"), "HOMELAB_TUNNEL_CONFIG": str(path)}
-    done = subprocess.run(
-        [sys.executable, "main.py"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
-    )
-    assert done.returncode == 2
-    assert f"{path}: sites: the droplet's user_data would be" in done.stderr
-    assert not (tmp_path / "out").exists()
 
 
 def _without_docstrings(tree: ast.AST) -> str:
@@ -172,12 +180,18 @@ def _bash_normal_form(script: str) -> str:
 
 def test_bundled_scripts_are_the_same_programs_for_bash() -> None:
     edge_files = ROOT / "homelab_tunnel/edge/files"
-    shipped = {Path(f.path).name: f.content for f in fixed_files() if f.path.endswith(".sh")}
+    shipped = {
+        f.path.split("/homelab-tunnel/", 1)[1]: f.content
+        for f in fixed_files()
+        if f.path.endswith(".sh")
+    }
     assert len(shipped) >= 6
     for name, content in shipped.items():
         source = (edge_files / name).read_text()
         assert len(content) < len(source), name
-        assert content.startswith("#!/usr/bin/env bash\n"), name
+        # Steps are sourced by bootstrap.sh; the metadata guard is cloud-init's sh.
+        if not name.startswith("steps/") and name != "metadata-guard.sh":
+            assert content.startswith("#!/usr/bin/env bash\n"), name
         assert _bash_normal_form(content) == _bash_normal_form(source), name
 
 

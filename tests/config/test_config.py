@@ -46,6 +46,9 @@ def _delete(path: str) -> Mutation:
 # (case, mutation, text the error line must contain: the field and what is allowed)
 BAD_CONFIGS: list[tuple[str, Mutation, list[str]]] = [
     ("unknown top-level key", _set("regoin", "fra1"), ["regoin: unknown key", "region"]),
+    ("edge region without Spaces, no channel region", _set("region", "nyc1"), ["channel.region: required", "'nyc1' has no Spaces", "fra1"]),
+    ("channel region without Spaces", _set("channel", {"region": "nyc1"}), ["channel.region", "a region with Spaces"]),
+    ("config and backups in one bucket", _set("channel", {"bucket": "homelab-edge-backup"}), ["channel.bucket", "the backup bucket too", "must only read its config"]),
     ("unknown nested key", _set("dns.create", True), ["dns.create: unknown key", "create_zone"]),
     ("unknown site key", _set("sites.0.hostname", "x"), ["sites.0.hostname: unknown key"]),
     ("site domain not a FQDN", _set("sites.0.domain", "blog"), ["sites.0.domain", "fully qualified"]),

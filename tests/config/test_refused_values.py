@@ -48,6 +48,8 @@ GOOD: dict[str, str] = {
     "backend.region": "fra1",
     "backup.bucket": "homelab-edge-backup",
     "backup.region": "ams3",
+    "channel.bucket": "homelab-edge-config",
+    "channel.region": "fra1",
     "backup.recipients.0": "age1qllq5y79pfkevgcwmywkhns8c4n9jxd80ts8m2ajktu5edma3vlq7creqp",
     "sites.0.domain": "blog.example.com",
     "sites.0.upstream": "homelab",

@@ -22,6 +22,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+from support.channel import EDGE_SECRET, channel_env, publish_config
 from support.config import ROOT, config_with
 from support.fake_system import AGE_HEADER, fake_system
 from support.headscale_db import shaped_database
@@ -30,8 +31,9 @@ from support.units import install_package_units, needs_systemd_analyze, verify
 
 from homelab_tunnel.config import TunnelConfig
 from homelab_tunnel.edge import s3
-from homelab_tunnel.payload import fixed_files
-from homelab_tunnel.render.user_data import CONF, rendered_files
+from homelab_tunnel.payload import BOOTSTRAP_STEPS, fixed_files
+from homelab_tunnel.render.edge_config import edge_config_document
+from homelab_tunnel.render.user_data import CONF, EDGE_SECRET_PATH, rendered_files, software_sha256
 
 FAKED_COMMANDS = (
     "blkid", "mkfs.ext4", "mount", "mountpoint", "findmnt", "curl", "gpg", "systemctl",
@@ -80,6 +82,11 @@ class Sandbox:
     def reset_calls(self) -> None:
         (self.state / "calls.jsonl").unlink(missing_ok=True)
 
+    def step(self, name: str) -> str:
+        """What bootstrap step `name` did, as it recorded it; '' if it did not run."""
+        path = self.root / "run/homelab-tunnel/bootstrap" / name
+        return path.read_text().strip() if path.exists() else ""
+
     def status(self) -> str:
         """What the health agent reads: "ready: ..." or "failed: why"."""
         return (self.root / "var/lib/homelab-tunnel/bootstrap-status").read_text()
@@ -88,20 +95,35 @@ class Sandbox:
         return dict(json.loads((self.state / "state.json").read_text()))
 
     def tree(self) -> dict[str, str]:
+        # Not the steps' records under /run: they say what this run did.
+        steps = self.root / "run/homelab-tunnel/bootstrap"
         return {
             str(path.relative_to(self.root)): hashlib.sha256(path.read_bytes()).hexdigest()
             for path in sorted(self.root.rglob("*"))
-            if path.is_file()
+            if path.is_file() and steps not in path.parents
         }
 
 
 def _write_edge_files(root: Path, config: TunnelConfig) -> None:
-    """What cloud-init's write_files leaves behind before runcmd starts."""
-    for file in [*rendered_files(config), *fixed_files()]:
+    """What cloud-init's write_files and the software loader leave behind."""
+    for file in [*rendered_files(config, software_sha256(fixed_files())), *fixed_files()]:
         target = root / file.path.lstrip("/")
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(file.content)
         target.chmod(file.mode)
+    (root / EDGE_SECRET_PATH.lstrip("/")).write_text(EDGE_SECRET + "\n")
+
+
+def _point_channel_at(root: Path, config: TunnelConfig, s3: S3Server) -> None:
+    """channel.env pointed at a fresh bucket on the loopback S3, the config published there."""
+    bucket = s3.new_bucket()
+    values = channel_env(
+        config, endpoint=s3.endpoint, region="ams3", bucket=bucket,
+        access_key=s3.access_key, secret_key=s3.secret_key,
+    )  # fmt: skip
+    path = root / CONF.lstrip("/") / "channel.env"
+    path.write_text("".join(f"{key}={value}\n" for key, value in values.items()))
+    publish_config(s3.client(), bucket, config)
 
 
 def _point_backups_at(root: Path, s3: S3Server) -> dict[str, str]:
@@ -121,7 +143,7 @@ def make_sandbox(
     tmp_path: Path,
     config: TunnelConfig,
     *,
-    s3: S3Server | None = None,
+    s3: S3Server,
     volume: bool = True,
 ) -> Iterator[Sandbox]:
     root = tmp_path / "root"
@@ -132,16 +154,16 @@ def make_sandbox(
     # bootstrap parses JSON with python3; a version manager's shim on PATH would
     # cost a fifth of a second per call.
     (bin_dir / "python3").symlink_to(sys.executable)
-    (root / "etc/os-release").write_text('NAME="Ubuntu"\nVERSION_CODENAME=noble\n')
+    (root / "etc/os-release").write_text('NAME="Ubuntu"\nID=ubuntu\nVERSION_CODENAME=noble\n')
     (root / "var/lib/apt/lists/partial").mkdir(parents=True)
     if volume:
         device = root / "dev/disk/by-id" / f"scsi-0DO_Volume_{config.volume_name}"
         device.parent.mkdir(parents=True)
         device.write_text("")
     _write_edge_files(root, config)
+    _point_channel_at(root, config, s3)
     backup: dict[str, str] = {}
     if config.backup.enabled:
-        assert s3 is not None, "a config with backups needs the loopback S3"
         backup = _point_backups_at(root, s3)
     env = {
         "PATH": f"{bin_dir}:{os.environ['PATH']}",
@@ -175,9 +197,9 @@ def test_first_run_brings_the_edge_up_and_says_so(sandbox: Sandbox) -> None:
     result = sandbox.run()
     assert result.returncode == 0, result.stdout + result.stderr
     lines = result.stdout.splitlines()
-    assert [line.split(" ")[1] for line in lines if line.split(" ")[1].endswith("/9")] == [
-        f"{step}/9" for step in range(10)
-    ]
+    assert [step for step in BOOTSTRAP_STEPS if sandbox.step(step)] == list(BOOTSTRAP_STEPS)
+    logged = [line.split(" ")[1].rstrip(":") for line in lines]
+    assert [name for name in logged if name in BOOTSTRAP_STEPS] == list(BOOTSTRAP_STEPS)
     assert lines[-1].startswith("homelab-tunnel: edge ready: homelab-edge on 198.51.100.7")
     machine = sandbox.machine()
     assert machine["packages"] == {
@@ -210,9 +232,10 @@ def test_state_dirs_are_bind_mounted_from_the_volume(
         f"{root}/etc/headscale": f"{volume}/headscale-etc",
         f"{root}/var/lib/caddy": f"{volume}/caddy",
         f"{root}/var/lib/tailscale": f"{volume}/tailscale",
+        f"{root}/var/lib/homelab-tunnel/config": f"{volume}/config",
     }
     fstab = (sandbox.root / "etc/fstab").read_text().splitlines()
-    assert len(fstab) == 5
+    assert len(fstab) == 6
     assert all("nofail" in line or "x-systemd.requires-mounts-for" in line for line in fstab)
 
 
@@ -328,14 +351,18 @@ def test_the_derp_address_drop_in_is_one_systemd_reads(sandbox: Sandbox, tmp_pat
     assert verify(root, names) == "exit 0\n"
 
 
-def test_rendered_configs_are_installed_where_services_read_them(sandbox: Sandbox) -> None:
+def test_rendered_configs_are_installed_where_services_read_them(
+    sandbox: Sandbox, example_config: TunnelConfig
+) -> None:
     assert sandbox.run().returncode == 0
     conf = sandbox.root / CONF.lstrip("/")
-    assert (sandbox.root / "etc/caddy/Caddyfile").read_text() == (conf / "Caddyfile").read_text()
+    files = edge_config_document(example_config)["files"]
+    assert (sandbox.root / "etc/caddy/Caddyfile").read_text() == files["Caddyfile"]
+    assert (sandbox.root / "etc/headscale/policy.hujson").read_text() == files["policy.hujson"]
+    assert (conf / "health.env").read_text() == files["health.env"]
     assert (sandbox.root / "etc/headscale/config.yaml").read_text() == (
         conf / "headscale.yaml"
     ).read_text()
-    assert (sandbox.root / "etc/headscale/policy.hujson").exists()
 
 
 def test_egress_is_switched_on_only_when_asked(tmp_path: Path, s3_server: S3Server) -> None:
@@ -396,7 +423,7 @@ def test_a_lost_volume_never_holds_the_boot(sandbox: Sandbox, tmp_path: Path) ->
     assert sandbox.run().returncode == 0
     found = _boot_requirements(tmp_path, sandbox.root / "etc/fstab")
     assert found["requires"] == set()
-    assert len(found["wants"]) == 5
+    assert len(found["wants"]) == 6
 
 
 @needs_fstab_generator
@@ -412,7 +439,7 @@ def test_fstab_without_a_final_newline_keeps_its_last_line(sandbox: Sandbox) -> 
     assert sandbox.run().returncode == 0
     lines = fstab.read_text().splitlines()
     assert lines[0] == "LABEL=cloudimg-rootfs / ext4 discard,errors=remount-ro 0 1"
-    assert len(lines) == 6
+    assert len(lines) == 7
 
 
 def test_an_older_line_for_the_same_mount_is_replaced_not_doubled(
@@ -566,18 +593,21 @@ def test_a_blank_volume_is_restored_before_headscale_is_touched(
     assert what == "database noise_private.key derp_server_private.key\n"
     assert datetime.strptime(when, "%Y-%m-%dT%H:%M:%SZ")
     bucket = sandbox.backup["BACKUP_BUCKET"]
-    assert (
-        "homelab-tunnel: 3/9 restore-state: restored database noise_private.key "
-        f"derp_server_private.key from s3://{bucket}/homelab-edge\n"
-    ) in result.stdout
+    assert sandbox.step("restore") == (
+        "restore-state: restored database noise_private.key "
+        f"derp_server_private.key from s3://{bucket}/homelab-edge"
+    )
 
 
 def test_a_restored_volume_is_not_restored_again(sandbox: Sandbox, tmp_path: Path) -> None:
     _seed_backup(sandbox, tmp_path)
     assert sandbox.run("blank-volume").returncode == 0
     sandbox.reset_calls()
-    second = sandbox.run("blank-volume")
-    assert "3/9 restore-state: state volume already initialized; nothing restored" in second.stdout
+    assert sandbox.run("blank-volume").returncode == 0
+    assert (
+        sandbox.step("restore")
+        == "restore-state: state volume already initialized; nothing restored"
+    )
     assert not [c for c in sandbox.calls() if c[0] == "litestream"]
 
 
@@ -589,7 +619,10 @@ def test_a_volume_holding_a_database_is_never_overwritten(sandbox: Sandbox, tmp_
     before = sandbox.tree()
     result = sandbox.run()
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "3/9 restore-state: the state volume holds a database; nothing restored" in result.stdout
+    assert (
+        sandbox.step("restore")
+        == "restore-state: the state volume holds a database; nothing restored"
+    )
     assert not [c for c in sandbox.calls() if c[:2] == ["litestream", "restore"]]
     after = sandbox.tree()
     for name in (f"{HS}/db.sqlite", f"{HS}/noise_private.key"):
@@ -601,7 +634,7 @@ def test_a_volume_holding_a_database_is_never_overwritten(sandbox: Sandbox, tmp_
 def test_an_empty_bucket_is_a_first_deploy(sandbox: Sandbox) -> None:
     result = sandbox.run("blank-volume")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "3/9 restore-state: nothing to restore: s3://" in result.stdout
+    assert sandbox.step("restore").startswith("restore-state: nothing to restore: s3://")
     assert (sandbox.root / HS / ".homelab-tunnel-initialized").exists()
     assert not (sandbox.root / "var/lib/homelab-tunnel/restored").exists()
 
@@ -725,8 +758,8 @@ def test_without_backups_the_guard_and_the_stamp_still_run(
         (sandbox.root / HS / "db.sqlite").unlink()
         result = sandbox.run()
         assert result.returncode == 0, result.stdout + result.stderr
-        assert "3/9 backups off: nothing restored" in result.stdout
-        assert "7/9 backups off" in result.stdout
+        assert sandbox.step("restore") == "backups off: nothing restored"
+        assert sandbox.step("backups").startswith("backups off")
         assert (sandbox.root / HS / ".homelab-tunnel-headscale-version").read_text() == "0.29.2\n"
         calls = sandbox.calls()
         assert not [c for c in calls if c[0] in ("litestream", "age", "age-keygen")]

@@ -29,9 +29,8 @@ from support.moto_s3 import S3Server
 
 from homelab_tunnel.edge import s3
 from homelab_tunnel.edge.agekey import identity_from_secret
-from homelab_tunnel.payload import fixed_files
+from homelab_tunnel.payload import first_boot_files, fixed_files
 from homelab_tunnel.render.backup import render_litestream_config
-from homelab_tunnel.render.user_data import rendered_files
 
 LIB = "usr/local/lib/homelab-tunnel"
 HS = "var/lib/headscale"
@@ -80,7 +79,7 @@ def make_edge(tmp_path: Path, s3_server: S3Server, bucket: str, owner: str) -> E
     """A root as cloud-init leaves it, backups pointed at `bucket` on the loopback S3."""
     root = tmp_path / "root"
     config = config_with()
-    for file in [*rendered_files(config), *fixed_files()]:
+    for file in [*first_boot_files(config), *fixed_files()]:
         target = root / file.path.lstrip("/")
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(file.content)

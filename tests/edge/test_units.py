@@ -85,7 +85,10 @@ def test_service_runs_doctor_health_from_the_edge_library() -> None:
     assert service["Type"] == "oneshot"
     assert service["ExecStart"] == "/usr/bin/python3 -m homelab_tunnel.edge.health"
     assert service["Environment"] == "PYTHONPATH=/usr/local/lib/homelab-tunnel"
-    assert service["EnvironmentFile"] == "/etc/homelab-tunnel/health.env"
+    # configparser keeps the last of a repeated key: the webhook, optional ("-").
+    assert service["EnvironmentFile"] == "-/etc/homelab-tunnel/health-webhook.env"
+    text = SERVICE.read_text()
+    assert "EnvironmentFile=/etc/homelab-tunnel/health.env\n" in text
 
 
 def test_service_starts_after_tailscale_and_headscale() -> None:

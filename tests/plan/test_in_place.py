@@ -1,0 +1,113 @@
+"""The config object's updates: their own class, "in place (no downtime)", naming the sites."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from support.config import config_with
+from support.plans import DROPLET, change, plan, summary_of
+from typer.testing import CliRunner
+
+from homelab_tunnel.cli import app
+from homelab_tunnel.payload import edge_config_object
+from homelab_tunnel.plan.model import Action, Danger
+from homelab_tunnel.plan.report import render
+
+CONFIG = "digitalocean_spaces_bucket_object.config"
+runner = CliRunner(env={"COLUMNS": "200", "NO_COLOR": "1"})
+
+
+def _object(**changes: Any) -> dict[str, Any]:
+    """The config object as plans show it, for the example config with `changes`."""
+    body = edge_config_object(config_with(**changes)).body
+    return {"key": "homelab-edge/edge-config.json", "content": body, "metadata": {"mac": "x"}}
+
+
+def _sites(*extra: dict[str, Any]) -> list[dict[str, Any]]:
+    base = [
+        {"domain": "blog.example.com", "upstream": "homelab", "port": 8080},
+        {"domain": "photos.example.com", "upstream": "homelab", "port": 2342},
+    ]
+    return base + list(extra)
+
+
+WIKI = {"domain": "wiki.example.com", "upstream": "homelab", "port": 3000}
+
+
+def _update(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    return change(CONFIG, ["update"], before=before, after=after)
+
+
+def test_a_site_added_is_in_place_and_named() -> None:
+    summary = summary_of(plan(_update(_object(), _object(sites=_sites(WIKI)))))
+    (config,) = summary.changes
+    assert (config.action, config.danger) == (Action.UPDATE, Danger.IN_PLACE)
+    assert summary.verdict is Danger.IN_PLACE
+    assert "added wiki.example.com (-> http://homelab:3000)" in config.consequence
+    assert "applied by the running edge with no downtime" in config.consequence
+
+
+def test_a_site_removed_and_one_changed_are_named() -> None:
+    sites = [{"domain": "blog.example.com", "upstream": "nas", "port": 8081}]
+    (config,) = summary_of(plan(_update(_object(), _object(sites=sites)))).changes
+    assert "removed photos.example.com" in config.consequence
+    assert "blog.example.com: port 8080 -> 8081, upstream 'homelab' -> 'nas'" in (
+        config.consequence
+    )
+    assert "Headscale users for the upstream machines" in config.consequence
+
+
+def test_a_webhook_change_alone_is_in_place_too() -> None:
+    before, after = _object(), _object()
+    after["metadata"] = {"mac": "y"}
+    (config,) = summary_of(plan(_update(before, after))).changes
+    assert config.danger is Danger.IN_PLACE
+    assert "its webhook or MAC changed" in config.consequence
+
+
+def test_a_config_only_plan_is_never_called_downtime() -> None:
+    summary = summary_of(plan(_update(_object(), _object(sites=_sites(WIKI)))))
+    text = render(summary, "text")
+    assert "in place (no downtime): the running edge applies the new config" in text
+    assert "downtime:" not in text.replace("no downtime", "")
+    assert not summary.reaches(Danger.DOWNTIME)
+
+
+def test_a_user_data_change_is_still_downtime() -> None:
+    """The negative twin: the same plan with the droplet replaced reads as downtime."""
+    droplet = change(
+        "digitalocean_droplet.edge",
+        ["delete", "create"],
+        before=DROPLET,
+        after={**DROPLET, "user_data": "def"},
+        replace_paths=[["user_data"]],
+    )
+    summary = summary_of(plan(_update(_object(), _object(sites=_sites(WIKI))), droplet))
+    assert summary.verdict is Danger.DOWNTIME
+
+
+def test_the_first_config_object_is_safe_and_the_move_is_explained() -> None:
+    droplet = change(
+        "digitalocean_droplet.edge",
+        ["delete", "create"],
+        before=DROPLET,
+        after={**DROPLET, "user_data": "def"},
+        replace_paths=[["user_data"]],
+    )
+    summary = summary_of(plan(change(CONFIG, ["create"], after=_object()), droplet))
+    config = next(c for c in summary.changes if c.address == CONFIG)
+    assert config.danger is Danger.SAFE
+    assert any("moves the edge to the in-place config channel" in note for note in summary.notes)
+
+
+def test_plan_summary_shows_an_in_place_plan_as_a_note_not_a_warning(tmp_path: Any) -> None:
+    import json
+
+    path = tmp_path / "plan.json"
+    path.write_text(json.dumps(plan(_update(_object(), _object(sites=_sites(WIKI))))))
+    result = runner.invoke(app, ["plan-summary", str(path), "--fail-on", "downtime"])
+    assert result.exit_code == 0, result.output
+    assert "verdict: in place (no downtime)" in result.stdout
+    markdown = runner.invoke(app, ["plan-summary", str(path), "--format", "markdown"])
+    assert "🔄" in markdown.stdout
+    assert "wiki.example.com" in markdown.stdout
