@@ -51,10 +51,14 @@ def _point_in_time(text: str) -> str:
         when = None
     if when is None or when.tzinfo is None:
         raise InputError("--at", [f"{text!r} is not a time with a zone, e.g. 2026-11-29T21:00:00Z"])
-    when = when.astimezone(UTC)
+    try:
+        when = when.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00:00+01:00 is before year 1 in UTC
+        raise InputError("--at", [f"{text!r} is outside the years 1 to 9999 in UTC"]) from None
     if when > datetime.now(UTC):
         raise InputError("--at", [f"{text!r} is in the future"])
-    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
+    # isoformat, not strftime: glibc's %Y writes year 1 as "1", which the edge refuses.
+    return when.isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 @backups.command("restore")
