@@ -14,6 +14,7 @@ import typer
 
 from homelab_tunnel.cli.app import app, reports_input_errors
 from homelab_tunnel.errors import InputError
+from homelab_tunnel.findings import one_line
 from homelab_tunnel.tailnet.on_edge import RESTORE, RESTORE_TIMEOUT, run_on_edge
 
 backups = typer.Typer(
@@ -28,11 +29,16 @@ SshOption = Annotated[
 
 
 def _relay(target: str, argv: tuple[str, ...], timeout: float) -> None:
+    """The edge's answer, line by line with control characters escaped.
+
+    Object names in the bucket are anyone's text who could write there: an
+    escape sequence in one must not drive the operator's terminal.
+    """
     result = run_on_edge(target, argv, timeout)
-    typer.echo(result.stdout, nl=False)
+    typer.echo("\n".join(one_line(line) for line in result.stdout.split("\n")), nl=False)
     if result.returncode != 0:
         detail = result.stderr.strip() or f"exit code {result.returncode}"
-        typer.echo(f"ssh {target}: {detail}")
+        typer.echo(f"ssh {target}: {one_line(detail)}")
         raise typer.Exit(1)
 
 

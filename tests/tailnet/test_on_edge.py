@@ -127,6 +127,21 @@ def test_backups_list_relays_the_edges_answer(edge: dict[str, str]) -> None:
     )
 
 
+def test_backups_list_shows_control_characters_from_the_edge_escaped(
+    edge: dict[str, str],
+) -> None:
+    listing = "keys: 2026-11-29T21:00:00Z 3 homelab-edge/keys/evil\x1b]0;pwned\x07\n"
+    result = _cli(
+        edge, "backups", "list", "--ssh", "root@x", EDGE_STDOUT=listing,
+        EDGE_EXIT="1", EDGE_STDERR="restore-state: FAILED: \x1b[2J\n",
+    )  # fmt: skip
+    assert result.exit_code == 1
+    assert result.stdout == (
+        "keys: 2026-11-29T21:00:00Z 3 homelab-edge/keys/evil\\x1b]0;pwned\\x07\n"
+        "ssh root@x: restore-state: FAILED: \\x1b[2J\n"
+    )
+
+
 @pytest.mark.parametrize(("force", "tail"), [(False, ""), (True, " --force")])
 def test_backups_restore_passes_the_time_in_utc(
     edge: dict[str, str], force: bool, tail: str
