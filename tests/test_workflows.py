@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from support.config import ROOT
+from support.github_runner import command_line, load_workflow, shell_of
 
 WORKFLOWS = ROOT / ".github" / "workflows"
 PLAN = WORKFLOWS / "plan.yml"
@@ -37,10 +37,17 @@ def _actionlint(*files: Path, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 
 def _load(path: Path) -> dict[str, Any]:
-    document: dict[str, Any] = yaml.safe_load(path.read_text())
-    # YAML 1.1 reads the bare key `on` as boolean true.
-    document["on"] = document.pop(True, document.get("on"))
-    return document
+    return load_workflow(path)
+
+
+def _as_github_runs(path: Path, name: str, script_dir: Path) -> list[str]:
+    """The command line GitHub's runner uses for one named `run:` step of `path`."""
+    workflow = _load(path)
+    (job,) = workflow["jobs"].values()
+    (step,) = [s for s in job["steps"] if s.get("name") == name]
+    script = script_dir / "step.sh"
+    script.write_text(step["run"])
+    return command_line(shell_of(workflow, job, step), script)
 
 
 def _steps(workflow: dict[str, Any], job: str) -> list[dict[str, Any]]:
@@ -252,8 +259,9 @@ def _runs_terraform(step: dict[str, Any]) -> bool:
 
 
 def _takes_the_snapshot(step: dict[str, Any]) -> bool:
-    """The one other step that needs the API: it gets the token and nothing else."""
-    return "homelab-tunnel snapshot " in step.get("run", "") and step.get("env") == TOKEN
+    """The one other step that needs the API: it gets the token and no other secret."""
+    secrets = {k: v for k, v in step.get("env", {}).items() if "secrets." in v}
+    return "homelab-tunnel snapshot " in step.get("run", "") and secrets == TOKEN
 
 
 def _secret_exposures(workflow: dict[str, Any]) -> list[str]:
@@ -301,6 +309,9 @@ def test_secret_check_catches_a_job_level_secret_and_one_in_another_step() -> No
             {
                 "terraform init": SPACES,
                 "terraform plan": {**TOKEN, **SPACES, **PROVIDER_SPACES, **WEBHOOK},
+                # `terraform show` of a saved plan needs no credentials at all.
+                "Summarize the plan": {},
+                "Refuse data loss": {},
             },
         ),
         (
@@ -308,6 +319,8 @@ def test_secret_check_catches_a_job_level_secret_and_one_in_another_step() -> No
             {
                 "terraform init": SPACES,
                 "terraform plan": {**TOKEN, **SPACES, **PROVIDER_SPACES, **WEBHOOK},
+                "Summarize the plan": {},
+                "Refuse data loss unless allowed": {},
                 # A saved plan carries its variables: the webhook is not needed again.
                 "terraform apply": {**TOKEN, **SPACES, **PROVIDER_SPACES},
             },
@@ -332,11 +345,10 @@ def test_job_env_holds_the_config_and_the_s3_checksum_settings(path: Path) -> No
     assert env["CONFIG"] == ("${{ vars.HOMELAB_TUNNEL_CONFIG || 'examples/homelab-tunnel.toml' }}")
 
 
-def _require_secrets(**have: str) -> subprocess.CompletedProcess[str]:
+def _require_secrets(tmp_path: Path, **have: str) -> subprocess.CompletedProcess[str]:
     """Run plan.yml's own 'Require the secrets' script with HAVE_* set as given."""
-    (step,) = [s for s in _steps(_load(PLAN), "plan") if s.get("name") == "Require the secrets"]
     return subprocess.run(
-        ["bash", "-e", "-c", step["run"]],
+        _as_github_runs(PLAN, "Require the secrets", tmp_path),
         env={"PATH": "/usr/bin:/bin", **{f"HAVE_{name}": value for name, value in have.items()}},
         capture_output=True,
         text=True,
@@ -355,16 +367,22 @@ def test_plan_checks_that_the_secrets_are_set_without_reading_them() -> None:
     assert names.index("Require the secrets") < names.index("Synthesize")
 
 
-def test_plan_passes_when_every_secret_is_set() -> None:
+def test_plan_passes_when_every_secret_is_set(tmp_path: Path) -> None:
     result = _require_secrets(
-        DIGITALOCEAN_TOKEN="true", SPACES_ACCESS_KEY_ID="true", SPACES_SECRET_ACCESS_KEY="true"
+        tmp_path,
+        DIGITALOCEAN_TOKEN="true",
+        SPACES_ACCESS_KEY_ID="true",
+        SPACES_SECRET_ACCESS_KEY="true",
     )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_plan_names_the_missing_secrets() -> None:
+def test_plan_names_the_missing_secrets(tmp_path: Path) -> None:
     result = _require_secrets(
-        DIGITALOCEAN_TOKEN="false", SPACES_ACCESS_KEY_ID="true", SPACES_SECRET_ACCESS_KEY="false"
+        tmp_path,
+        DIGITALOCEAN_TOKEN="false",
+        SPACES_ACCESS_KEY_ID="true",
+        SPACES_SECRET_ACCESS_KEY="false",
     )
     assert result.returncode == 1
     assert result.stdout.startswith(
@@ -383,15 +401,30 @@ def test_plan_synthesizes_plans_and_summarizes_in_the_stack_directory() -> None:
     workflow = _load(PLAN)
     runs = _runs(workflow, "plan")
     assert 'make synth CONFIG="$CONFIG"' in runs
-    assert "terraform plan -input=false -lock=false -out=plan.tfplan" in runs
-    assert 'terraform show -json plan.tfplan > "$RUNNER_TEMP/plan.json"' in runs
-    assert "plan-summary --format markdown" in runs
+    assert 'terraform plan -input=false -lock=false -out="$RUNNER_TEMP/plan.tfplan"' in runs
+    assert "plan-summary --format markdown -" in runs
     in_stack = [
         s
         for s in _steps(workflow, "plan")
         if s.get("working-directory") == "${{ steps.stack.outputs.dir }}"
     ]
-    assert [s["name"] for s in in_stack] == ["terraform init", "terraform plan"]
+    assert [s["name"] for s in in_stack] == [
+        "terraform init",
+        "terraform plan",
+        "Summarize the plan",
+        "Refuse data loss",
+    ]
+
+
+@pytest.mark.parametrize("path", [PLAN, APPLY], ids=["plan", "apply"])
+def test_plan_json_is_streamed_and_the_plan_file_kept_out_of_the_workspace(path: Path) -> None:
+    """Both hold the state's secrets in plain text; a self-hosted runner keeps its workspace."""
+    runs = _runs(_load(path), next(iter(_load(path)["jobs"])))
+    shows = [line.strip() for line in runs.splitlines() if "terraform show -json" in line]
+    assert shows and all(line.endswith("|") for line in shows), shows
+    assert "plan.json" not in runs
+    every_use = len(re.findall(r"plan\.tfplan", runs))
+    assert every_use > 2 and every_use == len(re.findall(r'"\$RUNNER_TEMP/plan\.tfplan"', runs))
 
 
 def test_plan_comments_through_the_tested_script_even_after_a_failure() -> None:
@@ -409,10 +442,12 @@ def test_plan_comments_through_the_tested_script_even_after_a_failure() -> None:
     assert comment["if"] == "${{ !cancelled() }}"
 
 
-def test_plan_turns_red_on_data_loss_after_commenting() -> None:
-    names = [s.get("name", s.get("uses")) for s in _steps(_load(PLAN), "plan")]
-    assert names[-2:] == ["Comment on the pull request", "Refuse data loss"]
-    assert "--fail-on data-loss" in _steps(_load(PLAN), "plan")[-1]["run"]
+def test_plan_turns_red_on_data_loss_after_commenting_then_forgets_the_plan() -> None:
+    steps = _steps(_load(PLAN), "plan")
+    names = [s.get("name", s.get("uses")) for s in steps]
+    assert names[-3:] == ["Comment on the pull request", "Refuse data loss", "Forget the plan"]
+    assert "--fail-on data-loss" in steps[-2]["run"]
+    assert steps[-1]["if"] == "${{ always() }}"
 
 
 def test_apply_runs_on_main_only_through_the_protected_environment() -> None:
@@ -439,17 +474,18 @@ def test_apply_refuses_data_loss_before_applying_unless_allowed_by_hand() -> Non
     guard = names.index("Refuse data loss unless allowed")
     assert guard < names.index("Snapshot the state volume") == names.index("terraform apply") - 1
     assert "plan-summary --fail-on data-loss" in steps[guard]["run"]
-    assert steps[-1]["run"] == "terraform apply -input=false -lock-timeout=5m plan.tfplan"
+    assert steps[-2]["run"] == (
+        'terraform apply -input=false -lock-timeout=5m "$RUNNER_TEMP/plan.tfplan"'
+    )
+    assert (steps[-1]["name"], steps[-1]["if"]) == ("Forget the plan", "${{ always() }}")
 
 
 def _locate_stack(path: Path, workdir: Path) -> tuple[subprocess.CompletedProcess[str], str]:
     """Run the workflow's own 'Locate the stack' script, as the runner would."""
-    (job,) = _load(path)["jobs"].values()
-    (step,) = [s for s in job["steps"] if s.get("name") == "Locate the stack"]
     output = workdir / "github_output"
     output.write_text("")
     result = subprocess.run(
-        ["bash", "-e", "-c", step["run"]],
+        _as_github_runs(path, "Locate the stack", workdir),
         cwd=workdir,
         env={"PATH": "/usr/bin:/bin", "GITHUB_OUTPUT": str(output), "CONFIG": "edge.toml"},
         capture_output=True,
@@ -497,9 +533,14 @@ def test_plan_and_apply_pass_the_same_webhook_variable() -> None:
 
 def test_apply_snapshots_the_volume_first_when_the_plan_puts_its_state_at_stake() -> None:
     steps = _steps(_load(APPLY), "apply")
+    (summary,) = [s for s in steps if s.get("name") == "Summarize the plan"]
     (step,) = [s for s in steps if s.get("name") == "Snapshot the state volume"]
-    assert step["env"] == TOKEN
-    assert "plan-summary --format json" in step["run"] and "jq -r .snapshot_first" in step["run"]
+    assert summary["id"] == "summary"
+    assert "summary --format json | jq -r .snapshot_first" in summary["run"]
+    assert step["env"] == {
+        **TOKEN,
+        "SNAPSHOT_FIRST": "${{ steps.summary.outputs.snapshot_first }}",
+    }
     assert 'homelab-tunnel snapshot --config "$CONFIG" --reason pre-apply' in step["run"]
     assert (
         '>> "$GITHUB_STEP_SUMMARY"' in step["run"] or 'tee -a "$GITHUB_STEP_SUMMARY"' in step["run"]

@@ -14,6 +14,7 @@ import typer
 
 from homelab_tunnel.cli.app import app, reports_input_errors
 from homelab_tunnel.errors import InputError
+from homelab_tunnel.findings import one_line
 from homelab_tunnel.tailnet.on_edge import RESTORE, RESTORE_TIMEOUT, run_on_edge
 
 backups = typer.Typer(
@@ -28,11 +29,16 @@ SshOption = Annotated[
 
 
 def _relay(target: str, argv: tuple[str, ...], timeout: float) -> None:
+    """The edge's answer, line by line with control characters escaped.
+
+    Object names in the bucket are anyone's text who could write there: an
+    escape sequence in one must not drive the operator's terminal.
+    """
     result = run_on_edge(target, argv, timeout)
-    typer.echo(result.stdout, nl=False)
+    typer.echo("\n".join(one_line(line) for line in result.stdout.split("\n")), nl=False)
     if result.returncode != 0:
         detail = result.stderr.strip() or f"exit code {result.returncode}"
-        typer.echo(f"ssh {target}: {detail}")
+        typer.echo(f"ssh {target}: {one_line(detail)}")
         raise typer.Exit(1)
 
 
@@ -51,10 +57,14 @@ def _point_in_time(text: str) -> str:
         when = None
     if when is None or when.tzinfo is None:
         raise InputError("--at", [f"{text!r} is not a time with a zone, e.g. 2026-11-29T21:00:00Z"])
-    when = when.astimezone(UTC)
+    try:
+        when = when.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00:00+01:00 is before year 1 in UTC
+        raise InputError("--at", [f"{text!r} is outside the years 1 to 9999 in UTC"]) from None
     if when > datetime.now(UTC):
         raise InputError("--at", [f"{text!r} is in the future"])
-    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
+    # isoformat, not strftime: glibc's %Y writes year 1 as "1", which the edge refuses.
+    return when.isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 @backups.command("restore")

@@ -34,7 +34,9 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import IO
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, unquote_plus, urlsplit
+
+from homelab_tunnel.findings import one_line
 
 OK, FAILED, USAGE, NOT_FOUND = 0, 1, 2, 3
 TIMEOUT = 30.0
@@ -268,18 +270,30 @@ def head(settings: Settings, key: str) -> tuple[int, str]:
 
 
 def listing(settings: Settings, prefix: str) -> list[tuple[str, int, str]]:
-    """(last modified, size, key) of every object under `prefix`, all pages."""
+    """(last modified, size, key) of every object under `prefix`, all pages.
+
+    Keys are asked for URL-encoded (`encoding-type=url`): a key may hold
+    characters XML 1.0 cannot carry (ESC, \\x01), and a listing that names one
+    plainly is not XML at all. They are decoded as botocore does
+    (`unquote_plus`, botocore/handlers.py `_decode_list_object`), and only when
+    the answer says it encoded them.
+    """
     found: list[tuple[str, int, str]] = []
-    query = {"list-type": "2", "prefix": prefix}
+    query = {"list-type": "2", "prefix": prefix, "encoding-type": "url"}
     while True:
         answer = request(settings, "GET", query=query)
         check(answer, f"list {prefix}")
-        root = ET.fromstring(answer.body)  # noqa: S314 - the bucket's own listing
+        try:
+            root = ET.fromstring(answer.body)  # noqa: S314 - the bucket's own listing
+        except ET.ParseError as exc:
+            raise S3Error(answer.status, f"list {prefix}: the answer is not XML ({exc})") from None
         ns = root.tag[: root.tag.index("}") + 1] if root.tag.startswith("{") else ""
+        encoded = root.findtext(f"{ns}EncodingType") == "url"
         for item in root.iter(f"{ns}Contents"):
             modified = (item.findtext(f"{ns}LastModified") or "").split(".")[0].rstrip("Z")
             size = int(item.findtext(f"{ns}Size") or 0)
-            found.append((modified + "Z", size, item.findtext(f"{ns}Key") or ""))
+            key = item.findtext(f"{ns}Key") or ""
+            found.append((modified + "Z", size, unquote_plus(key) if encoded else key))
         token = root.findtext(f"{ns}NextContinuationToken")
         if root.findtext(f"{ns}IsTruncated") != "true" or not token:
             return found
@@ -305,8 +319,10 @@ def run(argv: Sequence[str], env: Mapping[str, str]) -> int:
         size, modified = head(settings, key)
         print(f"{modified} {size} {key}")
     elif operation == "list":
+        # One line per object whatever its name holds: a newline or an escape
+        # sequence in a key must not forge a line or drive a terminal.
         for modified, size, name in listing(settings, key):
-            print(f"{modified} {size} {name}")
+            print(one_line(f"{modified} {size} {name}"))
     else:
         delete(settings, key)
     return OK

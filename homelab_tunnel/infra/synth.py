@@ -75,9 +75,22 @@ def _cannot_write(outdir: Path, config_path: Path, exc: OSError) -> InputError:
 
 
 def _replace_dir(new: Path, target: Path) -> None:
-    old = target.with_name(f".{target.name}.old")
-    shutil.rmtree(old, ignore_errors=True)
-    if target.exists():
-        target.rename(old)
-    new.rename(target)
-    shutil.rmtree(old, ignore_errors=True)
+    """Swap `new` in for `target`, moving the earlier output aside into a folder made here.
+
+    A fixed name such as `.cdktf.out.old` could be a folder the user keeps;
+    `mkdtemp` makes a name no one else holds, so only synth's own output is
+    ever deleted. If the swap fails, the earlier output is put back.
+    """
+    if not target.exists():
+        new.rename(target)
+        return
+    aside = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=target.parent))
+    previous = aside / target.name
+    target.rename(previous)
+    try:
+        new.rename(target)
+    except OSError:
+        previous.rename(target)
+        aside.rmdir()
+        raise
+    shutil.rmtree(aside, ignore_errors=True)

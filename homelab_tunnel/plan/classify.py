@@ -149,7 +149,10 @@ def _classify(entry: Mapping[str, Any], action: Action, *, volume_lost: bool) ->
         consequence="",
     )
     values = Values(
-        _object(change, "before"), _object(change, "after"), _object(change, "after_unknown")
+        _object(change, "before"),
+        _object(change, "after"),
+        _object(change, "after_unknown"),
+        _object(change, "after_sensitive"),
     )
     danger, consequence = RULES.get(draft.resource_type, unclassified)(draft, values, volume_lost)
     if action in (Action.DELETE, Action.REPLACE) and danger < Danger.DOWNTIME:

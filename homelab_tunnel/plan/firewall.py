@@ -44,7 +44,7 @@ def opens_ssh(descriptions: Iterable[str]) -> bool:
 
 def inbound_unknown(unknown: Mapping[str, Any]) -> bool:
     """Whether Terraform knows the new inbound rules only after apply."""
-    return _has_true(unknown.get("inbound_rule"))
+    return has_true(unknown.get("inbound_rule"))
 
 
 def _by_port(rules: Any) -> dict[Key, list[str]]:
@@ -106,11 +106,12 @@ def _list(sources: Sequence[str]) -> str:
     return shown + (f" and {len(sources) - 4} more" if len(sources) > 4 else "")
 
 
-def _has_true(node: Any) -> bool:
+def has_true(node: Any) -> bool:
+    """Whether any leaf of an after_unknown tree is true (known only after apply)."""
     if node is True:
         return True
     if isinstance(node, dict):
-        return any(_has_true(value) for value in node.values())
+        return any(has_true(value) for value in node.values())
     if isinstance(node, list):
-        return any(_has_true(item) for item in node)
+        return any(has_true(item) for item in node)
     return False

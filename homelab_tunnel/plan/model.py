@@ -3,12 +3,15 @@
 Danger classes, worst first:
 
 - data loss: the state volume (or the DNS zone with every record in it) is
-  deleted or replaced;
+  deleted or replaced, or a versioned Spaces bucket (the backups) is;
 - address change: a reserved IP is released or replaced, a DNS record is
   deleted, replaced or pointed elsewhere;
 - exposure: the droplet becomes reachable by more of the internet: the
   firewall is deleted or replaced, the droplet leaves it, or an inbound rule
-  opens a port or widens its sources (SSH above all);
+  opens a port or widens its sources (SSH above all); or the backups become
+  easier to read or destroy: a bucket or object stops being private, a
+  bucket policy lets anyone in, force_destroy is turned on, versioning is
+  suspended, a Spaces key reaches more buckets or gets more permission;
 - downtime: the droplet is replaced, deleted or resized, or the reserved IP
   is taken off it (the address itself survives, the service does not); and
   any other delete or replacement, which nothing here knows to be harmless;

@@ -21,7 +21,7 @@ _HEADLINES = {
     Danger.DOWNTIME: (
         "downtime: the sites go down while this applies, or something the edge relies on is removed"
     ),
-    Danger.EXPOSURE: "EXPOSURE: the droplet becomes reachable by more of the internet",
+    Danger.EXPOSURE: "EXPOSURE: the droplet or the backups become reachable by more than before",
     Danger.ADDRESS_CHANGE: "address change: a public address or DNS name changes",
     Danger.DATA_LOSS: "DATA LOSS: applying this destroys data that cannot be recovered",
 }

@@ -8,12 +8,19 @@ is at least downtime, because nothing here knows it to be harmless.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from homelab_tunnel.plan.edge_config import describe, edge_config
-from homelab_tunnel.plan.firewall import inbound_unknown, opens_ssh, widened_inbound
+from homelab_tunnel.plan.firewall import has_true, inbound_unknown, opens_ssh, widened_inbound
 from homelab_tunnel.plan.model import Action, Change, Danger
+from homelab_tunnel.plan.spaces import (
+    account_wide,
+    acl_opened,
+    denies,
+    public_statements,
+    widened_grants,
+)
 
 
 @dataclass(frozen=True)
@@ -21,11 +28,15 @@ class Values:
     before: Mapping[str, Any]
     after: Mapping[str, Any]
     unknown: Mapping[str, Any]
+    # after_sensitive: what Terraform marks sensitive is never quoted in a consequence.
+    sensitive: Mapping[str, Any] = field(default_factory=dict)
 
     def changed(self, key: str) -> bool:
         return bool(self.unknown.get(key)) or self.before.get(key) != self.after.get(key)
 
     def new(self, key: str) -> str:
+        if self.sensitive.get(key):
+            return "a sensitive value"
         if self.unknown.get(key):
             return "a value known after apply"
         return repr(self.after.get(key))
@@ -208,12 +219,132 @@ def _record(change: Change, values: Values, volume_lost: bool) -> tuple[Danger, 
     return safe(change, values, volume_lost)
 
 
-def _bucket_object(change: Change, values: Values, volume_lost: bool) -> tuple[Danger, str]:
-    """The edge's config object changes in place; other objects are judged as any resource."""
-    before, after = (
-        edge_config(values.before.get("content")),
-        edge_config(values.after.get("content")),
+def _record_name(values: Mapping[str, Any]) -> str:
+    fqdn = values.get("fqdn") or ".".join(
+        str(part) for part in (values.get("name"), values.get("domain")) if part
     )
+    kind = values.get("type")
+    return f"{fqdn} ({kind})" if fqdn and kind else str(fqdn or "")
+
+
+# ---------------------------------------------------------------------------
+# Spaces: buckets (the backups, later the config channel), their objects and keys
+# ---------------------------------------------------------------------------
+
+
+def _bucket(change: Change, values: Values, volume_lost: bool) -> tuple[Danger, str]:
+    """Deleting a versioned bucket is data loss: that is how this rule knows it holds backups.
+
+    Versioning is what keeps overwritten and deleted objects for the
+    retention window, which is what makes the backup bucket a backup
+    (infra/constructs/backup.py always turns it on). An unversioned bucket
+    holds nothing but current objects, so losing it is downtime.
+    """
+    name = values.before.get("name") or values.after.get("name") or change.address
+    found = [safe(change, values, volume_lost)]
+    if change.action in (Action.DELETE, Action.REPLACE):
+        found.append(_bucket_lost(change, values, name))
+    if change.action in (Action.CREATE, Action.UPDATE, Action.REPLACE) and (
+        opened := _bucket_opened(values)
+    ):
+        found.append((Danger.EXPOSURE, f"bucket {name} {'; '.join(opened)}"))
+    return max(found, key=lambda verdict: verdict[0])
+
+
+def _bucket_opened(values: Values) -> list[str]:
+    opened = []
+    if values.unknown.get("acl"):
+        opened.append("gets an ACL known only after apply")
+    elif acl := acl_opened(values.before, values.after):
+        anyone = "anyone on the internet can list and download every object in it"
+        opened.append(f"made {acl}: {anyone if acl == 'public-read' else 'no longer private'}")
+    if values.after.get("force_destroy") is True and values.before.get("force_destroy") is not True:
+        opened.append(
+            "has force_destroy on: deleting it, by a later plan or by mistake, first deletes "
+            "every object and version in it"
+        )
+    suspended = values.after.get("versioning") and not _versioned(values.after)
+    if _versioned(values.before) and suspended:
+        opened.append("has versioning suspended: an overwritten or deleted object is gone at once")
+    return opened
+
+
+def _bucket_lost(change: Change, values: Values, name: str) -> tuple[Danger, str]:
+    why = f" because {change.because}" if change.action is Action.REPLACE and change.because else ""
+    if not _versioned(values.before):
+        return Danger.DOWNTIME, (
+            f"bucket {name} {_past(change)}{why}: whatever reads from it fails until it exists "
+            "again (it is not versioned, so nothing here says it holds backups)"
+        )
+    forced = (
+        "force_destroy is on, so every object and every old version goes with it"
+        if values.before.get("force_destroy") is True
+        else "without force_destroy the apply fails at the delete while the bucket holds objects"
+    )
+    return Danger.DATA_LOSS, (
+        f"bucket {name} {_past(change)}{why}: it is versioned, so it holds history no apply can "
+        f"recreate (the backup bucket holds the only off-box copy of Headscale's database and "
+        f"keys); {forced}"
+    )
+
+
+def _versioned(values: Mapping[str, Any]) -> bool:
+    blocks = values.get("versioning")
+    blocks = [blocks] if isinstance(blocks, dict) else blocks  # one block, as cdk.tf.json has it
+    return isinstance(blocks, list) and any(
+        isinstance(block, dict) and block.get("enabled") is True for block in blocks
+    )
+
+
+def _spaces_key(change: Change, values: Values, volume_lost: bool) -> tuple[Danger, str]:
+    name = values.before.get("name") or values.after.get("name") or change.address
+    reach = (
+        "whoever holds its secret (the edge, and anyone who can read the Terraform state) "
+        "gets that reach too"
+    )
+    if change.action is Action.CREATE:
+        if account_wide(values.after.get("grant")):
+            return Danger.EXPOSURE, (
+                f"Spaces key {name} created with full access to every bucket of the account; "
+                + reach
+            )
+        return safe(change, values, volume_lost)
+    if change.action in (Action.UPDATE, Action.REPLACE):
+        if has_true(values.unknown.get("grant")):
+            return Danger.EXPOSURE, (
+                f"Spaces key {name}: its grants are known only after apply, so this plan cannot "
+                "show that they do not widen; review the configuration change behind it"
+            )
+        widened = widened_grants(values.before.get("grant"), values.after.get("grant"))
+        if widened:
+            return Danger.EXPOSURE, f"Spaces key {name} now reaches {'; '.join(widened)}; {reach}"
+    if change.action is Action.DELETE:
+        return Danger.DOWNTIME, (
+            f"Spaces key {name} deleted: whatever uses it (the edge's backups, for its key) is "
+            "refused from then on"
+        )
+    if change.action is Action.REPLACE:
+        return Danger.DOWNTIME, (
+            f"Spaces key {name} replaced: a new secret, and whatever holds the old one is refused "
+            "until it gets the new one (the edge gets it in user_data, which replaces the droplet)"
+        )
+    return safe(change, values, volume_lost)
+
+
+def _bucket_object(change: Change, values: Values, volume_lost: bool) -> tuple[Danger, str]:
+    """Any object: an ACL opened is exposure, a delete downtime. The edge's config object's
+    updates are its own class, in place, naming the sites they change."""
+    where = values.before or values.after
+    what = f"object {where.get('key') or change.address} in bucket {where.get('bucket') or '?'}"
+    if change.action in (Action.CREATE, Action.UPDATE, Action.REPLACE):
+        if values.unknown.get("acl") and change.action is not Action.CREATE:
+            return Danger.EXPOSURE, f"{what} gets an ACL known only after apply"
+        if acl := acl_opened(values.before, values.after):
+            return Danger.EXPOSURE, (
+                f"{what} made {acl}: it is no longer private; anyone with its URL can download it"
+            )
+    before = edge_config(values.before.get("content"))
+    after = edge_config(values.after.get("content"))
     if change.action is Action.UPDATE and before is not None and after not in (None, before):
         return Danger.IN_PLACE, describe(before, after)
     if change.action is Action.UPDATE and after is not None:
@@ -226,15 +357,37 @@ def _bucket_object(change: Change, values: Values, volume_lost: bool) -> tuple[D
             f"config {after.get('version', '?')} written to the config bucket: the edge reads "
             "its sites and settings from it, and later changes reach it in place"
         )
-    return unclassified(change, values, volume_lost)
+    if change.action in (Action.DELETE, Action.REPLACE):
+        why = f" because {change.because}" if change.because else ""
+        return Danger.DOWNTIME, (
+            f"{what} {_past(change)}{why}: whatever reads it finds nothing until it is "
+            "written again"
+        )
+    return safe(change, values, volume_lost)
 
 
-def _record_name(values: Mapping[str, Any]) -> str:
-    fqdn = values.get("fqdn") or ".".join(
-        str(part) for part in (values.get("name"), values.get("domain")) if part
-    )
-    kind = values.get("type")
-    return f"{fqdn} ({kind})" if fqdn and kind else str(fqdn or "")
+def _bucket_policy(change: Change, values: Values, volume_lost: bool) -> tuple[Danger, str]:
+    bucket = values.before.get("bucket") or values.after.get("bucket") or change.address
+    if change.action is Action.DELETE:
+        if denies(values.before.get("policy")):
+            return Danger.EXPOSURE, (
+                f"policy of bucket {bucket} deleted: the Deny statements in it no longer apply"
+            )
+        return Danger.DOWNTIME, (
+            f"policy of bucket {bucket} deleted: whoever it let in is refused from then on"
+        )
+    if change.action not in (Action.CREATE, Action.UPDATE, Action.REPLACE):
+        return safe(change, values, volume_lost)
+    after = None if values.unknown.get("policy") else public_statements(values.after.get("policy"))
+    if after is None:
+        return Danger.EXPOSURE, (
+            f"policy of bucket {bucket} cannot be read from the plan (unknown or not JSON), "
+            "so this plan cannot show that it does not let anyone in"
+        )
+    before = public_statements(values.before.get("policy")) or set()
+    if opened := sorted(after - before):
+        return Danger.EXPOSURE, f"policy of bucket {bucket} lets anyone: {'; '.join(opened)}"
+    return safe(change, values, volume_lost)
 
 
 RULES: dict[str, _Rule] = {
@@ -249,7 +402,10 @@ RULES: dict[str, _Rule] = {
     "digitalocean_firewall": _firewall,
     "digitalocean_monitor_alert": _alert,
     "digitalocean_project": _project,
+    "digitalocean_spaces_bucket": _bucket,
+    "digitalocean_spaces_key": _spaces_key,
     "digitalocean_spaces_bucket_object": _bucket_object,
+    "digitalocean_spaces_bucket_policy": _bucket_policy,
 }
 
 

@@ -96,6 +96,8 @@ CASES: dict[str, Case] = {
     "plan-summary: plan with a BOM": Case(["plan-summary", "bom-plan.json"], 0, "no changes"),
     "synth: --out under /proc": Case(["synth", "--config", str(EXAMPLE), "--out", "/proc/homelab-out"], 2, "--out: cannot write '/proc/homelab-out'"),
     "synth: --out through a file": Case(["synth", "--config", str(EXAMPLE), "--out", "bom.toml/out"], 2, "which is a file, not a directory"),
+    "backups restore: --at before year 1 in UTC": Case(["backups", "restore", "--ssh", "root@203.0.113.10", "--at", "0001-01-01T00:00:00+01:00"], 2, "--at: '0001-01-01T00:00:00+01:00' is outside the years 1 to 9999 in UTC"),
+    "backups restore: --at after 9999 in UTC": Case(["backups", "restore", "--ssh", "root@203.0.113.10", "--at", "9999-12-31T23:59:59-01:00"], 2, "is outside the years 1 to 9999"),
     "preflight: unclosed IPv6 bracket": Case(["preflight", "--config", str(EXAMPLE), "--api-url", "https://[::1"], 2, "--api-url: 'https://[::1' is not an https:// URL"),
 }  # fmt: skip
 

@@ -384,6 +384,24 @@ def test_list_shows_the_database_range_and_the_key_objects(
     assert all(line.split()[1].startswith("20") for line in lines if line.startswith("keys: "))
 
 
+def test_list_shows_an_object_with_control_characters_escaped(
+    blank: Edge, backed_up: BackedUp, tmp_path: Path
+) -> None:
+    stray = "homelab-edge/pre-upgrade/evil\x1b[2J\x07.sqlite"
+    copy = tmp_path / "copy.sqlite"
+    copy.write_bytes(b"not really a database")
+    s3.put(blank.settings(), stray, copy)
+    try:
+        done = blank.run("restore-state.sh", "--list")
+    finally:
+        s3.delete(blank.settings(), stray)
+    assert done.returncode == 0, done.stderr
+    (line,) = [line for line in done.stdout.splitlines() if "evil" in line]
+    assert line.startswith("pre-upgrade copy: 20")
+    assert line.endswith(" homelab-edge/pre-upgrade/evil\\x1b[2J\\x07.sqlite")
+    assert "\x1b" not in done.stdout and "\x07" not in done.stdout
+
+
 def test_at_refuses_a_volume_with_a_database_without_force(blank: Edge) -> None:
     shaped_database(blank.state / "db.sqlite", "0.29.2")
     done = blank.run("restore-state.sh", "--at", "2026-11-29T21:00:00Z")

@@ -53,7 +53,12 @@ def payload(tmp_path: Path) -> Path:
     [
         ("PUT", "homelab-edge/keys/noise_private.key.age", {}, b"ciphertext"),
         ("GET", "homelab-edge/odd name+plus=equals~tilde.txt", {}, b""),
-        ("GET", "", {"list-type": "2", "prefix": "homelab-edge/keys/"}, b""),
+        (
+            "GET",
+            "",
+            {"list-type": "2", "prefix": "homelab-edge/keys/", "encoding-type": "url"},
+            b"",
+        ),
         ("HEAD", "homelab-edge/keys/manifest.sha256", {}, b""),
         ("DELETE", "homelab-edge/pre-upgrade/0.28.0-to-0.29.2.sqlite", {}, b""),
     ],
@@ -130,6 +135,83 @@ def test_list_reads_every_page(
     monkeypatch.setattr(s3, "request", one_per_page)
     assert [key for _, _, key in s3.listing(settings, "p/")] == ["p/0", "p/1", "p/2"]
     assert len(pages) == 3 and "continuation-token" in pages[-1]
+
+
+# Clear the screen, ring the bell, a byte XML 1.0 cannot carry, a tab.
+HOSTILE_KEYS = [
+    "homelab-edge/keys/evil\x1b[2J\x07.age",
+    "homelab-edge/keys/x\x01y",
+    "homelab-edge/keys/tab\there",
+]
+
+
+def test_keys_with_control_characters_list_escaped_not_a_crash(
+    env: dict[str, str], payload: Path
+) -> None:
+    settings = s3.Settings.from_env(env)
+    for key in HOSTILE_KEYS:
+        s3.put(settings, key, payload)
+    assert sorted(key for _, _, key in s3.listing(settings, "homelab-edge/")) == sorted(
+        HOSTILE_KEYS
+    )
+    listed = _cli(env, "list", "homelab-edge/")
+    assert listed.returncode == 0, listed.stderr
+    names = sorted(line.split(" ", 2)[2] for line in listed.stdout.splitlines())
+    assert names == [
+        "homelab-edge/keys/evil\\x1b[2J\\x07.age",
+        "homelab-edge/keys/tab\\there",
+        "homelab-edge/keys/x\\x01y",
+    ]
+    assert not any(char in listed.stdout for char in "\x1b\x07\x01\t")
+
+
+def test_negative_twin_a_listing_that_names_such_a_key_plainly_is_not_xml(
+    env: dict[str, str], payload: Path
+) -> None:
+    import xml.etree.ElementTree as ET
+
+    settings = s3.Settings.from_env(env)
+    s3.put(settings, HOSTILE_KEYS[0], payload)
+    plain = s3.request(settings, "GET", query={"list-type": "2", "prefix": "homelab-edge/"})
+    assert plain.status == 200
+    with pytest.raises(ET.ParseError):
+        ET.fromstring(plain.body)  # what the listing used to parse
+
+
+def test_a_key_with_percent_and_plus_signs_is_decoded_exactly_once(
+    env: dict[str, str], payload: Path
+) -> None:
+    key = "homelab-edge/pre-upgrade/a%41b c+d%2B.sqlite"
+    s3.put(s3.Settings.from_env(env), key, payload)
+    assert [name for _, _, name in s3.listing(s3.Settings.from_env(env), "homelab-edge/")] == [key]
+
+
+def _answer(body: bytes) -> s3.Response:
+    return s3.Response(200, {}, body)
+
+
+def test_a_listing_the_server_did_not_encode_is_read_as_it_is(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    body = (
+        b'<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Contents>'
+        b"<Key>p/a%41+b</Key><LastModified>2026-11-29T21:00:00.000Z</LastModified>"
+        b"<Size>3</Size></Contents><IsTruncated>false</IsTruncated></ListBucketResult>"
+    )
+    monkeypatch.setattr(s3, "request", lambda *args, **kwargs: _answer(body))
+    listed = s3.listing(s3.Settings.from_env(env), "p/")
+    assert listed == [("2026-11-29T21:00:00Z", 3, "p/a%41+b")]
+
+
+def test_an_answer_that_is_not_xml_is_exit_1_in_one_line(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(s3, "request", lambda *args, **kwargs: _answer(b"<Key>\x01</Key>"))
+    monkeypatch.setattr(os, "environ", env)
+    assert s3.main(["list", "p/"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("s3: list p/: the answer is not XML (")
+    assert len(err.splitlines()) == 1
 
 
 def test_a_missing_object_is_exit_3_and_leaves_no_file(env: dict[str, str], tmp_path: Path) -> None:

@@ -122,6 +122,34 @@ def test_synth_twice_into_the_same_out_replaces_only_its_own_output(project: Pat
     assert {k: v for k, v in after.items() if not k.startswith("build/")} == before
 
 
+def test_synth_never_deletes_a_folder_it_did_not_make_beside_out(project: Path) -> None:
+    # `.cdktf.out.old` was the fixed name synth moved its earlier output to, and deleted.
+    kept = project / ".cdktf.out.old"
+    kept.mkdir()
+    (kept / "notes.md").write_text("mine\n")
+    before = _tree(project)
+    inodes = []
+    for _ in range(2):
+        result = runner.invoke(app, ["synth", "--config", "edge.toml", "--out", "cdktf.out"])
+        assert result.exit_code == 0, result.output
+        inodes.append((project / "cdktf.out").stat().st_ino)
+    assert inodes[0] != inodes[1]  # the second synth did replace the first one's output
+    assert {k: v for k, v in _tree(project).items() if not k.startswith("cdktf.out/")} == before
+    assert sorted(p.name for p in project.iterdir() if p.name.startswith(".")) == [".cdktf.out.old"]
+
+
+def test_a_failed_swap_puts_the_earlier_output_back(tmp_path: Path) -> None:
+    from homelab_tunnel.infra.synth import _replace_dir
+
+    target = tmp_path / "cdktf.out"
+    target.mkdir()
+    (target / MARKER).write_text("earlier\n")
+    with pytest.raises(FileNotFoundError):
+        _replace_dir(tmp_path / "staging-that-vanished", target)
+    assert (target / MARKER).read_text() == "earlier\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cdktf.out"]
+
+
 # ---------------------------------------------------------------------------
 # Item 9: the local state path is anchored to the config file's directory
 # ---------------------------------------------------------------------------

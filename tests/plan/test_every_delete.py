@@ -27,7 +27,7 @@ def _types(*stacks: dict[str, Any]) -> list[str]:
 @pytest.fixture(scope="module")
 def managed_types(stack: dict[str, Any], full_stack: dict[str, Any]) -> list[str]:
     """Every resource type the stack manages, in any config shape, plus one it never did."""
-    return [*_types(stack, full_stack), "digitalocean_spaces_bucket"]
+    return [*_types(stack, full_stack), "digitalocean_spaces_bucket_cors_configuration"]
 
 
 @pytest.mark.parametrize("actions", [["delete"], ["delete", "create"], ["create", "delete"]])
@@ -41,14 +41,16 @@ def test_no_delete_or_replacement_is_safe(managed_types: list[str], actions: lis
 
 
 def test_an_unknown_type_is_downtime_and_says_why() -> None:
-    summary = summary_of(plan(change("digitalocean_spaces_bucket.x", ["delete"], before={})))
+    kind = "digitalocean_spaces_bucket_cors_configuration"
+    summary = summary_of(plan(change(f"{kind}.x", ["delete"], before={})))
     assert summary.verdict is Danger.DOWNTIME
-    assert "has no rule for digitalocean_spaces_bucket" in summary.changes[0].consequence
+    assert f"has no rule for {kind}" in summary.changes[0].consequence
 
 
 def test_negative_twin_creations_and_updates_of_unknown_types_stay_safe() -> None:
     for actions in (["create"], ["update"]):
-        summary = summary_of(plan(change("digitalocean_spaces_bucket.x", actions, after={})))
+        kind = "digitalocean_spaces_bucket_cors_configuration"
+        summary = summary_of(plan(change(f"{kind}.x", actions, after={})))
         assert summary.verdict is Danger.SAFE
 
 
@@ -175,7 +177,9 @@ def test_fail_on_counts_exposure_and_every_delete(
 
 def test_a_firewall_delete_is_headed_exposure_in_every_format() -> None:
     summary = summary_of(FIREWALL_DELETE)
-    assert "verdict: EXPOSURE: the droplet becomes reachable" in render(summary, "text")
+    assert "verdict: EXPOSURE: the droplet or the backups become reachable" in render(
+        summary, "text"
+    )
     assert render(summary, "markdown").startswith("### 🔓 Terraform plan: EXPOSURE")
     assert '"verdict": "exposure"' in render(summary, "json")
 

@@ -127,6 +127,21 @@ def test_backups_list_relays_the_edges_answer(edge: dict[str, str]) -> None:
     )
 
 
+def test_backups_list_shows_control_characters_from_the_edge_escaped(
+    edge: dict[str, str],
+) -> None:
+    listing = "keys: 2026-11-29T21:00:00Z 3 homelab-edge/keys/evil\x1b]0;pwned\x07\n"
+    result = _cli(
+        edge, "backups", "list", "--ssh", "root@x", EDGE_STDOUT=listing,
+        EDGE_EXIT="1", EDGE_STDERR="restore-state: FAILED: \x1b[2J\n",
+    )  # fmt: skip
+    assert result.exit_code == 1
+    assert result.stdout == (
+        "keys: 2026-11-29T21:00:00Z 3 homelab-edge/keys/evil\\x1b]0;pwned\\x07\n"
+        "ssh root@x: restore-state: FAILED: \\x1b[2J\n"
+    )
+
+
 @pytest.mark.parametrize(("force", "tail"), [(False, ""), (True, " --force")])
 def test_backups_restore_passes_the_time_in_utc(
     edge: dict[str, str], force: bool, tail: str
@@ -139,6 +154,21 @@ def test_backups_restore_passes_the_time_in_utc(
     )
 
 
+@pytest.mark.parametrize(
+    ("when", "sent"),
+    [
+        ("0001-01-01T01:00:00+01:00", "0001-01-01T00:00:00Z"),  # the earliest UTC time there is
+        ("2026-11-29T23:30:00.75+01:00", "2026-11-29T22:30:00Z"),
+    ],
+)
+def test_the_time_sent_to_the_edge_is_always_full_rfc_3339(
+    edge: dict[str, str], when: str, sent: str
+) -> None:
+    result = _cli(edge, "backups", "restore", "--ssh", "root@x", "--at", when, EDGE_STDOUT="ok\n")
+    assert result.exit_code == 0, result.output
+    assert _calls(edge)[0].endswith(f"restore-state.sh --at {sent}")
+
+
 def test_a_refused_restore_exits_1_with_the_edges_reason(edge: dict[str, str]) -> None:
     reason = "the volume holds a database; add --force to move it aside and restore\n"
     args = ["backups", "restore", "--ssh", "root@203.0.113.10", "--at", "2026-11-29T21:00:00Z"]
@@ -147,7 +177,16 @@ def test_a_refused_restore_exits_1_with_the_edges_reason(edge: dict[str, str]) -
     assert result.stdout.endswith(f"ssh root@203.0.113.10: {reason.strip()}\n")
 
 
-@pytest.mark.parametrize("when", ["yesterday", "2026-11-29 21:00", "2999-01-01T00:00:00Z"])
+@pytest.mark.parametrize(
+    "when",
+    [
+        "yesterday",
+        "2026-11-29 21:00",
+        "2999-01-01T00:00:00Z",
+        "0001-01-01T00:00:00+01:00",
+        "9999-12-31T23:59:59-01:00",
+    ],
+)
 def test_a_point_in_time_must_be_a_past_time_with_a_zone(edge: dict[str, str], when: str) -> None:
     result = _cli(edge, "backups", "restore", "--ssh", "root@x", "--at", when)
     assert result.exit_code == 2

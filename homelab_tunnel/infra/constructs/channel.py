@@ -9,22 +9,13 @@ user_data pins: a new software version is a new droplet, by design.
 from __future__ import annotations
 
 from cdktf import Fn, ITerraformDependable
-from cdktf_cdktf_provider_digitalocean.spaces_bucket import (
-    SpacesBucket,
-    SpacesBucketLifecycleRule,
-    SpacesBucketLifecycleRuleNoncurrentVersionExpiration,
-    SpacesBucketVersioning,
-)
+from cdktf_cdktf_provider_digitalocean.spaces_bucket import SpacesBucket
 from cdktf_cdktf_provider_digitalocean.spaces_bucket_object import SpacesBucketObject
 from cdktf_cdktf_provider_digitalocean.spaces_key import SpacesKey, SpacesKeyGrant
 from constructs import Construct
 
 from homelab_tunnel.edge.channel import PURPOSE
 from homelab_tunnel.edge.derive import label
-
-# Earlier versions of the config object stay readable this long: a record of
-# what the edge was told, and a way back by hand.
-KEEP_VERSIONS_DAYS = 30
 
 
 def config_mac_expression(secret: str, body_sha256: str, webhook: str) -> str:
@@ -53,24 +44,9 @@ class EdgeChannel(Construct):
     ) -> None:
         super().__init__(scope, id_)
         self.region = region
-        self.bucket = SpacesBucket(
-            self,
-            "bucket",
-            name=bucket,
-            region=region,
-            acl="private",
-            versioning=SpacesBucketVersioning(enabled=True),
-            lifecycle_rule=[
-                SpacesBucketLifecycleRule(
-                    id="expire-old-versions",
-                    enabled=True,
-                    noncurrent_version_expiration=SpacesBucketLifecycleRuleNoncurrentVersionExpiration(
-                        days=KEEP_VERSIONS_DAYS
-                    ),
-                    abort_incomplete_multipart_upload_days=1,
-                )
-            ],
-        )
+        # Not versioned: nothing in it is the only copy (Terraform writes it all again
+        # from the config), and no earlier version, MAC included, stays readable.
+        self.bucket = SpacesBucket(self, "bucket", name=bucket, region=region, acl="private")
         self.bucket.override_logical_id("config")
         # read: the edge can neither rewrite what it serves nor see other buckets.
         self.key = SpacesKey(
