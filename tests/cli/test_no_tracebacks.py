@@ -97,6 +97,8 @@ CASES: dict[str, Case] = {
     "synth: --out under /proc": Case(["synth", "--config", str(EXAMPLE), "--out", "/proc/homelab-out"], 2, "--out: cannot write '/proc/homelab-out'"),
     "synth: --out through a file": Case(["synth", "--config", str(EXAMPLE), "--out", "bom.toml/out"], 2, "which is a file, not a directory"),
     "preflight: unclosed IPv6 bracket": Case(["preflight", "--config", str(EXAMPLE), "--api-url", "https://[::1"], 2, "--api-url: 'https://[::1' is not an https:// URL"),
+    "init: stdin closed, a flag missing": Case(["init", "--out", "e.toml", "--name", "a1", "--region", "fra1", "--zone", "example.com"], 2, "init: --site: required (no terminal to ask on)"),
+    "init: --out under /proc": Case(["init", "--out", "/proc/e.toml", "--name", "a1", "--region", "fra1", "--zone", "example.com", "--site", "example.com=nas:80"], 2, "/proc/e.toml: cannot write"),
 }  # fmt: skip
 
 
