@@ -49,17 +49,17 @@ def _port(text: str) -> int | str:
     return int(text) if text.isascii() and text.isdigit() else text
 
 
-# Each answer, the config field that checks it, and the flag that gives it.
+# Each answer and the config field that checks it.
 FIELDS = {
-    "name": ("name", "--name"),
-    "region": ("region", "--region"),
-    "zone": ("dns.zone", "--zone"),
-    "headscale_domain": ("headscale.domain", "--headscale-domain"),
-    "base_domain": ("headscale.base_domain", "--base-domain"),
-    "email": ("alert_email", "--email"),
-    "backup_region": ("backup.region", "--backup-region"),
-    "recipients": ("backup.recipients", "--backup-recipient"),
-    "sites": ("sites", "--site"),
+    "name": "name",
+    "region": "region",
+    "zone": "dns.zone",
+    "headscale_domain": "headscale.domain",
+    "base_domain": "headscale.base_domain",
+    "email": "alert_email",
+    "backup_region": "backup.region",
+    "recipients": "backup.recipients",
+    "sites": "sites",
 }
 
 
@@ -68,7 +68,7 @@ def _flag_problems(answers: Answers, given: list[str]) -> list[str]:
     checked = answers.with_defaults()
     problems: list[str] = []
     for name in given:
-        problems += problems_with(checked, FIELDS[name][0])
+        problems += problems_with(checked, FIELDS[name])
     return list(dict.fromkeys(problems))
 
 
@@ -241,7 +241,7 @@ class Questions:
             value = typer.prompt(question, default=default, show_default=bool(default)).strip()
             if key == "email" and not value:
                 return
-            if self._check(replace(self.answers, **{key: value}), FIELDS[key][0]):
+            if self._check(replace(self.answers, **{key: value}), FIELDS[key]):
                 return
 
     def _recipient(self) -> None:
