@@ -4,10 +4,10 @@ Each module registers its commands on the one Typer app; importing them here
 is what makes them part of the CLI.
 """
 
-from homelab_tunnel.cli import account, backups, build, plan, tailnet
+from homelab_tunnel.cli import account, backups, build, deploy, init, plan, tailnet
 from homelab_tunnel.cli.app import app
 
-__all__ = ["account", "app", "backups", "build", "main", "plan", "tailnet"]
+__all__ = ["account", "app", "backups", "build", "deploy", "init", "main", "plan", "tailnet"]
 
 
 def main() -> None:

@@ -20,7 +20,7 @@ from homelab_tunnel.cli.app import (
     reports_input_errors,
 )
 from homelab_tunnel.cli.output import print_findings, print_json
-from homelab_tunnel.config import load_config
+from homelab_tunnel.config import TunnelConfig, load_config
 from homelab_tunnel.errors import InputError
 from homelab_tunnel.findings import Finding, count_line, problem, problems
 
@@ -85,16 +85,20 @@ def snapshot(
     """
     if not REASON.fullmatch(reason):
         raise InputError("--reason", [f"{reason!r}: 1-20 lowercase letters, digits and '-'"])
-    loaded = load_config(config)
+    findings = snapshot_findings(load_config(config), api_url=api_url, reason=reason)
+    _report(findings, f"{config}: snapshot", config, as_json)
+
+
+def snapshot_findings(config: TunnelConfig, *, api_url: str, reason: str) -> list[Finding]:
+    """Snapshot the state volume now: `snapshot`, and `deploy` before a plan that asks for one."""
     client = _client(api_url)
     from homelab_tunnel.digitalocean.api import ApiError
     from homelab_tunnel.digitalocean.snapshots import take_snapshot
 
     try:
-        findings = take_snapshot(loaded, client, now=datetime.now(UTC), reason=reason)
+        return take_snapshot(config, client, now=datetime.now(UTC), reason=reason)
     except ApiError as exc:
-        findings = [problem("snapshot", exc.message)]
-    _report(findings, f"{config}: snapshot", config, as_json)
+        return [problem("snapshot", exc.message)]
 
 
 def _report(findings: list[Finding], what: str, config: Path, as_json: bool) -> None:

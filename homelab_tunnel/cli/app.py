@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import sys
 from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -26,6 +27,12 @@ app = typer.Typer(
 def console() -> Console:
     """A console made when it prints: it reads the terminal width (COLUMNS) then, not at import."""
     return Console(highlight=False, soft_wrap=True, emoji=False)
+
+
+def at_terminal() -> bool:
+    """Whether someone can answer a question: stdin is a terminal (and not closed)."""
+    stdin = sys.stdin
+    return stdin is not None and not stdin.closed and stdin.isatty()
 
 
 P = ParamSpec("P")

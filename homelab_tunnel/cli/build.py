@@ -30,6 +30,11 @@ from homelab_tunnel.payload import USER_DATA_LIMIT, checked_user_data_size, user
 from homelab_tunnel.render.edge_config import edge_config_document, render_edge_config
 from homelab_tunnel.tailnet.gate import version_gate
 
+OutOption = Annotated[
+    Path, typer.Option("--out", "-o", help="Output directory (replaced as a whole).")
+]
+DEFAULT_OUT = Path("cdktf.out")
+
 
 def _config_table(config: TunnelConfig) -> Table:
     table = Table(title=escape(f"{config.name} ({config.region}, {config.size})"))
@@ -126,17 +131,14 @@ def check(
 @reports_input_errors
 def synth(
     config: ConfigOption = DEFAULT_CONFIG,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output directory.")] = Path("cdktf.out"),
+    out: OutOption = DEFAULT_OUT,
 ) -> None:
     """Synthesize the Terraform JSON for the edge into --out (replaced as a whole)."""
     loaded = load_config(config)
     checked_user_data_size(loaded, str(config))
-    check_out_dir(out, config=config, cwd=Path.cwd())
-    check_state_location(loaded, config, Path.cwd())
-    from homelab_tunnel.infra.stack_summary import summarize_stack  # cdktf is slow to import
-    from homelab_tunnel.infra.synth import synthesize
+    from homelab_tunnel.infra.stack_summary import summarize_stack
 
-    summary = summarize_stack(synthesize(loaded, out, config_path=config))
+    summary = summarize_stack(synthesize_into(out, loaded, config))
     print_lines(
         [
             f"stack {summary.stack} -> {summary.path}",
@@ -150,6 +152,15 @@ def synth(
     )
     for finding in config_warnings(loaded):
         console().print(finding_markup(finding))
+
+
+def synthesize_into(out: Path, config: TunnelConfig, config_path: Path) -> Path:
+    """Check that --out may be replaced and state stays put, then synthesize; the JSON's path."""
+    check_out_dir(out, config=config_path, cwd=Path.cwd())
+    check_state_location(config, config_path, Path.cwd())
+    from homelab_tunnel.infra.synth import synthesize  # cdktf is slow to import: only now
+
+    return synthesize(config, out, config_path=config_path)
 
 
 def _state_location(config: TunnelConfig, config_path: Path) -> str:

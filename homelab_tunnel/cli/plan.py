@@ -58,16 +58,8 @@ def plan_summary(
     thresholds = [option.danger for option in (fail_on,) if option is not None]
     if fail_on_data_loss:
         thresholds.append(Danger.DATA_LOSS)
-    if thresholds and summary.reaches(min(thresholds)):
-        threshold = min(thresholds)
-        label = summary.verdict_label  # "an exposure change", "an address change"
-        noun = label if label.endswith("change") else f"{label} change"
-        found = "an errored plan" if summary.errored else f"{_article(label)} {noun}"
-        refusal = f"{summary.source}: refusing {found} (--fail-on {threshold.option})"
+    refusal = summary.refusal(min(thresholds)) if thresholds else None
+    if refusal is not None:
         if output_format is not PlanFormat.json:  # the JSON document is all of stdout
             typer.echo(refusal)
         raise typer.Exit(1)
-
-
-def _article(word: str) -> str:
-    return "an" if word[:1] in ("a", "e", "i", "o", "u") else "a"

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -19,9 +21,12 @@ from homelab_tunnel.cli.app import (
 )
 from homelab_tunnel.cli.output import literal, print_findings, print_json, print_lines
 from homelab_tunnel.config import load_config
+from homelab_tunnel.config.values import is_hostname
 from homelab_tunnel.edge.verdicts import NodeReport, Report
+from homelab_tunnel.errors import InputError
 from homelab_tunnel.tailnet.evidence import examine
-from homelab_tunnel.tailnet.join import join_steps
+from homelab_tunnel.tailnet.join import join_steps, site_machines
+from homelab_tunnel.tailnet.join_docker import DEFAULT_TAG, checked_tag, compose_service
 
 
 def _path_cell(node: NodeReport) -> str:
@@ -118,6 +123,11 @@ def doctor(
         raise typer.Exit(1)
 
 
+class JoinTarget(StrEnum):
+    apt = "apt"
+    docker = "docker"
+
+
 @app.command("join-command")
 @reports_input_errors
 def join_command(
@@ -128,6 +138,55 @@ def join_command(
             "--edge", help="The edge's reserved IP, if known (`terraform output -raw reserved_ip`)."
         ),
     ] = "",
+    target: Annotated[
+        JoinTarget,
+        typer.Option(
+            "--target",
+            help="apt: a script for a Debian/Ubuntu (or any systemd) host; docker: a compose "
+            "service with the official tailscale/tailscale image.",
+        ),
+    ] = JoinTarget.apt,
+    machine: Annotated[
+        str | None,
+        typer.Option("--machine", help="Which of the sites' machines joins [the first]."),
+    ] = None,
+    image_tag: Annotated[
+        str,
+        typer.Option(
+            "--image-tag",
+            help=f"docker: the image's tag; refused when older than Headscale's minimum "
+            f"[{DEFAULT_TAG}].",
+        ),
+    ] = DEFAULT_TAG,
+    userspace: Annotated[
+        bool,
+        typer.Option(
+            "--userspace", help="docker: userspace networking (no /dev/net/tun, no NET_ADMIN)."
+        ),
+    ] = False,
 ) -> None:
     """Print the steps that join the homelab to the edge's Headscale and check the path."""
-    typer.echo(join_steps(load_config(config), config_path=str(config), edge=edge), nl=False)
+    loaded = load_config(config)
+    _check_edge(edge)
+    if target is JoinTarget.apt:
+        if userspace or image_tag != DEFAULT_TAG:
+            raise InputError("--target", ["--image-tag and --userspace are for --target docker"])
+        typer.echo(
+            join_steps(loaded, config_path=str(config), edge=edge, machine=machine), nl=False
+        )
+        return
+    (name, *_) = site_machines(loaded, machine)
+    tag = checked_tag(loaded, image_tag)
+    service = compose_service(loaded, machine=name, tag=tag, userspace=userspace, edge=edge)
+    typer.echo(service, nl=False)
+
+
+def _check_edge(edge: str) -> None:
+    """An address or a host name: it is printed into a script or a compose file's comments."""
+    try:
+        ipaddress.ip_address(edge)
+    except ValueError:
+        if edge and not is_hostname(edge):
+            raise InputError(
+                "--edge", [f"{edge!r} is not an IP address or a host name (e.g. 203.0.113.10)"]
+            ) from None

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from homelab_tunnel.config.values import (
     EDGE_USER,
     FINGERPRINT,
-    SPACES_REGIONS,
+    NEAREST_SPACES,
     AgeRecipient,
     Bucket,
     Cidr,
@@ -193,7 +193,7 @@ class ChannelConfig(_Model):
     )
     region: SpacesRegion | None = Field(
         default=None,
-        description="Spaces region of the bucket; default the edge's region when it has Spaces",
+        description="Spaces region of the bucket; default the edge's (nyc1, nyc2: nyc3)",
     )
 
 
@@ -258,12 +258,6 @@ class TunnelConfig(_Model):
         yield from _duplicates("ssh_allowed_cidrs", self.ssh_allowed_cidrs)
         yield from _duplicates("headscale.derp_urls", self.headscale.derp_urls)
         yield from self._site_problems()
-        if self.channel.region is None and self.region not in SPACES_REGIONS:
-            yield (
-                f"channel.region: required, because the edge's region {self.region!r} has no "
-                f"Spaces; the config bucket needs one of {', '.join(SPACES_REGIONS)} "
-                "(the nearest to the edge is best)"
-            )
         if self.backup.enabled and self.channel_bucket == self.backup_bucket:
             yield (
                 f"channel.bucket: {self.channel_bucket!r} is the backup bucket too; the edge "
@@ -324,8 +318,8 @@ class TunnelConfig(_Model):
 
     @property
     def channel_region(self) -> str:
-        """Validated: the configured region, or the edge's own when it has Spaces."""
-        return self.channel.region or self.region
+        """The configured region, or the one with Spaces in the edge's city."""
+        return self.channel.region or NEAREST_SPACES[self.region]
 
     @property
     def headscale_url(self) -> str:

@@ -56,6 +56,14 @@ SPACES_REGIONS = (
     "tor1",
 )
 
+# The Spaces region in the same city as each droplet region: the config bucket's
+# default (a region with Spaces is its own).
+NEAREST_SPACES = {
+    **{region: region for region in SPACES_REGIONS},
+    "nyc1": "nyc3",
+    "nyc2": "nyc3",
+}
+
 _LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
 _SLUG = re.compile(r"[a-z0-9][a-z0-9-]*[a-z0-9]")
 _NAME = re.compile(r"[a-z][a-z0-9-]{0,38}[a-z0-9]")

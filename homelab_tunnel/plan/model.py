@@ -170,6 +170,16 @@ class PlanSummary:
         verdict = self.verdict
         return self.errored or (verdict is not None and verdict >= threshold)
 
+    def refusal(self, threshold: Danger) -> str | None:
+        """The line a gate prints when it stops this plan at `threshold`, or None if it passes."""
+        if not self.reaches(threshold):
+            return None
+        label = self.verdict_label  # "an exposure change", "an address change"
+        noun = label if label.endswith("change") else f"{label} change"
+        article = "an" if label[:1] in ("a", "e", "i", "o", "u") else "a"
+        found = "an errored plan" if self.errored else f"{article} {noun}"
+        return f"{self.source}: refusing {found} (--fail-on {threshold.option})"
+
     @property
     def warnings(self) -> list[Change]:
         return [change for change in self.changes if change.danger > Danger.SAFE]

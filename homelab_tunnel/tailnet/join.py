@@ -14,18 +14,36 @@ import shlex
 
 from homelab_tunnel.config import TunnelConfig
 from homelab_tunnel.edge.versions import Version, min_tailscale
+from homelab_tunnel.errors import InputError
 from homelab_tunnel.render.user_data import LIB
 
 TAILSCALE_REPO = "https://pkgs.tailscale.com/stable/$ID/$VERSION_CODENAME"
 MINT_KEY = f"{LIB}/mint-preauth-key.sh"
 
 
+def site_machines(config: TunnelConfig, machine: str | None = None) -> list[str]:
+    """The machines the sites name, `machine` (checked to be one of them) first."""
+    machines = config.upstream_machines or ["homelab"]
+    if machine is None:
+        return machines
+    if machine not in machines:
+        raise InputError(
+            "--machine",
+            [f"{machine!r} serves none of the config's sites; one of: {', '.join(machines)}"],
+        )
+    return [machine, *(other for other in machines if other != machine)]
+
+
 def join_steps(
-    config: TunnelConfig, *, config_path: str = "homelab-tunnel.toml", edge: str = ""
+    config: TunnelConfig,
+    *,
+    config_path: str = "homelab-tunnel.toml",
+    edge: str = "",
+    machine: str | None = None,
 ) -> str:
     """The whole script: header, install, key, join, verify."""
     minimum = min_tailscale(config.headscale.version)
-    machines = config.upstream_machines or ["homelab"]
+    machines = site_machines(config, machine)
     parts = [
         _header(config, minimum, machines, edge),
         _install(minimum),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -118,3 +119,20 @@ def test_render_rejects_an_unknown_file() -> None:
     assert "'nginx.conf' is not one of" in result.stderr
     assert "'caddyfile', 'headscale', 'policy', 'user-data'" in result.stderr
     assert result.stdout == ""
+
+
+def test_check_titles_the_table_with_the_name_as_written(tmp_path: Path) -> None:
+    """`my-edge` stays `my-edge`: piped, and on a terminal where rich styles the title."""
+    from support.terminal import Terminal
+
+    config = tmp_path / "edge.toml"
+    config.write_text(EXAMPLE.read_text().replace('name = "homelab-edge"', 'name = "my-edge"'))
+    piped = runner.invoke(app, ["check", "--config", str(config)])
+    assert piped.stdout.splitlines()[0].strip() == "my-edge (fra1, s-1vcpu-1gb)"
+    cli = Path(sys.executable).parent / "homelab-tunnel"
+    env = {"PATH": os.environ["PATH"], "TERM": "xterm-256color", "COLUMNS": "100"}
+    with Terminal([str(cli), "check", "--config", str(config)], cwd=tmp_path, env=env) as term:
+        assert term.wait() == 0, term.screen
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", term.screen)
+    assert plain.splitlines()[0].strip() == "my-edge (fra1, s-1vcpu-1gb)"
+    assert "\x1b[3m" in term.screen  # the twin: on a terminal the title is styled (italic)

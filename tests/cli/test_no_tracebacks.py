@@ -99,6 +99,8 @@ CASES: dict[str, Case] = {
     "backups restore: --at before year 1 in UTC": Case(["backups", "restore", "--ssh", "root@203.0.113.10", "--at", "0001-01-01T00:00:00+01:00"], 2, "--at: '0001-01-01T00:00:00+01:00' is outside the years 1 to 9999 in UTC"),
     "backups restore: --at after 9999 in UTC": Case(["backups", "restore", "--ssh", "root@203.0.113.10", "--at", "9999-12-31T23:59:59-01:00"], 2, "is outside the years 1 to 9999"),
     "preflight: unclosed IPv6 bracket": Case(["preflight", "--config", str(EXAMPLE), "--api-url", "https://[::1"], 2, "--api-url: 'https://[::1' is not an https:// URL"),
+    "init: stdin closed, a flag missing": Case(["init", "--out", "e.toml", "--name", "a1", "--region", "fra1", "--zone", "example.com"], 2, "init: --site: required (no terminal to ask on)"),
+    "init: --out under /proc": Case(["init", "--out", "/proc/e.toml", "--name", "a1", "--region", "fra1", "--zone", "example.com", "--site", "example.com=nas:80"], 2, "/proc/e.toml: cannot write"),
 }  # fmt: skip
 
 

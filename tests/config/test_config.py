@@ -46,7 +46,6 @@ def _delete(path: str) -> Mutation:
 # (case, mutation, text the error line must contain: the field and what is allowed)
 BAD_CONFIGS: list[tuple[str, Mutation, list[str]]] = [
     ("unknown top-level key", _set("regoin", "fra1"), ["regoin: unknown key", "region"]),
-    ("edge region without Spaces, no channel region", _set("region", "nyc1"), ["channel.region: required", "'nyc1' has no Spaces", "fra1"]),
     ("channel region without Spaces", _set("channel", {"region": "nyc1"}), ["channel.region", "a region with Spaces"]),
     ("config and backups in one bucket", _set("channel", {"bucket": "homelab-edge-backup"}), ["channel.bucket", "the backup bucket too", "must only read its config"]),
     ("unknown nested key", _set("dns.create", True), ["dns.create: unknown key", "create_zone"]),
@@ -176,3 +175,18 @@ def test_example_config_is_valid() -> None:
     config = load_config(EXAMPLE)
     assert config.name == "homelab-edge"
     assert config.ssh_allowed_cidrs == []
+
+
+def test_the_config_bucket_is_in_the_edges_city_by_default() -> None:
+    from support.config import config_with
+
+    assert config_with().channel_region == "fra1"
+    assert config_with(region="nyc1").channel_region == "nyc3"
+    assert config_with(region="nyc1", channel={"region": "tor1"}).channel_region == "tor1"
+
+
+def test_every_region_has_a_config_bucket_region() -> None:
+    from homelab_tunnel.config.values import NEAREST_SPACES, REGIONS, SPACES_REGIONS
+
+    assert set(REGIONS) <= set(NEAREST_SPACES)
+    assert set(NEAREST_SPACES.values()) <= set(SPACES_REGIONS)
