@@ -59,7 +59,7 @@ echo "edge ready: volume $1 at {STATE}, formatted by instance $(cat {STATE}/firs
 PROBE_UNIT = """[Unit]
 Description=an HTTP listener for the firewall checks
 [Service]
-ExecStart=/usr/bin/python3 -m http.server 80
+ExecStart=/usr/bin/python3 -u -m http.server 80
 [Install]
 WantedBy=multi-user.target
 """
@@ -100,11 +100,12 @@ def firewall_stack(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def cloud(firewall_stack: dict[str, Any]) -> Iterator[Cloud]:
+def cloud(request: pytest.FixtureRequest) -> Iterator[Cloud]:
     try:
         cloud = Cloud()
     except DropletUnavailable as exc:
         pytest.skip(f"droplet box: {exc}")
+    firewall_stack = request.getfixturevalue("firewall_stack")  # no synthesis for a skip
     cloud.up()
     leaked = None
     try:
@@ -199,6 +200,7 @@ def test_runcmd_formatted_the_volume_and_mounted_it_through_fstab(first: Droplet
 def test_a_unit_written_by_write_files_runs_under_the_droplets_systemd(first: Droplet) -> None:
     state = first.machine.run(["systemctl", "is-active", "box-probe.service"], check=False)
     assert state.stdout.strip() == "active"
+    first.machine.wait_for_journal("Serving HTTP on", 10, unit="box-probe.service")
 
 
 def test_the_metadata_service_answers_the_droplet_as_digitalocean_does(first: Droplet) -> None:
@@ -227,14 +229,24 @@ def test_the_reserved_ip_turns_active_after_a_delay_and_can_be_switched_off(
     droplet_id = first.facts.droplet_id
     cloud.metadata.assign_reserved_ip(droplet_id, None)
     assert _curl(first, active) == b"false"
-    cloud.metadata.assign_reserved_ip(droplet_id, 1.5)
+    cloud.metadata.assign_reserved_ip(droplet_id, 3)
     assert _curl(first, active) == b"false"
-    wait_for("the reserved IP active", lambda: _curl(first, active) == b"true", 10, 0.2)
+    wait_for("the reserved IP active", lambda: _curl(first, active) == b"true", 15, 0.2)
     assert _curl(first, "/metadata/v1/reserved_ip/ipv4/ip_address").decode() == RESERVED_IP
 
 
 def test_no_other_machine_reaches_the_metadata_service(first: Droplet, visitor: Box) -> None:
     assert connect(visitor, ADDRESS, 80) == "timeout"
+
+
+def test_negative_twin_without_the_guard_the_visitor_would_connect(
+    cloud: Cloud, first: Droplet, visitor: Box
+) -> None:
+    cloud.metadata.guard(False)
+    try:
+        assert connect(visitor, ADDRESS, 80) == "open"
+    finally:
+        cloud.metadata.guard(True)
 
 
 def test_the_droplet_can_make_a_tun_device_and_load_nftables(first: Droplet) -> None:
@@ -401,14 +413,22 @@ def test_the_operator_meets_the_replacements_new_host_key(
 # -- without a volume ----------------------------------------------------------
 
 
-def test_a_droplet_without_its_volume_ends_with_a_failed_line(
-    cloud: Cloud, replacement: Droplet
-) -> None:
+@pytest.fixture(scope="module")
+def bare(cloud: Cloud, replacement: Droplet) -> Droplet:
     cloud.destroy(replacement)
-    bare = cloud.create_droplet(USER_DATA, name=NAME)
+    return cloud.create_droplet(USER_DATA, name=NAME)
+
+
+def test_a_droplet_without_its_volume_ends_with_a_failed_line(bare: Droplet) -> None:
     assert bare.outcome() == f"FAILED: state volume {VOLUME} is not attached"
     assert not bare.machine.path("/dev/disk/by-id").exists()
     assert bare.cloud_init_status()["status"] == "error"
+
+
+def test_a_droplet_powers_off_cleanly(bare: Droplet) -> None:
+    bare.machine.poweroff()  # raises unless nspawn saw the container's systemd power off
+    assert not bare.machine.running()
+    assert "Powering off." in bare.machine.console().rsplit("--- boot", 1)[1]
 
 
 # -- teardown ------------------------------------------------------------------

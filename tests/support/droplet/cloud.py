@@ -19,7 +19,6 @@ by `down()`, at exit, on SIGTERM, or by the next run if this one was killed.
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import shutil
 import subprocess
@@ -48,9 +47,11 @@ from support.lab.processes import (
     reap_orphans,
     teardown,
 )
+from support.lab.requirements import LabUnavailable
+from support.lab.requirements import check_machine as lab_machine
 from support.lab.shell import LabError, run
 
-COMMANDS = ("systemd-nspawn", "nsenter", "unshare", "losetup", "ip", "nft", "ssh", "ssh-keygen")
+COMMANDS = ("systemd-nspawn", "losetup", "ssh", "ssh-keygen")
 OUTPUT = "/var/log/cloud-init-output.log"
 # The boot's last word: bootstrap.sh ends with one of these (a test's user_data too).
 OUTCOME = r"edge ready|FAILED"
@@ -60,8 +61,10 @@ FIRST_DROPLET_ID = 500_000_001
 
 def check_machine() -> Path:
     """The rootfs, if this machine can boot droplet boxes; `DropletUnavailable` otherwise."""
-    if os.geteuid() != 0:
-        raise DropletUnavailable("droplet boxes need root (namespaces, loop devices, nspawn)")
+    try:
+        lab_machine()  # root, network and mount namespaces, the lab's commands
+    except LabUnavailable as exc:
+        raise DropletUnavailable(str(exc)) from exc
     missing = [command for command in COMMANDS if shutil.which(command) is None]
     if missing:
         raise DropletUnavailable(

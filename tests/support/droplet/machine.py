@@ -204,6 +204,17 @@ class Machine:
         except LabError as exc:
             raise LabError(f"{exc}\nconsole:\n{self.console_tail()}") from None
 
+    def wait_for_journal(self, pattern: str, timeout: float, unit: str | None = None) -> str:
+        """The first line of this boot's journal (of `unit`, if given) matching `pattern`."""
+        regex = re.compile(pattern)
+        command = ["journalctl", "-b", "--no-pager", "-o", "cat", *(["-u", unit] if unit else [])]
+
+        def found() -> str | None:
+            lines = self.run(command, check=False).stdout.splitlines()
+            return next((line for line in lines if regex.search(line)), None)
+
+        return wait_for(f"{pattern!r} in {self.name}'s journal", found, timeout, 0.2)
+
     def size(self, inside: str) -> int:
         """Bytes in a file inside (0 if absent): a `since` for `wait_for_line`."""
         try:

@@ -92,13 +92,7 @@ class MetadataService:
     def start(self) -> None:
         self._save()
         self.router.ip("addr", "add", f"{ADDRESS}/32", "dev", "lo")
-        self.router.nft(
-            "table inet metadata {\n"
-            "  chain input { type filter hook input priority filter; policy accept;\n"
-            f'    ip daddr {ADDRESS} iifname != {{ "lo", "{self.link}" }} counter drop\n'
-            "  }\n"
-            "}\n"
-        )
+        self.guard(True)
         self.router.spawn("metadata", [sys.executable, SERVER, ADDRESS, "80", self.state])
         connect = f"import socket; socket.create_connection(('{ADDRESS}', 80), timeout=1)"
         probe = [sys.executable, "-c", connect]
@@ -107,6 +101,20 @@ class MetadataService:
             lambda: self.router.run(probe, check=False).returncode == 0,
             10,
             0.05,
+        )
+
+    def guard(self, on: bool) -> None:
+        """Drop what reaches the address from any link but the droplet's (and the router's
+        own loopback); `False` lifts it, for a test to show what it keeps out."""
+        if not on:
+            self.router.run(["nft", "delete", "table", "inet", "metadata"])
+            return
+        self.router.nft(
+            "table inet metadata {\n"
+            "  chain input { type filter hook input priority filter; policy accept;\n"
+            f'    ip daddr {ADDRESS} iifname != {{ "lo", "{self.link}" }} counter drop\n'
+            "  }\n"
+            "}\n"
         )
 
     def register(self, facts: Facts, reserved_ip: str, active_after: float | None) -> None:
