@@ -25,7 +25,7 @@ export UV_PROJECT_ENVIRONMENT := $(VENV)
 export UV_PYTHON_DOWNLOADS := never
 export CHECKPOINT_DISABLE := 1
 
-.PHONY: synth check test lint format unit deploy diff bench bench-lab test-tools test-binaries clean
+.PHONY: synth check test lint format unit deploy diff bench bench-lab test-tools test-binaries test-rootfs clean
 
 synth: $(VENV)/.synced ## Synthesize $(CONFIG) into $(OUT)/stacks/<name>/cdk.tf.json
 	$(BIN)/homelab-tunnel synth --config "$$CONFIG" --out "$$OUT"
@@ -33,7 +33,7 @@ synth: $(VENV)/.synced ## Synthesize $(CONFIG) into $(OUT)/stacks/<name>/cdk.tf.
 check: $(VENV)/.synced ## Validate $(CONFIG)
 	$(BIN)/homelab-tunnel check --config "$$CONFIG"
 
-test: lint test-tools test-binaries unit ## Lint, then every test
+test: lint test-tools test-binaries test-rootfs unit ## Lint, then every test
 
 # Three workers on two cores: the lab's modules (one lab each) mostly wait on daemons.
 unit: $(VENV)/.synced
@@ -52,16 +52,19 @@ bench: $(VENV)/.synced ## Benchmarks (not tests): synth time vs a floor app; pro
 	$(BIN)/python bench/synth.py
 	$(BIN)/python bench/proxy.py
 
-bench-lab: $(VENV)/.synced test-tools test-binaries ## As root: the lab's paths, direct vs relayed; backups' RPO and restore
+bench-lab: $(VENV)/.synced test-tools test-binaries test-rootfs ## As root: the lab's paths, direct vs relayed; backups' RPO and restore; droplet boots
 	$(BIN)/python bench/lab.py
 	$(BIN)/python bench/backups.py
+	$(BIN)/python bench/droplet.py
 
 # Real components the tests run: Debian's cloud-init (schema checker),
 # shellcheck (also inside actionlint), jq (the workflows' own scripts),
 # openssl (TLS for the fake DigitalOcean API and the lab's Pebble), age (the
 # edge's key backups), and for the lab (tests/lab, as root): iproute2 (namespaces, veths, tc), nftables (the
-# routers), iptables (tailscaled's firewall rules), conntrack and curl; and
-# systemd-container (systemd-nspawn: the edge's units under a real systemd).
+# routers), iptables (tailscaled's firewall rules), conntrack and curl;
+# systemd-container (systemd-nspawn: the edge's units under a real systemd, and
+# the droplet box); mmdebstrap (the droplet box's Debian root filesystem) and
+# openssh-client (ssh into the droplet box).
 # Installed when missing and possible; tests skip, saying why, if not.
 test-tools:
 	@missing=""; \
@@ -76,6 +79,8 @@ test-tools:
 	command -v conntrack >/dev/null || missing="$$missing conntrack"; \
 	command -v curl >/dev/null || missing="$$missing curl"; \
 	command -v systemd-nspawn >/dev/null || missing="$$missing systemd-container"; \
+	command -v mmdebstrap >/dev/null || missing="$$missing mmdebstrap"; \
+	command -v ssh-keygen >/dev/null || missing="$$missing openssh-client"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=""; elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then SUDO="sudo -n"; else SUDO=none; fi; \
 	  if [ "$$SUDO" = none ] || ! command -v apt-get >/dev/null; then \
@@ -92,6 +97,11 @@ test-tools:
 # module proxy and cached outside the clone (~/.cache/homelab-tunnel/go/).
 test-binaries: $(VENV)/.synced
 	$(BIN)/python tools/build_binaries.py
+
+# The droplet box's Debian 13 root filesystem (tools/rootfs.toml), built once by
+# mmdebstrap (as root) and cached outside the clone (~/.cache/homelab-tunnel/rootfs/).
+test-rootfs: $(VENV)/.synced test-tools
+	$(BIN)/python tools/build_rootfs.py
 
 # cdktf CLI, pinned in tools/cdktf/package-lock.json, installed locally.
 $(CDKTF): tools/cdktf/package-lock.json $(VENV)/.synced

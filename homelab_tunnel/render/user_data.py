@@ -53,6 +53,7 @@ MODULES = f"{LIB}/homelab_tunnel"
 LOADER_PATHS = (
     f"{UNITS}/{BOOTSTRAP_UNIT}",
     f"{MODULES}/__init__.py",
+    f"{MODULES}/findings.py",
     f"{MODULES}/edge/__init__.py",
     f"{MODULES}/edge/envfile.py",
     f"{MODULES}/edge/s3.py",

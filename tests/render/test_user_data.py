@@ -292,3 +292,18 @@ def test_egress_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert (done.returncode, done.stdout + done.stderr) == (0, "")
+
+
+def test_the_loader_runs_with_nothing_but_itself(
+    tmp_path: Path, example_config: TunnelConfig
+) -> None:
+    """Before the software is there, the loader's modules must import from the loader alone."""
+    item = next(i for i in _document(example_config)["write_files"] if i["path"] == LOADER)
+    with tarfile.open(fileobj=io.BytesIO(base64.b64decode(item["content"])), mode="r:bz2") as tar:
+        tar.extractall(tmp_path, filter="data")
+    done = subprocess.run(
+        [sys.executable, "-S", "-I", "-c", "import sys; sys.path.insert(0, sys.argv[1]);"
+         "import homelab_tunnel.edge.software", str(tmp_path / "usr/local/lib/homelab-tunnel")],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr

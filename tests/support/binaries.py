@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
 
-from support.config import ROOT
+from support.config import tool
 
-_spec = importlib.util.spec_from_file_location("build_binaries", ROOT / "tools/build_binaries.py")
-assert _spec is not None and _spec.loader is not None
-build_binaries = importlib.util.module_from_spec(_spec)
-sys.modules["build_binaries"] = build_binaries
-_spec.loader.exec_module(build_binaries)
+build_binaries = tool("build_binaries")
 
 
 def binary(name: str, command: str | None = None) -> Path | None:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import copy
+import importlib.util
+import sys
 import tomllib
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import tomli_w
@@ -14,6 +17,17 @@ from homelab_tunnel.config import TunnelConfig, parse_config
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "homelab-tunnel.toml"
 DATA = ROOT / "tests" / "data"
+
+
+def tool(name: str) -> ModuleType:
+    """tools/`name`.py, the script `make test` runs, as a module (loaded once)."""
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / f"{name}.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
 
 
 def example_raw() -> dict[str, Any]:

@@ -13,16 +13,16 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import signal
 import subprocess
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+from support.nspawn import ENV, ContainerFailed, enter, leader, stop
+
 TARGET = "homelab-tunnel-test.target"
 COMMANDS = ("systemd-nspawn", "nsenter", "unshare")
-ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8", "SYSTEMD_PAGER": ""}
 BOOT_TIMEOUT = 20.0
 
 # $1 the mount point, $2 the layer to add, then nspawn's arguments.
@@ -77,9 +77,13 @@ class Container:
         return self.log.read_text(errors="replace")
 
     def run(self, *command: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        enter = ["nsenter", f"--target={self.leader}", "-m", "-u", "-i", "-n", "-p", "--"]
         return subprocess.run(
-            [*enter, *command], capture_output=True, text=True, check=check, env=ENV, timeout=30
+            [*enter(self.leader), *command],
+            capture_output=True,
+            text=True,
+            check=check,
+            env=ENV,
+            timeout=30,
         )
 
     def sh(self, script: str) -> str:
@@ -100,36 +104,6 @@ class Container:
 
     def daemon_reload(self) -> None:
         self.systemctl("daemon-reload")
-
-
-def _leader(nspawn: subprocess.Popen[bytes], log: Path) -> int:
-    """The container's PID 1 as this machine sees it, once it runs systemd."""
-    deadline = time.monotonic() + BOOT_TIMEOUT
-    while time.monotonic() < deadline:
-        if nspawn.poll() is not None:
-            lines = log.read_text(errors="replace").strip().splitlines() or ["(no output)"]
-            raise SystemdUnavailable(f"systemd-nspawn exited {nspawn.returncode}: {lines[-1]}")
-        children = Path(f"/proc/{nspawn.pid}/task/{nspawn.pid}/children")
-        with contextlib.suppress(OSError):
-            for pid in children.read_text().split():
-                if Path(f"/proc/{pid}/comm").read_text().strip() == "systemd":
-                    return int(pid)
-        time.sleep(0.02)
-    raise SystemdUnavailable(f"systemd did not start within {BOOT_TIMEOUT:.0f} s")
-
-
-def _stop(nspawn: subprocess.Popen[bytes], leader: int | None) -> None:
-    """Powers the container off (SIGTERM to nspawn); kills it all if that hangs."""
-    if nspawn.poll() is None:
-        nspawn.terminate()
-    try:
-        nspawn.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        if leader is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(leader, signal.SIGKILL)  # and with it, its whole PID namespace
-        nspawn.kill()
-        nspawn.wait(timeout=10)
 
 
 def _wait_running(container: Container) -> None:
@@ -179,11 +153,14 @@ def booted(layer: Path, work: Path) -> Iterator[Container]:
             stderr=subprocess.STDOUT,
             env=ENV,
         )
-    leader = None
+    pid1 = None
     try:
-        leader = _leader(nspawn, log)
-        container = Container(leader, log)
+        try:
+            pid1 = leader(nspawn, log, BOOT_TIMEOUT)
+        except ContainerFailed as exc:
+            raise SystemdUnavailable(str(exc)) from exc
+        container = Container(pid1, log)
         _wait_running(container)
         yield container
     finally:
-        _stop(nspawn, leader)
+        stop(nspawn, pid1)

@@ -21,19 +21,16 @@ every namespace and process it made.
 
 from __future__ import annotations
 
-import atexit
 import base64
 import contextlib
 import dataclasses
 import secrets
-import signal
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 from homelab_tunnel.config import TunnelConfig
@@ -70,7 +67,13 @@ from support.lab.network import Internet
 from support.lab.nodes import TailscaleNode
 from support.lab.pebble import Pebble
 from support.lab.probes import curl
-from support.lab.processes import RunState, reap_orphans, teardown
+from support.lab.processes import (
+    RunState,
+    down_at_exit,
+    forget_at_exit,
+    reap_orphans,
+    teardown,
+)
 from support.lab.requirements import (
     backup_programs,
     check_machine,
@@ -80,9 +83,6 @@ from support.lab.requirements import (
 from support.lab.shell import LabError, run, wait_for
 from support.lab.shims import write_shims
 from support.lab.store import Store, age_identity, spaces_host
-
-_ACTIVE: dict[str, Lab] = {}
-_HOOKED: list[bool] = []
 
 
 class Lab:
@@ -140,7 +140,7 @@ class Lab:
 
     def up(self) -> Lab:
         reap_orphans()
-        _register(self)
+        down_at_exit(self.state.prefix, self.down)
         started = time.monotonic()
         try:
             self._network()
@@ -360,34 +360,15 @@ class Lab:
 
     def down(self) -> None:
         teardown(self.state.prefix)
-        _ACTIVE.pop(self.state.prefix, None)
+        forget_at_exit(self.state.prefix)
 
     def keep(self) -> None:
         """Leave it running after this process exits (tear down with `down PREFIX`)."""
         self.state.keep()
-        _ACTIVE.pop(self.state.prefix, None)
+        forget_at_exit(self.state.prefix)
 
     def __enter__(self) -> Lab:
         return self.up()
 
     def __exit__(self, *_exc: object) -> None:
         self.down()
-
-
-def _down_all() -> None:
-    for lab in list(_ACTIVE.values()):
-        lab.down()
-
-
-def _on_sigterm(signum: int, frame: FrameType | None) -> None:
-    raise SystemExit(128 + signum)  # unwinds through finally blocks, then atexit
-
-
-def _register(lab: Lab) -> None:
-    if not _HOOKED:
-        _HOOKED.append(True)
-        atexit.register(_down_all)
-        if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
-            with contextlib.suppress(ValueError):  # not the main thread
-                signal.signal(signal.SIGTERM, _on_sigterm)
-    _ACTIVE[lab.state.prefix] = lab

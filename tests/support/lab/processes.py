@@ -4,12 +4,15 @@ Each run owns `<base>/<prefix>/state.json`: its network namespaces, the PIDs
 it started (with their start times, so a reused PID is never killed) and who
 owns the run. Teardown kills by namespace (`ip netns pids`) and by those PIDs,
 never by process name: other sessions on the same machine run their own
-tailscaled and headscale. A run whose owner died without tearing down (kill -9)
-is reaped by the next run; a run kept on purpose (`up --keep`) is not.
+tailscaled and headscale. Loop devices are found by their backing file, which
+lives in the run's directory, and detached. A run whose owner died without
+tearing down (kill -9) is reaped by the next run; a run kept on purpose
+(`up --keep`) is not.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import os
@@ -19,9 +22,10 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
 
 from support.lab.shell import run
 
@@ -157,11 +161,46 @@ def teardown(prefix: str) -> None:
     netns += [name for name in _lab_netns() if name.startswith(f"{prefix}-") and name not in netns]
     recorded = {int(pid): int(started) for pid, started in (state.get("pids") or {}).items()}
     kill_everything(netns, recorded)
+    for device in loop_devices(directory):
+        run(["losetup", "--detach", device], check=False)
     if directory.is_dir():
         for child in directory.iterdir():
             if child.name != "logs":
                 shutil.rmtree(child) if child.is_dir() else child.unlink()
         (directory / "finished").write_text(time.strftime("%Y-%m-%dT%H:%M:%S\n"))
+
+
+def loop_devices(directory: Path) -> list[str]:
+    """Loop devices whose backing file is under `directory` (a droplet box's volumes)."""
+    if shutil.which("losetup") is None:
+        return []
+    done = run(["losetup", "--list", "--json", "--output", "NAME,BACK-FILE"], check=False)
+    if done.returncode != 0 or not done.stdout.strip():
+        return []
+    inside = f"{directory}/"
+    return [
+        device["name"]
+        for device in json.loads(done.stdout).get("loopdevices", [])
+        if (device.get("back-file") or "").startswith(inside)
+    ]
+
+
+def leftovers(prefix: str) -> list[str]:
+    """What run `prefix` left on the machine: namespaces, live recorded processes, loop
+    devices and mounts under its directory. Empty after a clean teardown."""
+    directory = BASE / prefix
+    found = [f"network namespace {name}" for name in _lab_netns() if name.startswith(f"{prefix}-")]
+    try:
+        state = json.loads((directory / "state.json").read_text())
+    except (OSError, ValueError):
+        state = {}
+    for pid, started in (state.get("pids") or {}).items():
+        if start_time(int(pid)) == int(started):
+            found.append(f"process {pid}")
+    found += [f"loop device {device}" for device in loop_devices(directory)]
+    mounts = Path("/proc/self/mountinfo").read_text().splitlines()
+    found += [f"mount {line.split()[4]}" for line in mounts if str(directory) in line]
+    return found
 
 
 def _lab_netns() -> list[str]:
@@ -192,3 +231,32 @@ def reap_orphans() -> list[str]:
     for marker in finished[:-KEEP_FINISHED_LOGS]:
         shutil.rmtree(marker.parent, ignore_errors=True)
     return reaped
+
+
+# Runs this process still has up: taken down at exit, and on SIGTERM.
+_ACTIVE: dict[str, Callable[[], None]] = {}
+_HOOKED: list[bool] = []
+
+
+def down_at_exit(prefix: str, down: Callable[[], None]) -> None:
+    """Run `down` when this process exits or gets SIGTERM, unless `forget_at_exit` first."""
+    if not _HOOKED:
+        _HOOKED.append(True)
+        atexit.register(_down_all)
+        if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+            with contextlib.suppress(ValueError):  # not the main thread
+                signal.signal(signal.SIGTERM, _on_sigterm)
+    _ACTIVE[prefix] = down
+
+
+def forget_at_exit(prefix: str) -> None:
+    _ACTIVE.pop(prefix, None)
+
+
+def _down_all() -> None:
+    for down in list(_ACTIVE.values()):
+        down()
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)  # unwinds through finally blocks, then atexit
