@@ -10,7 +10,7 @@ import ipaddress
 from collections.abc import Iterable
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from homelab_tunnel.config.values import (
     EDGE_USER,
@@ -37,6 +37,8 @@ from homelab_tunnel.config.values import (
 )
 from homelab_tunnel.edge.versions import HEADSCALE_VERSION
 
+# TCP ports the edge listens on at every address (sshd, Caddy): nothing else can bind them.
+EDGE_TCP_PORTS = (22, 80, 443)
 # The CAA identifier of Let's Encrypt, the default CA.
 LETS_ENCRYPT_CAA = "letsencrypt.org"
 
@@ -197,6 +199,33 @@ class ChannelConfig(_Model):
     )
 
 
+class MetricsConfig(_Model):
+    """The edge's Prometheus endpoint, served on its tailnet address to the machines named here.
+
+    Empty `scrapers` (the default): no endpoint at all. Each scraper is a
+    tailnet machine (it joins as the Headscale user of its name) or a tailnet
+    address; the ACL lets exactly these reach the port, and the endpoint
+    refuses anyone else too.
+    """
+
+    scrapers: list[Upstream] = Field(
+        default_factory=list,
+        description="tailnet machines (or addresses) that may scrape the edge's metrics",
+    )
+    port: Port = Field(default=9180, description="TCP port on the edge's tailnet address")
+
+    @field_validator("port")
+    @classmethod
+    def _free_port(cls, port: int) -> int:
+        if port in EDGE_TCP_PORTS:
+            taken = ", ".join(str(taken) for taken in EDGE_TCP_PORTS)
+            raise ValueError(
+                f"{port} is already taken on every address of the edge (sshd and Caddy "
+                f"listen on {taken}); pick another, e.g. 9180"
+            )
+        return port
+
+
 class VolumeConfig(_Model):
     size_gb: int = Field(default=5, ge=1, le=16384)
 
@@ -244,6 +273,7 @@ class TunnelConfig(_Model):
     backend: Backend = LocalBackend()
     backup: BackupConfig = BackupConfig()
     channel: ChannelConfig = ChannelConfig()
+    metrics: MetricsConfig = MetricsConfig()
     sites: list[Site] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -257,7 +287,14 @@ class TunnelConfig(_Model):
         yield from _duplicates("ssh_keys", self.ssh_keys)
         yield from _duplicates("ssh_allowed_cidrs", self.ssh_allowed_cidrs)
         yield from _duplicates("headscale.derp_urls", self.headscale.derp_urls)
+        yield from _duplicates("metrics.scrapers", self.metrics.scrapers)
         yield from self._site_problems()
+        for index, scraper in enumerate(self.metrics.scrapers):
+            if scraper in (self.name, EDGE_USER):
+                yield (
+                    f"metrics.scrapers.{index}: {scraper!r} is the edge itself; name the "
+                    "tailnet machine that runs Prometheus"
+                )
         if self.backup.enabled and self.channel_bucket == self.backup_bucket:
             yield (
                 f"channel.bucket: {self.channel_bucket!r} is the backup bucket too; the edge "

@@ -54,6 +54,7 @@ GOOD: dict[str, str] = {
     "sites.0.domain": "blog.example.com",
     "sites.0.upstream": "homelab",
     "sites.0.scheme": "http",
+    "metrics.scrapers.0": "monitor",
 }
 
 
@@ -66,8 +67,11 @@ MULTILINE: dict[str, str] = {
 def _set(raw: dict[str, Any], path: str, value: Any) -> None:
     *parents, last = path.split(".")
     target: Any = raw
-    for part in parents:
-        target = target[int(part)] if part.isdigit() else target.setdefault(part, {})
+    for part, after in zip(parents, [*parents[1:], last], strict=False):
+        if part.isdigit():
+            target = target[int(part)]
+        else:
+            target = target.setdefault(part, [] if after.isdigit() else {})
     if last.isdigit():
         index = int(last)
         while len(target) <= index:
@@ -249,6 +253,8 @@ UNSAFE: list[tuple[str, str, str]] = [
     ("sites.0.domain", "blog.example.com{", "fully qualified"),
     ("sites.0.upstream", "homelab:8080", "tailnet machine name"),
     ("sites.0.upstream", "{$X}", "tailnet machine name"),
+    ("metrics.scrapers.0", "monitor:9090", "tailnet machine name"),
+    ("metrics.scrapers.0", "$(id)", "tailnet machine name"),
     ("dns.zone", "example.com;", "fully qualified"),
     ("headscale.base_domain", "tail.example.net/", "fully qualified"),
 ]
