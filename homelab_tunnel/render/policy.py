@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from collections import defaultdict
 
@@ -19,20 +20,33 @@ def upstream_destinations(config: TunnelConfig) -> list[str]:
     ]
 
 
+def machine_alias(machine: str) -> str:
+    """A machine in the policy: its Headscale user (it joins as the user of its name) or address."""
+    try:
+        ipaddress.ip_address(machine)
+    except ValueError:
+        return f"{machine}@"
+    return machine
+
+
 def render_policy(config: TunnelConfig) -> str:
-    policy = {
-        "acls": [
-            {
-                "action": "accept",
-                "src": [f"{EDGE_USER}@"],
-                "dst": upstream_destinations(config),
-            }
-        ]
-    }
+    acls = [{"action": "accept", "src": [f"{EDGE_USER}@"], "dst": upstream_destinations(config)}]
     header = (
         f"// Headscale ACL policy for the {config.name} edge, written by homelab-tunnel.\n"
         f"// The edge ({EDGE_USER}@) may open connections to exactly the site upstreams and\n"
         "// ports; nothing else is allowed. Each upstream machine joins as the user\n"
         "// of its own name (homelab-tunnel join-command prints how).\n"
     )
-    return header + json.dumps(policy, indent=2) + "\n"
+    if config.metrics.scrapers:
+        acls.append(
+            {
+                "action": "accept",
+                "src": [machine_alias(scraper) for scraper in config.metrics.scrapers],
+                "dst": [f"{EDGE_USER}@:{config.metrics.port}"],
+            }
+        )
+        header += (
+            "// The machines in metrics.scrapers may reach the edge's Prometheus endpoint,\n"
+            "// that port only.\n"
+        )
+    return header + json.dumps({"acls": acls}, indent=2) + "\n"

@@ -147,6 +147,17 @@ def test_policy_separates_machines_and_addresses() -> None:
     assert dst == ["100.64.0.9:3000", "homelab@:80", "nas@:5000"]
 
 
+def test_policy_opens_the_metrics_port_to_the_scrapers_and_nothing_more() -> None:
+    acls = _policy(metrics={"scrapers": ["monitor", "100.64.0.9"], "port": 9200})["acls"]
+    assert acls[1:] == [
+        {"action": "accept", "src": ["monitor@", "100.64.0.9"], "dst": ["edge@:9200"]}
+    ]
+
+
+def test_negative_twin_no_scrapers_no_rule_to_the_edge() -> None:
+    assert len(_policy(metrics={"port": 9200})["acls"]) == 1
+
+
 def test_header_names_the_configured_version() -> None:
     text = render_headscale_config(config_with(headscale={"version": "0.28.0"}))
     assert text.startswith("# Headscale 0.28.0 on the homelab-edge edge")
