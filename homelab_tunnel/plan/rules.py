@@ -11,9 +11,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from homelab_tunnel.plan.edge_config import describe, edge_config
+from homelab_tunnel.plan.edge_config import describe, edge_config, scrapers_added
 from homelab_tunnel.plan.firewall import has_true, inbound_unknown, opens_ssh, widened_inbound
-from homelab_tunnel.plan.model import Action, Change, Danger
+from homelab_tunnel.plan.model import Action, Change, Danger, join
 from homelab_tunnel.plan.spaces import (
     account_wide,
     acl_opened,
@@ -346,6 +346,12 @@ def _bucket_object(change: Change, values: Values, volume_lost: bool) -> tuple[D
     before = edge_config(values.before.get("content"))
     after = edge_config(values.after.get("content"))
     if change.action is Action.UPDATE and before is not None and after not in (None, before):
+        if added := scrapers_added(before, after):
+            return Danger.EXPOSURE, (
+                f"{join(added)} may now scrape the edge's metrics on its tailnet address (the "
+                "ACL opens the port to them): sites, traffic, versions and paths become readable "
+                f"there; {describe(before, after)}"
+            )
         return Danger.IN_PLACE, describe(before, after)
     if change.action is Action.UPDATE and after is not None:
         return Danger.IN_PLACE, (
