@@ -15,22 +15,33 @@ from homelab_tunnel.edge.collect import Result, Runner
 CONNECT_TIMEOUT = 10
 
 
-def ssh_runner(target: str) -> Runner:
-    """A doctor `Runner` that sends each batch to `target` as one ssh session."""
+def check_target(target: str) -> str:
+    """`target` as ssh takes it, or `ValueError`: never an option, never two words."""
     if not target or target.startswith("-") or any(c.isspace() for c in target):
         raise ValueError(f"{target!r} is not an ssh destination (expected e.g. root@203.0.113.10)")
+    return target
+
+
+def ssh_options() -> list[str]:
+    return ["-o", "BatchMode=yes", "-o", f"ConnectTimeout={CONNECT_TIMEOUT}"]
+
+
+def unreachable(target: str, stderr: str) -> str:
+    """ssh's own last word (exit 255), with where to look."""
+    detail = stderr.strip().splitlines()[-1:] or ["connection failed"]
+    return (
+        f"ssh {target}: {detail[0]} (is your address in ssh_allowed_cidrs? "
+        "otherwise use the DigitalOcean console)"
+    )
+
+
+def ssh_runner(target: str) -> Runner:
+    """A doctor `Runner` that sends each batch to `target` as one ssh session."""
+    check_target(target)
 
     def run(commands: Sequence[Sequence[str]], timeout: float) -> Result:
         script = "; ".join(shlex.join(argv) for argv in commands)
-        argv = [
-            "ssh",
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            f"ConnectTimeout={CONNECT_TIMEOUT}",
-            target,
-            script,
-        ]
+        argv = ["ssh", *ssh_options(), target, script]
         try:
             done = subprocess.run(
                 argv,
@@ -46,13 +57,7 @@ def ssh_runner(target: str) -> Runner:
         except subprocess.TimeoutExpired:
             return Result(124, "", f"ssh {target}: no answer within {timeout + CONNECT_TIMEOUT:g}s")
         if done.returncode == 255:
-            detail = done.stderr.strip().splitlines()[-1:] or ["connection failed"]
-            return Result(
-                255,
-                "",
-                f"ssh {target}: {detail[0]} (is your address in ssh_allowed_cidrs? "
-                "otherwise use the DigitalOcean console)",
-            )
+            return Result(255, "", unreachable(target, done.stderr))
         return Result(done.returncode, done.stdout, done.stderr)
 
     return run
