@@ -64,7 +64,8 @@ bench-lab: $(VENV)/.synced test-tools test-binaries test-rootfs ## As root: the 
 # routers), iptables (tailscaled's firewall rules), conntrack and curl;
 # systemd-container (systemd-nspawn: the edge's units under a real systemd, and
 # the droplet box); mmdebstrap (the droplet box's Debian root filesystem) and
-# openssh-client (ssh into the droplet box).
+# openssh-client (ssh into the droplet box); tmux (the live `status` view, driven
+# and read as a terminal shows it).
 # Installed when missing and possible; tests skip, saying why, if not.
 test-tools:
 	@missing=""; \
@@ -81,6 +82,7 @@ test-tools:
 	command -v systemd-nspawn >/dev/null || missing="$$missing systemd-container"; \
 	command -v mmdebstrap >/dev/null || missing="$$missing mmdebstrap"; \
 	command -v ssh-keygen >/dev/null || missing="$$missing openssh-client"; \
+	command -v tmux >/dev/null || missing="$$missing tmux"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=""; elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then SUDO="sudo -n"; else SUDO=none; fi; \
 	  if [ "$$SUDO" = none ] || ! command -v apt-get >/dev/null; then \

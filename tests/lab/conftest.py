@@ -1,7 +1,8 @@
 """One lab for all scenarios; run in an order that keeps it usable.
 
 Read-only scenarios first, then the ones that disturb the lab and restore it
-(egress, blocked UDP, the refused client), and the droplet's replacement last.
+(egress, blocked UDP, the live view with UDP blocked, the refused client), and
+the droplet's replacement last.
 test_upgrade and test_backups bring up labs of their own (another Headscale
 release, backups on) with `lab_with`. Modules not in ORDER need no lab (they
 skip, or not, for reasons of their own).
@@ -28,6 +29,7 @@ ORDER = (
     "test_direct",
     "test_reserved_ip",
     "test_udp_block",
+    "test_status",
     "test_old_client",
     "test_replacement",
     "test_upgrade",
