@@ -2,8 +2,9 @@
 
 Litestream 0.5 captures each transaction of the database as one level-0 LTX
 file, `<16 hex TXID>-<16 hex TXID>.ltx`, in `.db.sqlite-litestream/ltx/0/`
-beside the database, then uploads it to `<prefix>/db/ltx/0/` in the bucket
-(replica.go, `syncOnce`: one file per TXID, in order). Retention removes
+beside the database, then uploads it to `<prefix>/db/0000/` in the bucket
+(replica.go, `syncOnce`: one file per TXID, in order; the S3 client names the
+level `%04x`, s3/replica_client.go:698). Retention removes
 level-0 files from the bucket and the volume together, and never the newest
 one in the bucket (db.go, `EnforceL0RetentionByTime`). So every local file
 newer than the newest one in the bucket is a change not backed up yet, and
@@ -62,7 +63,7 @@ class BackupWatch:
 
     def __init__(self, list_keys: Lister, prefix: str, folder: Path) -> None:
         self.list_keys = list_keys
-        self.prefix = prefix.rstrip("/") + "/db/ltx/0/"
+        self.prefix = prefix.rstrip("/") + "/db/0000/"
         self.folder = folder
         # The newest transaction seen in the bucket: retention never takes it back.
         self.bucket_txid = 0

@@ -33,7 +33,7 @@ def bucket(s3_server: S3Server) -> tuple[dict[str, str], object]:
 
 
 def _upload(client: object, env: dict[str, str], txid: int) -> None:
-    key = f"{env['BACKUP_PREFIX']}/db/ltx/0/{_ltx(txid)}"
+    key = f"{env['BACKUP_PREFIX']}/db/0000/{_ltx(txid)}"  # as Litestream's S3 client names it
     client.put_object(Bucket=env["BACKUP_BUCKET"], Key=key, Body=b"LTX")  # type: ignore[attr-defined]
 
 
@@ -89,7 +89,7 @@ def test_other_files_in_the_folders_are_ignored(tmp_path: Path) -> None:
     _local(folder, 5, age=3)
     (folder / "5-5.ltx").write_text("not Litestream's name")
     (folder / "0000000000000007-0000000000000007.ltx.tmp").write_text("being written")
-    keys = ["p/db/ltx/0/readme.txt", f"p/db/ltx/0/{_ltx(4)}"]
+    keys = ["p/db/0000/readme.txt", f"p/db/0000/{_ltx(4)}"]
     watch = BackupWatch(lambda prefix: keys, "p", folder)
     lag = watch.look(NOW)
     assert (lag.local_txid, lag.bucket_txid, lag.seconds) == (5, 4, pytest.approx(3))
