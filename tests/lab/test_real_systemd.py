@@ -217,6 +217,8 @@ def test_litestream_is_restarted_after_it_dies(edge: Container, restart: str) ->
         edge.sh(f"touch {MARKER}")
         edge.systemctl("start", LITESTREAM)
         first = edge.show(LITESTREAM, "MainPID")["MainPID"]
+        # Killed only once it ran: a kill before the stub's first line would count nothing.
+        wait_for("Litestream's stub ran", lambda: _record(edge)[:1] == ["started"], 5)
         edge.systemctl("kill", "--signal=KILL", LITESTREAM)
         if restart == "always":
             wait_for("Litestream restarted", lambda: _record(edge).count("started") == 2, 5)
