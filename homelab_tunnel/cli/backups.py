@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from homelab_tunnel.cli.app import app, reports_input_errors
+from homelab_tunnel.cli.app import SshOption, app, reports_input_errors
 from homelab_tunnel.errors import InputError
 from homelab_tunnel.findings import one_line
 from homelab_tunnel.tailnet.on_edge import RESTORE, RESTORE_TIMEOUT, run_on_edge
@@ -21,11 +21,6 @@ backups = typer.Typer(
     help="List the edge's backups, restore a point in time.", no_args_is_help=True
 )
 app.add_typer(backups, name="backups")
-
-SshOption = Annotated[
-    str,
-    typer.Option("--ssh", metavar="root@IP", help="The edge (terraform output -raw reserved_ip)."),
-]
 
 
 def _relay(target: str, argv: tuple[str, ...], timeout: float) -> None:

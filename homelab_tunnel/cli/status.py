@@ -23,7 +23,14 @@ from typing import Annotated, Any
 import typer
 from rich.live import Live
 
-from homelab_tunnel.cli.app import DEFAULT_CONFIG, ConfigOption, app, console, reports_input_errors
+from homelab_tunnel.cli.app import (
+    DEFAULT_CONFIG,
+    ConfigOption,
+    SshOption,
+    app,
+    console,
+    reports_input_errors,
+)
 from homelab_tunnel.cli.status_view import PathWatch, findings_of, render
 from homelab_tunnel.config import TunnelConfig, load_config
 from homelab_tunnel.edge.config_status import config_findings
@@ -122,12 +129,7 @@ def _live(stream: FrameStream, config: TunnelConfig, target: str, interval: floa
 @app.command()
 @reports_input_errors
 def status(
-    ssh: Annotated[
-        str,
-        typer.Option(
-            "--ssh", metavar="root@IP", help="The edge (terraform output -raw reserved_ip)."
-        ),
-    ],
+    ssh: SshOption,
     config: ConfigOption = DEFAULT_CONFIG,
     once: Annotated[bool, typer.Option("--once", help="Print one frame and exit.")] = False,
     as_json: Annotated[
