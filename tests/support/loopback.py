@@ -302,6 +302,33 @@ def running_caddy(
         log.close()
 
 
+@contextlib.contextmanager
+def two_site_edge(
+    workdir: Path, *, admin: str = "off", edit: Callable[[str], str] = lambda caddyfile: caddyfile
+) -> Iterator[tuple[RunningCaddy, dict[str, int]]]:
+    """The example edge's Caddy on loopback with its two sites (blog on homelab, photos on
+    nas) and Headscale, each a stand-in; the Caddy and its upstreams' ports by name."""
+    from support.config import config_with
+
+    with (
+        Upstream("blog") as blog,
+        Upstream("photos") as photos,
+        Upstream("headscale") as headscale,
+        DnsServer({"homelab.tail.example.net", "nas.tail.example.net"}) as dns,
+    ):
+        config = config_with(
+            sites=[
+                {"domain": "blog.example.com", "upstream": "homelab", "port": blog.port},
+                {"domain": "photos.example.com", "upstream": "nas", "port": photos.port},
+            ]
+        )
+        with running_caddy(
+            config, workdir, dns_port=dns.port, headscale_port=headscale.port, admin=admin,
+            edit=edit,
+        ) as caddy:  # fmt: skip
+            yield caddy, {"blog": blog.port, "photos": photos.port}
+
+
 def _wait_until_serving(
     caddy: RunningCaddy, domain: str, process: subprocess.Popen[bytes], workdir: Path
 ) -> None:
