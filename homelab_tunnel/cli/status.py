@@ -154,6 +154,10 @@ def status(
         if not frame["ok"]:
             raise typer.Exit(1)
         return
+    if not console().is_terminal:
+        raise InputError(
+            "status", ["the live view needs a terminal; --once or --json print one frame"]
+        )
     with FrameStream(ssh, interval=interval) as stream, contextlib.suppress(KeyboardInterrupt):
         _live(stream, loaded, ssh, interval)
 

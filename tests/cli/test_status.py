@@ -175,6 +175,15 @@ def test_an_edge_without_the_agent_is_said_in_one_line(ssh: dict[str, str]) -> N
     assert "Traceback" not in done.stdout + done.stderr
 
 
+def test_the_live_view_without_a_terminal_says_so(ssh: dict[str, str]) -> None:
+    done = _run(ssh, "--ssh", "root@203.0.113.10")
+    assert done.returncode == 2
+    assert (
+        done.stderr == "status: the live view needs a terminal; --once or --json print one frame\n"
+    )
+    assert not Path(ssh["FAKE_LOG"]).exists()  # no ssh session was opened
+
+
 @pytest.mark.parametrize("target", ["-oProxyCommand=touch /tmp/x", "root@a b", ""])
 def test_a_destination_that_is_an_option_is_refused(ssh: dict[str, str], target: str) -> None:
     done = _run(ssh, "--ssh", target, "--once")
