@@ -50,7 +50,16 @@ BACKUP_SECRET_KEY = Secret(
     "the backup bucket's scoped Spaces key: its secret",
 )
 
-SECRETS: tuple[Secret, ...] = (WEBHOOK_URL, BACKUP_ACCESS_KEY, BACKUP_SECRET_KEY)
+# The secret half of a Spaces key made only for its randomness (infra/constructs/
+# edge_secret.py): the edge derives its age identity and its MAC keys from it
+# (edge/derive.py). Not a credential the edge ever uses, and never the bucket's.
+EDGE_SECRET = Secret(
+    "edge_secret",
+    SPACES_KEY_MAX_LENGTH,
+    "the edge's own secret: a Spaces key's secret, used for nothing but its randomness",
+)
+
+SECRETS: tuple[Secret, ...] = (WEBHOOK_URL, BACKUP_ACCESS_KEY, BACKUP_SECRET_KEY, EDGE_SECRET)
 
 
 def fill(text: str, values: Mapping[Secret, str]) -> str:

@@ -22,7 +22,11 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 from homelab_tunnel.config import TunnelConfig
-from homelab_tunnel.render.backup import render_backup_env, render_litestream_config
+from homelab_tunnel.render.backup import (
+    render_backup_env,
+    render_edge_secret,
+    render_litestream_config,
+)
 from homelab_tunnel.render.caddyfile import CA_ROOTS_PATH, render_caddyfile
 from homelab_tunnel.render.edge_env import render_edge_env, render_health_env
 from homelab_tunnel.render.headscale import render_headscale_config
@@ -64,7 +68,8 @@ def rendered_files(config: TunnelConfig) -> list[EdgeFile]:
         files.append(EdgeFile(CA_ROOTS_PATH, config.tls.ca_roots))
     if config.backup.enabled:
         files.append(EdgeFile(f"{CONF}/backup.env", render_backup_env(config), 0o600))
-        files.append(EdgeFile(f"{CONF}/litestream.yml", render_litestream_config(config)))
+        files.append(EdgeFile(f"{CONF}/litestream.yml", render_litestream_config(config), 0o600))
+        files.append(EdgeFile(f"{CONF}/edge-secret", render_edge_secret(), 0o600))
     return files
 
 

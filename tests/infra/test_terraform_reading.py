@@ -29,6 +29,7 @@ from homelab_tunnel.payload import user_data_size
 from homelab_tunnel.render.secrets import (
     BACKUP_ACCESS_KEY,
     BACKUP_SECRET_KEY,
+    EDGE_SECRET,
     SPACES_KEY_MAX_LENGTH,
     WEBHOOK_URL,
     WEBHOOK_URL_MAX_LENGTH,
@@ -61,9 +62,12 @@ def _terraform(workdir: Path, *args: str, webhook: str | None = None, stdin: str
 
 # The backup bucket's key pair, as the provider would fill it: the longest the
 # size check allows. Without the provider, variables stand in for the references.
-BACKUP_KEYS = {
-    "access_key": "A" * SPACES_KEY_MAX_LENGTH,
-    "secret_key": "s" * SPACES_KEY_MAX_LENGTH,
+# The edge secret is the secret half of a key of its own. Each is the longest
+# the size check allows; the pair is in backup.env and litestream.yml.
+SPACES_KEYS = {
+    ("backup", "access_key"): (BACKUP_ACCESS_KEY, "A" * SPACES_KEY_MAX_LENGTH, 2),
+    ("backup", "secret_key"): (BACKUP_SECRET_KEY, "s" * SPACES_KEY_MAX_LENGTH, 2),
+    ("edge_secret", "secret_key"): (EDGE_SECRET, "e" * SPACES_KEY_MAX_LENGTH, 1),
 }
 
 
@@ -72,11 +76,11 @@ def workdir(stack: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> 
     directory = tmp_path_factory.mktemp("terraform")
     user_data = stack["resource"]["digitalocean_droplet"]["edge"]["user_data"]
     variables = dict(stack["variable"])
-    for attribute, value in BACKUP_KEYS.items():
-        reference = "${digitalocean_spaces_key.backup." + attribute + "}"
-        assert user_data.count(reference) == 1
-        user_data = user_data.replace(reference, "${var.backup_" + attribute + "}")
-        variables[f"backup_{attribute}"] = {"type": "string", "default": value}
+    for (key, attribute), (_, value, count) in SPACES_KEYS.items():
+        reference = "${digitalocean_spaces_key." + key + "." + attribute + "}"
+        assert user_data.count(reference) == count
+        user_data = user_data.replace(reference, "${var." + key + "_" + attribute + "}")
+        variables[f"{key}_{attribute}"] = {"type": "string", "default": value}
     document = {"variable": variables, "locals": {"user_data": user_data}}
     (directory / "main.tf.json").write_text(json.dumps(document))
     done = _terraform(directory, "init", "-input=false", "-no-color")
@@ -98,11 +102,7 @@ def test_terraform_reads_user_data_exactly_as_rendered(
     webhook = "https://hooks.example.com/services/T000/B000/XXXX"
     expected = fill(
         render_user_data(example_config),
-        {
-            WEBHOOK_URL: webhook,
-            BACKUP_ACCESS_KEY: BACKUP_KEYS["access_key"],
-            BACKUP_SECRET_KEY: BACKUP_KEYS["secret_key"],
-        },
+        {WEBHOOK_URL: webhook} | {secret: value for secret, value, _ in SPACES_KEYS.values()},
     )
     assert _user_data_as_terraform_reads_it(workdir, webhook) == expected
 

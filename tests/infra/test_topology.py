@@ -6,11 +6,17 @@ import json
 from typing import Any
 
 from support.config import resources
+from support.shapes import BY_NAME, Synth
 
 from homelab_tunnel.config import TunnelConfig
 from homelab_tunnel.infra.terraform_literal import terraform_literal
 from homelab_tunnel.payload import user_data as render_user_data
-from homelab_tunnel.render.secrets import BACKUP_ACCESS_KEY, BACKUP_SECRET_KEY, WEBHOOK_URL
+from homelab_tunnel.render.secrets import (
+    BACKUP_ACCESS_KEY,
+    BACKUP_SECRET_KEY,
+    EDGE_SECRET,
+    WEBHOOK_URL,
+)
 
 RESERVED_IP = "${digitalocean_reserved_ip.edge.ip_address}"
 RESERVED_IPV6 = "${digitalocean_reserved_ipv6.edge.ip}"
@@ -37,6 +43,7 @@ def test_resource_addresses_are_pinned(stack: dict[str, Any]) -> None:
         "digitalocean_volume.state",
         "digitalocean_spaces_bucket.backup",
         "digitalocean_spaces_key.backup",
+        "digitalocean_spaces_key.edge_secret",
         "digitalocean_reserved_ip.edge",
         "digitalocean_reserved_ip_assignment.edge",
         "digitalocean_firewall.edge",
@@ -187,16 +194,18 @@ def test_droplet_runs_exactly_the_rendered_user_data(
     stack: dict[str, Any], example_config: TunnelConfig
 ) -> None:
     user_data = resources(stack, "digitalocean_droplet")["edge"]["user_data"]
-    # The only interpolations: the webhook, from a sensitive variable, and the
-    # backup bucket's scoped key pair, both filled at plan time.
+    # The only interpolations: the webhook, from a sensitive variable, the
+    # backup bucket's scoped key pair (in backup.env and litestream.yml) and the
+    # edge secret, all filled at plan time.
     references = {
-        WEBHOOK_URL.placeholder: "${var.health_webhook_url}",
-        BACKUP_ACCESS_KEY.placeholder: "${digitalocean_spaces_key.backup.access_key}",
-        BACKUP_SECRET_KEY.placeholder: "${digitalocean_spaces_key.backup.secret_key}",
+        WEBHOOK_URL.placeholder: ("${var.health_webhook_url}", 1),
+        BACKUP_ACCESS_KEY.placeholder: ("${digitalocean_spaces_key.backup.access_key}", 2),
+        BACKUP_SECRET_KEY.placeholder: ("${digitalocean_spaces_key.backup.secret_key}", 2),
+        EDGE_SECRET.placeholder: ("${digitalocean_spaces_key.edge_secret.secret_key}", 1),
     }
     expected = terraform_literal(render_user_data(example_config))
-    for placeholder, reference in references.items():
-        assert user_data.count(reference) == 1
+    for placeholder, (reference, count) in references.items():
+        assert user_data.count(reference) == count
         expected = expected.replace(placeholder, reference)
     assert user_data == expected
 
@@ -296,7 +305,7 @@ def test_provider_is_pinned_and_tokenless(stack: dict[str, Any]) -> None:
 
 def test_the_edges_spaces_key_reaches_the_backup_bucket_only(full_stack: dict[str, Any]) -> None:
     """Synth-time: one grant, readwrite, on the bucket this stack makes; never the state bucket."""
-    (key,) = resources(full_stack, "digitalocean_spaces_key").values()
+    key = resources(full_stack, "digitalocean_spaces_key")["backup"]
     assert key["grant"] == [
         {"bucket": "${digitalocean_spaces_bucket.backup.name}", "permission": "readwrite"}
     ]
@@ -313,3 +322,27 @@ def test_the_backup_key_reaches_the_edge_only_as_a_terraform_reference(
     user_data = resources(stack, "digitalocean_droplet")["edge"]["user_data"]
     assert "BACKUP_SECRET_ACCESS_KEY=${digitalocean_spaces_key.backup.secret_key}" in user_data
     assert "secret_key" not in json.dumps(resources(stack, "digitalocean_spaces_key"))
+
+
+def test_the_edge_secret_is_a_key_of_its_own_that_can_only_read(stack: dict[str, Any]) -> None:
+    """Not the bucket's key pair: its secret half alone goes to the edge, in a 0600 file."""
+    key = resources(stack, "digitalocean_spaces_key")["edge_secret"]
+    assert key["name"] == "homelab-edge-edge-secret"
+    assert key["grant"] == [
+        {"bucket": "${digitalocean_spaces_bucket.backup.name}", "permission": "read"}
+    ]
+    user_data = resources(stack, "digitalocean_droplet")["edge"]["user_data"]
+    assert "digitalocean_spaces_key.edge_secret.access_key" not in user_data
+    entry = user_data[user_data.index("path: /etc/homelab-tunnel/edge-secret") :]
+    assert entry.split("\n")[1:3] == [
+        '    permissions: "0600"',
+        "    content: |",
+    ]
+    assert entry.split("\n")[3] == "      ${digitalocean_spaces_key.edge_secret.secret_key}"
+
+
+def test_without_backups_there_is_no_edge_secret_yet(synthesized: Synth) -> None:
+    stack = synthesized(BY_NAME["base"])  # backups off
+    assert "digitalocean_spaces_key" not in stack["resource"]
+    user_data = resources(stack, "digitalocean_droplet")["edge"]["user_data"]
+    assert "edge-secret" not in user_data

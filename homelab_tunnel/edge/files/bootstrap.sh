@@ -142,11 +142,11 @@ guard() {
 }
 
 # upload_copy NAME: the pre-upgrade copy off the box too, with backup.env's settings.
+# The bucket's settings come from backup.env through its one parser (edge/envfile.py).
 upload_copy() (
-  while IFS='=' read -r name value; do
-    case "$name" in BACKUP_*) export "$name=$value" ;; esac
-  done <"$CONF/backup.env"
-  export PYTHONPATH="$ROOT/usr/local/lib/homelab-tunnel"
+  export PYTHONPATH="$ROOT/usr/local/lib/homelab-tunnel" HOMELAB_TUNNEL_BACKUP_ENV="$CONF/backup.env"
+  prefix="$(python3 -m homelab_tunnel.edge.envfile export "$CONF/backup.env" BACKUP_PREFIX)" || exit 1
+  eval "$prefix"
   key="$BACKUP_PREFIX/pre-upgrade/$1"
   python3 -m homelab_tunnel.edge.s3 head "$key" >/dev/null 2>&1 ||
     python3 -m homelab_tunnel.edge.s3 put "$key" "$HS/pre-upgrade/$1"
@@ -185,10 +185,26 @@ for _ in $(seq 1 30); do
 done
 [ -e "$device" ] || fail "state volume ${STATE_VOLUME} is not attached ($device missing); refusing to run without persistent state"
 
-if [ -z "$(blkid -o value -s TYPE "$device" || true)" ]; then
-  log "state volume is blank: formatting ext4"
+# Formatted only when proven blank: readable, and no signature in blkid's
+# low-level probe. blkid exits 2 both for "nothing found" and for "cannot
+# open", and 8 when two signatures contradict each other (util-linux
+# misc-utils/blkid.c): an empty answer alone proves nothing.
+read_bytes="$(head -c 65536 "$device" 2>/dev/null | wc -c)" || read_bytes=0
+[ "$read_bytes" = 65536 ] ||
+  fail "cannot read the state volume $device; refusing to format or mount it (dmesg; the volume in the control panel)"
+probed=0
+signature="$(blkid -p -o export "$device" 2>&1)" || probed=$?
+volume_type="$(sed -n 's/^TYPE=//p; s/^PTTYPE=/partition table /p' <<<"$signature" | head -n1)"
+case "$probed:$volume_type" in
+2:)
+  log "state volume is blank (readable, no signature): formatting ext4"
   mkfs.ext4 -q -L edge-state "$device"
-fi
+  ;;
+0:ext4) ;;
+0:*) fail "state volume $device holds ${volume_type:-something blkid cannot name}, not the edge's ext4; refusing to format or mount it" ;;
+8:*) fail "state volume $device carries more than one signature (wipefs -n $device lists them); refusing to format or mount it" ;;
+*) fail "blkid cannot probe the state volume $device (exit $probed: ${signature##*$'\n'}); refusing to format or mount it" ;;
+esac
 # DigitalOcean may have mounted it already (under /mnt/<name with underscores>).
 state="$(findmnt -n -o TARGET --first-only --source "$device" || true)"
 if [ -z "$state" ]; then
@@ -348,7 +364,8 @@ log "6/9 headscale running (version stamped on the volume); edge joined the tail
 # ---------------------------------------------------------------------------
 if [ "$BACKUP_ENABLED" = true ]; then
   started=0
-  for unit in homelab-tunnel-litestream.service homelab-tunnel-backup-keys.path homelab-tunnel-backup-keys.timer; do
+  for unit in homelab-tunnel-litestream.service homelab-tunnel-backup-keys.path \
+    homelab-tunnel-backup-keys.timer homelab-tunnel-seal.timer; do
     enable_unit "$unit"
     if ! systemctl is-active --quiet "$unit"; then
       systemctl start "$unit"
@@ -357,9 +374,10 @@ if [ "$BACKUP_ENABLED" = true ]; then
   done
   # The .path unit only sees changes from now on, and Headscale wrote the key
   # files (or restore-state.sh brought them back) before it started: back them
-  # up now, not when the timer first fires a minute or two later.
+  # up now, not when the timer first fires a minute or two later (the key
+  # backup then seals the database).
   [ "$started" = 0 ] || systemctl start --no-block homelab-tunnel-backup-keys.service
-  log "7/9 backups on: Litestream streams the database, key files go on change and daily"
+  log "7/9 backups on: Litestream streams the database, key files go on change and daily, seals every 30 s"
 else
   log "7/9 backups off (backup.enabled in the config)"
 fi

@@ -17,6 +17,7 @@ from homelab_tunnel.infra.backend import configure_backend
 from homelab_tunnel.infra.constructs.addresses import EdgeAddresses
 from homelab_tunnel.infra.constructs.backup import EdgeBackup
 from homelab_tunnel.infra.constructs.dns import EdgeDns
+from homelab_tunnel.infra.constructs.edge_secret import EdgeSecret
 from homelab_tunnel.infra.constructs.firewall import EdgeFirewall
 from homelab_tunnel.infra.constructs.host import EdgeHost
 from homelab_tunnel.infra.constructs.monitoring import EdgeAlerts
@@ -26,6 +27,7 @@ from homelab_tunnel.infra.terraform_literal import terraform_literal
 from homelab_tunnel.render.secrets import (
     BACKUP_ACCESS_KEY,
     BACKUP_SECRET_KEY,
+    EDGE_SECRET,
     WEBHOOK_URL,
     WEBHOOK_URL_CHARACTERS,
     WEBHOOK_URL_MAX_LENGTH,
@@ -95,6 +97,12 @@ class EdgeStack(TerraformStack):
             if config.backup.enabled
             else None
         )
+        # For now only with backups, granted read on their bucket (a key needs a grant).
+        self.edge_secret = (
+            EdgeSecret(self, "edge_secret", name=config.name, bucket=self.backup.bucket)
+            if self.backup is not None
+            else None
+        )
         self.host = self._host(config, user_data)
         self.addresses.assign_to(self.host.droplet)
         self.firewall = EdgeFirewall(
@@ -134,6 +142,8 @@ class EdgeStack(TerraformStack):
             # Filled at plan time from the scoped key; sensitive, never in the config.
             secrets[BACKUP_ACCESS_KEY] = self.backup.key.access_key
             secrets[BACKUP_SECRET_KEY] = self.backup.key.secret_key
+        if self.edge_secret is not None:
+            secrets[EDGE_SECRET] = self.edge_secret.secret
         literal = terraform_literal(user_data)
         for secret, reference in secrets.items():
             literal = literal.replace(secret.placeholder, reference)
