@@ -54,7 +54,9 @@ SITE_COUNTS = [(1, 0), (FITS, 0), (FITS + 1, 2), (200, 2)]
 
 
 def test_a_useful_number_of_sites_fits() -> None:
-    assert FITS >= 40
+    # Was 40 before the backups' seal, signed manifests and atomic restore (about 9 KiB of
+    # user_data); the in-place config channel takes the sites out of user_data.
+    assert FITS >= 20
 
 
 @pytest.mark.parametrize(("count", "exit_code"), SITE_COUNTS)
@@ -173,7 +175,7 @@ def _bash_normal_form(script: str) -> str:
 def test_bundled_scripts_are_the_same_programs_for_bash() -> None:
     edge_files = ROOT / "homelab_tunnel/edge/files"
     shipped = {Path(f.path).name: f.content for f in fixed_files() if f.path.endswith(".sh")}
-    assert len(shipped) >= 6
+    assert len(shipped) >= 5
     for name, content in shipped.items():
         source = (edge_files / name).read_text()
         assert len(content) < len(source), name

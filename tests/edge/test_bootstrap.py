@@ -30,6 +30,8 @@ from support.units import install_package_units, needs_systemd_analyze, verify
 
 from homelab_tunnel.config import TunnelConfig
 from homelab_tunnel.edge import s3
+from homelab_tunnel.edge.derive import sign
+from homelab_tunnel.edge.seal import digest
 from homelab_tunnel.payload import fixed_files
 from homelab_tunnel.render.user_data import CONF, rendered_files
 
@@ -51,6 +53,8 @@ MUTATING = {
     "litestream": {"restore"},
 }
 LIB = "usr/local/lib/homelab-tunnel"
+# What Terraform fills into /etc/homelab-tunnel/edge-secret.
+EDGE_SECRET = "edge-secret-of-the-bootstrap-sandbox"
 
 
 @dataclass
@@ -113,6 +117,7 @@ def _point_backups_at(root: Path, s3: S3Server) -> dict[str, str]:
     values.update(s3.env(s3.new_bucket(), prefix=values["BACKUP_PREFIX"]))
     path.write_text("".join(f"{key}={value}\n" for key, value in values.items()))
     assert "digitaloceanspaces.com" not in path.read_text()
+    (root / CONF.lstrip("/") / "edge-secret").write_text(f"{EDGE_SECRET}\n")
     return values
 
 
@@ -137,7 +142,7 @@ def make_sandbox(
     if volume:
         device = root / "dev/disk/by-id" / f"scsi-0DO_Volume_{config.volume_name}"
         device.parent.mkdir(parents=True)
-        device.write_text("")
+        device.write_bytes(bytes(65536))  # readable: bootstrap reads its first 64 KiB
     _write_edge_files(root, config)
     backup: dict[str, str] = {}
     if config.backup.enabled:
@@ -529,20 +534,30 @@ def _starts_headscale(call: list[str]) -> bool:
 
 
 def _seed_backup(sandbox: Sandbox, tmp_path: Path) -> Path:
-    """What an earlier edge left in the bucket: the database replica and both key files."""
+    """What an earlier edge with the same secret left in the bucket: the database replica
+    (sealed) and both key files under a signed manifest."""
     replica = shaped_database(sandbox.state / "replica.sqlite", "0.29.2")
     settings = s3.Settings.from_env(sandbox.backup)
     prefix = sandbox.backup["BACKUP_PREFIX"]
-    manifest = tmp_path / "manifest.sha256"
-    manifest.write_text(
-        "".join(f"{hashlib.sha256(d).hexdigest()}  {n}\n" for n, d in KEY_FILES.items())
-    )
-    s3.put(settings, f"{prefix}/keys/manifest.sha256", manifest)
+    lines = []
     for name, data in KEY_FILES.items():
         encrypted = tmp_path / f"{name}.age"
         encrypted.write_bytes(AGE_HEADER + data)
         s3.put(settings, f"{prefix}/keys/{name}.age", encrypted)
+        lines += [f"{_sha256(data)}  {name}\n", f"{_sha256(encrypted.read_bytes())}  {name}.age\n"]
+    manifest = tmp_path / "manifest.sha256"
+    manifest.write_bytes(sign(EDGE_SECRET, "keys", "".join(lines).encode()))
+    s3.put(settings, f"{prefix}/keys/manifest.sha256", manifest)
+    found = digest(replica)
+    seal = tmp_path / "seal"
+    body = f"homelab-tunnel database seal v1\ndigest {found}\ntime 2026-11-29T21:00:00Z\n"
+    seal.write_bytes(sign(EDGE_SECRET, "seal", body.encode()))
+    s3.put(settings, f"{prefix}/seals/20261129T210000Z-{found}", seal)
     return replica
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 def test_a_blank_volume_is_restored_before_headscale_is_touched(
@@ -616,8 +631,8 @@ def test_a_failed_restore_stops_before_headscale_and_is_retried(
     result = sandbox.run("blank-volume")
     assert result.returncode == 1
     assert (
-        "FAILED: restore from the backup bucket: noise_private.key.age is not encrypted "
-        "to this edge's key"
+        "FAILED: restore from the backup bucket: homelab-edge/keys/noise_private.key.age is not "
+        "the one this edge's manifest names"
     ) in result.stderr
     assert sandbox.status().startswith("failed: restore from the backup bucket")
     assert "headscale" not in sandbox.machine()["packages"]

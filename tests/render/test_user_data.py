@@ -83,8 +83,8 @@ def test_cloud_init_schema_rejects_a_broken_document(tmp_path: Path) -> None:
 
 def test_user_data_stays_well_under_the_droplet_limit(example_config: TunnelConfig) -> None:
     # DigitalOcean refuses user_data over 64 KiB; the example (backups on) leaves room
-    # for many sites. How many exactly is tests/test_payload.py's bound (at least 40).
-    assert len(render_user_data(example_config).encode()) < 44 * 1024
+    # for more sites. How many exactly is tests/test_payload.py's bound (at least 20).
+    assert len(render_user_data(example_config).encode()) < 54 * 1024
 
 
 def test_rendered_files_arrive_byte_for_byte(example_config: TunnelConfig) -> None:
