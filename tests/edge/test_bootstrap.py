@@ -10,20 +10,16 @@ before anything unsafe happens. The edge's S3 client talks to moto on
 from __future__ import annotations
 
 import hashlib
-import json
-import os
 import sqlite3
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 import pytest
+from support.bootstrap_sandbox import EDGE_SECRET, Sandbox, make_sandbox
 from support.config import ROOT, config_with
-from support.fake_system import AGE_HEADER, fake_system
+from support.fake_system import AGE_HEADER
 from support.headscale_db import shaped_database
 from support.moto_s3 import S3Server
 from support.units import install_package_units, needs_systemd_analyze, verify
@@ -32,14 +28,8 @@ from homelab_tunnel.config import TunnelConfig
 from homelab_tunnel.edge import s3
 from homelab_tunnel.edge.derive import sign
 from homelab_tunnel.edge.seal import digest
-from homelab_tunnel.payload import fixed_files
-from homelab_tunnel.render.user_data import CONF, rendered_files
+from homelab_tunnel.render.user_data import CONF
 
-FAKED_COMMANDS = (
-    "blkid", "mkfs.ext4", "mount", "mountpoint", "findmnt", "curl", "gpg", "systemctl",
-    "apt-get", "dpkg-query", "dpkg", "headscale", "tailscale", "chown", "caddy", "sleep",
-    "update-ca-certificates", "litestream", "age", "age-keygen",
-)  # fmt: skip
 # Calls that change a machine. A second run must make none of them.
 MUTATING = {
     "mkfs.ext4": None,
@@ -52,111 +42,6 @@ MUTATING = {
     "tailscale": {"up"},
     "litestream": {"restore"},
 }
-LIB = "usr/local/lib/homelab-tunnel"
-# What Terraform fills into /etc/homelab-tunnel/edge-secret.
-EDGE_SECRET = "edge-secret-of-the-bootstrap-sandbox"
-
-
-@dataclass
-class Sandbox:
-    root: Path
-    state: Path
-    env: dict[str, str]
-    backup: dict[str, str]
-
-    def run(self, scenario: str = "") -> subprocess.CompletedProcess[str]:
-        env = {**self.env, "FAKE_SCENARIO": scenario}
-        return subprocess.run(
-            ["bash", str(self.root / LIB / "bootstrap.sh")],  # as shipped
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-
-    def calls(self) -> list[list[str]]:
-        path = self.state / "calls.jsonl"
-        if not path.exists():
-            return []
-        return [json.loads(line) for line in path.read_text().splitlines()]
-
-    def reset_calls(self) -> None:
-        (self.state / "calls.jsonl").unlink(missing_ok=True)
-
-    def status(self) -> str:
-        """What the health agent reads: "ready: ..." or "failed: why"."""
-        return (self.root / "var/lib/homelab-tunnel/bootstrap-status").read_text()
-
-    def machine(self) -> dict[str, object]:
-        return dict(json.loads((self.state / "state.json").read_text()))
-
-    def tree(self) -> dict[str, str]:
-        return {
-            str(path.relative_to(self.root)): hashlib.sha256(path.read_bytes()).hexdigest()
-            for path in sorted(self.root.rglob("*"))
-            if path.is_file()
-        }
-
-
-def _write_edge_files(root: Path, config: TunnelConfig) -> None:
-    """What cloud-init's write_files leaves behind before runcmd starts."""
-    for file in [*rendered_files(config), *fixed_files()]:
-        target = root / file.path.lstrip("/")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(file.content)
-        target.chmod(file.mode)
-
-
-def _point_backups_at(root: Path, s3: S3Server) -> dict[str, str]:
-    """backup.env as Terraform fills it, but for a fresh bucket on the loopback S3."""
-    path = root / CONF.lstrip("/") / "backup.env"
-    values = dict(
-        line.split("=", 1) for line in path.read_text().splitlines() if not line.startswith("#")
-    )
-    values.update(s3.env(s3.new_bucket(), prefix=values["BACKUP_PREFIX"]))
-    path.write_text("".join(f"{key}={value}\n" for key, value in values.items()))
-    assert "digitaloceanspaces.com" not in path.read_text()
-    (root / CONF.lstrip("/") / "edge-secret").write_text(f"{EDGE_SECRET}\n")
-    return values
-
-
-@contextmanager
-def make_sandbox(
-    tmp_path: Path,
-    config: TunnelConfig,
-    *,
-    s3: S3Server | None = None,
-    volume: bool = True,
-) -> Iterator[Sandbox]:
-    root = tmp_path / "root"
-    state = tmp_path / "fake-state"
-    bin_dir = tmp_path / "bin"
-    for directory in (root, state, bin_dir, root / "usr/share/keyrings", root / "etc/caddy"):
-        directory.mkdir(parents=True, exist_ok=True)
-    # bootstrap parses JSON with python3; a version manager's shim on PATH would
-    # cost a fifth of a second per call.
-    (bin_dir / "python3").symlink_to(sys.executable)
-    (root / "etc/os-release").write_text('NAME="Ubuntu"\nVERSION_CODENAME=noble\n')
-    (root / "var/lib/apt/lists/partial").mkdir(parents=True)
-    if volume:
-        device = root / "dev/disk/by-id" / f"scsi-0DO_Volume_{config.volume_name}"
-        device.parent.mkdir(parents=True)
-        device.write_bytes(bytes(65536))  # readable: bootstrap reads its first 64 KiB
-    _write_edge_files(root, config)
-    backup: dict[str, str] = {}
-    if config.backup.enabled:
-        assert s3 is not None, "a config with backups needs the loopback S3"
-        backup = _point_backups_at(root, s3)
-    env = {
-        "PATH": f"{bin_dir}:{os.environ['PATH']}",
-        "HOME": str(tmp_path),
-        "TMPDIR": str(tmp_path),
-        "HOMELAB_TUNNEL_ROOT": str(root),
-        "HOMELAB_TUNNEL_RESERVED_IP_WAIT": "30",
-    }
-    with fake_system(state, root, bin_dir, FAKED_COMMANDS):
-        yield Sandbox(root, state, env, backup)
 
 
 def _mutations(calls: list[list[str]]) -> list[list[str]]:
