@@ -30,6 +30,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -338,7 +339,11 @@ def logs(backup: Backup) -> Path:
 
 
 def detach(backup: Backup, when: str, force: bool) -> int:
-    """Run `--at` as a transient unit and wait for it; its lines, its exit code."""
+    """Run `--at` as a transient unit and follow it: its lines as they come, its outcome.
+
+    Followed through its log and `systemctl is-active`, not `systemd-run --wait`, which
+    needs D-Bus: the private socket systemd-run and systemctl use as root is enough.
+    """
     unit = f"homelab-tunnel-restore-{now().strftime('%Y%m%dT%H%M%SZ')}-{os.urandom(2).hex()}"
     script = backup.root / LIB / "restore-state.sh"
     setenv = [f"--setenv=PYTHONPATH={backup.root / LIB}"]
@@ -349,14 +354,29 @@ def detach(backup: Backup, when: str, force: bool) -> int:
         "(restore-state.sh --status tells how it ended)",
         flush=True,
     )
-    done = subprocess.run(
-        ["systemd-run", f"--unit={unit}", "--collect", "--wait", "--quiet", *setenv, "--",
+    started = subprocess.run(
+        ["systemd-run", f"--unit={unit}", "--collect", "--quiet", *setenv, "--",
          str(script), "--at", when, *(["--force"] if force else []), "--in-unit", unit],
         stdout=subprocess.DEVNULL, check=False,
     )  # fmt: skip
-    log = logs(backup) / f"{unit}.log"
-    print(log.read_text(encoding="utf-8") if log.exists() else "", end="")
-    return 0 if done.returncode == 0 else 1
+    if started.returncode != 0:
+        raise Refused(f"systemd-run could not start {unit}")
+    log, shown, lines = logs(backup) / f"{unit}.log", 0, []
+    while True:
+        running = subprocess.run(["systemctl", "is-active", "--quiet", unit], check=False)
+        lines = log.read_text(encoding="utf-8").splitlines() if log.exists() else []
+        for line in lines[shown:]:
+            print(line, flush=True)
+        shown = len(lines)
+        if running.returncode != 0:
+            break
+        time.sleep(0.5)
+    last = lines[-1] if lines else ""
+    if last.startswith("restore-state: restored "):
+        return 0
+    if not last.startswith("restore-state: FAILED: "):
+        print(f"restore-state: FAILED: {unit} stopped before it finished (journalctl -u {unit})")
+    return 1
 
 
 def status(backup: Backup) -> int:

@@ -43,12 +43,13 @@ from homelab_tunnel.render.user_data import rendered_files
 LIB = "usr/local/lib/homelab-tunnel"
 HS = "var/lib/headscale"
 FAKES = {
-    "systemctl": '#!/bin/sh\necho "systemctl $*" >>"$FAKE_LOG"\n',
+    # Units are never running here: the restore unit ran in the foreground (below).
+    "systemctl": '#!/bin/sh\n[ "$1" = is-active ] && exit 3\necho "systemctl $*" >>"$FAKE_LOG"\n',
     "chown": '#!/bin/sh\necho "chown $*" >>"$FAKE_LOG"\n',
-    # The unit's command in the foreground: what a real systemd-run --wait would run.
+    # The unit's command, in the foreground: done by the time the caller looks.
     "systemd-run": (
         '#!/bin/sh\necho "systemd-run $*" >>"$FAKE_LOG"\n'
-        'while [ "$1" != -- ]; do shift; done\nshift\nexec "$@"\n'
+        'while [ "$1" != -- ]; do shift; done\nshift\n"$@" >/dev/null\nexit 0\n'
     ),
 }
 needs_age = pytest.mark.skipif(
