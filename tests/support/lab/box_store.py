@@ -1,4 +1,5 @@
-"""The lab's S3 store, from inside its box: `python box_store.py setup | list PREFIX | get KEY OUT`.
+"""The lab's S3 store, from inside its box: `python box_store.py setup | list PREFIX | get KEY OUT
+| put KEY FILE`.
 
 Run with this virtualenv's Python (boto3, moto) and PYTHONPATH=tests; settings
 come from the environment: STORE_ENDPOINT, STORE_CA, STORE_REGION,
@@ -61,7 +62,13 @@ def get(key: str, out: str) -> None:
     print(json.dumps({"key": key, "file": out}))
 
 
-COMMANDS = {"setup": setup, "list": listing, "get": get}
+def put(key: str, source: str) -> None:
+    """With the bucket's key pair alone: what a leaked key lets anyone write."""
+    _store().upload_file(source, os.environ["STORE_BUCKET"], key)
+    print(json.dumps({"key": key, "file": source}))
+
+
+COMMANDS = {"setup": setup, "list": listing, "get": get, "put": put}
 
 if __name__ == "__main__":
     COMMANDS[sys.argv[1]](*sys.argv[2:])  # type: ignore[operator]

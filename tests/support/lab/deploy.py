@@ -5,7 +5,8 @@ roots only exist once Pebble runs) and rendered by the project's own code into
 user_data. The edge box receives user_data's write_files entries byte for byte
 and runs its unpack command, so /usr/local/lib/homelab-tunnel holds the real
 bundle. The only substitutions are Terraform's own: the webhook placeholder
-and, with backups on, the bucket's key pair (the lab store's IAM user). Units
+and, with backups on, the bucket's key pair (the lab store's IAM user) and
+the edge secret (a random value of the lab's, as DigitalOcean's would be). Units
 are read from the files deployed (units.py), so the lab runs what systemd would.
 """
 
@@ -22,7 +23,13 @@ import yaml
 
 from homelab_tunnel.config import TunnelConfig, load_config
 from homelab_tunnel.payload import fixed_files, user_data
-from homelab_tunnel.render.secrets import BACKUP_ACCESS_KEY, BACKUP_SECRET_KEY, WEBHOOK_URL, fill
+from homelab_tunnel.render.secrets import (
+    BACKUP_ACCESS_KEY,
+    BACKUP_SECRET_KEY,
+    EDGE_SECRET,
+    WEBHOOK_URL,
+    fill,
+)
 from support.lab.addresses import HOME_ROUTER_WAN, RESERVED_IP
 from support.lab.pebble import DIRECTORY_URL
 
@@ -83,12 +90,16 @@ class DeployedFile:
 
 
 def droplet_user_data(
-    config: TunnelConfig, webhook_url: str, backup_key: tuple[str, str] | None = None
+    config: TunnelConfig,
+    webhook_url: str,
+    backup_key: tuple[str, str] | None = None,
+    edge_secret: str = "",
 ) -> str:
     """user_data as the droplet receives it: rendered, then Terraform's replacements."""
     values = {WEBHOOK_URL: webhook_url}
     if backup_key is not None:
         values |= {BACKUP_ACCESS_KEY: backup_key[0], BACKUP_SECRET_KEY: backup_key[1]}
+        values |= {EDGE_SECRET: edge_secret}
     return fill(user_data(config), values)
 
 

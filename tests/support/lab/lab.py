@@ -118,6 +118,8 @@ class Lab:
             names[spaces_host(BACKUP_REGION)] = STORE.address
         self.hosts = hosts_file(names)
         self.owner_key = self.directory / "owner.key"  # the owner's age identity, off the edge
+        # What DigitalOcean generates for the edge secret's Spaces key: no bucket credential.
+        self.edge_secret = secrets.token_urlsafe(32)
         self.owner_recipient: str | None = None
         self.droplets = 1  # droplets booted so far: the next one gets droplet(n + 1)
         self.shims = self.directory / "shims"
@@ -192,7 +194,7 @@ class Lab:
 
     def _user_data(self) -> str:
         key = (self.store.access_key, self.store.secret_key) if self.store else None
-        return droplet_user_data(self.config, WEBHOOK_URL, key)
+        return droplet_user_data(self.config, WEBHOOK_URL, key, self.edge_secret)
 
     def _edge(self) -> None:
         self.roots.write_text(self.pebble.roots())
@@ -293,6 +295,19 @@ class Lab:
             env={"PATH": path, "COLUMNS": "200", "NO_COLOR": "1", **(env or {})},
             check=check,
             timeout=120,
+        )
+
+    def cli_session(self, *args: str) -> subprocess.Popen[str]:
+        """`homelab-tunnel ARGS` started in a session of its own, to be killed like a dropped
+        connection kills ssh (`os.killpg`)."""
+        path = f"{self.shims}:/usr/local/bin:/usr/bin:/bin"
+        return subprocess.Popen(
+            [self.programs.cli, *args],
+            env={"PATH": path, "COLUMNS": "200", "NO_COLOR": "1"},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
         )
 
     def doctor(self) -> subprocess.CompletedProcess[str]:
