@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -428,6 +429,16 @@ def listing(backup: Backup) -> None:
             print(f"{label}: {modified} {size} {key}")
 
 
+FAILURES = (
+    Refused,
+    BackupError,
+    nofollow.Unsafe,
+    s3.S3Error,
+    OSError,
+    subprocess.CalledProcessError,
+)
+
+
 def run(argv: Sequence[str]) -> int:
     args = list(argv)
     root = root_dir()
@@ -447,16 +458,18 @@ def run(argv: Sequence[str]) -> int:
                     raise Refused(USAGE)
                 return detach(backup, args[1], force)
             unit = rest[rest.index("--in-unit") + 1] if rest[-1] != "--in-unit" else "by hand"
+            # `systemctl stop` half-way: unwind through the rollback, not die in the middle.
+            signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
             with unit_log(backup, unit) as log:
                 report = Report(log)
                 try:
                     at(backup, args[1], force, report, unit)
-                except (Refused, BackupError, nofollow.Unsafe, s3.S3Error, OSError) as exc:
+                except FAILURES as exc:
                     report.say(f"FAILED: {exc}")
                     return 1
         else:
             raise Refused(USAGE)
-    except (Refused, BackupError, nofollow.Unsafe, s3.S3Error, OSError) as exc:
+    except FAILURES as exc:
         print(f"restore-state: FAILED: {exc}", file=sys.stderr)
         return 1
     return 0
