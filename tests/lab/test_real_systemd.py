@@ -227,9 +227,10 @@ def test_the_headscale_user_cannot_read_litestreams_secret(edge: Container) -> N
     # The twin: a process of its own user, as Litestream was before, is open to it.
     own = edge.run("sh", "-c", "setpriv --reuid=headscale --regid=headscale --clear-groups "
                    "env PROBE=visible sleep 30 >/dev/null 2>&1 & echo $!")  # fmt: skip
-    try:
-        seen = _as_headscale(edge, "cat", f"/proc/{own.stdout.strip()}/environ")
-        assert "PROBE=visible" in seen.stdout
+    environ = f"/proc/{own.stdout.strip()}/environ"
+    try:  # once setpriv has become headscale and exec'd
+        wait_for("its own process's environment", lambda: "PROBE=visible" in _as_headscale(
+            edge, "cat", environ).stdout, 5)  # fmt: skip
     finally:
         edge.run("kill", own.stdout.strip(), check=False)
 
@@ -327,8 +328,11 @@ def test_litestream_is_restarted_after_it_dies(edge: Container, restart: str) ->
     try:
         edge.sh(f"touch {MARKER}")
         edge.systemctl("start", LITESTREAM)
+        wait_for("Litestream's stub ran", lambda: _record(edge)[:1] == ["started"], 5)
         first = edge.show(LITESTREAM, "MainPID")["MainPID"]
-        edge.systemctl("kill", "--signal=KILL", LITESTREAM)
+        killed = edge.systemctl("kill", "--signal=KILL", LITESTREAM, check=False)
+        status = edge.systemctl("status", LITESTREAM, check=False).stdout
+        assert killed.returncode == 0, killed.stderr + status
         if restart == "always":
             wait_for("Litestream restarted", lambda: _record(edge).count("started") == 2, 5)
             shown = edge.show(LITESTREAM, "ActiveState", "NRestarts", "MainPID")

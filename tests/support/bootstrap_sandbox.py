@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from homelab_tunnel.config import TunnelConfig
+from homelab_tunnel.edge import envfile
 from homelab_tunnel.payload import fixed_files
 from homelab_tunnel.render.user_data import CONF, rendered_files
 from support.fake_system import fake_system
@@ -88,9 +89,7 @@ def _write_edge_files(root: Path, config: TunnelConfig) -> None:
 def _point_backups_at(root: Path, s3: S3Server) -> dict[str, str]:
     """backup.env as Terraform fills it, but for a fresh bucket on the loopback S3."""
     path = root / CONF.lstrip("/") / "backup.env"
-    values = dict(
-        line.split("=", 1) for line in path.read_text().splitlines() if not line.startswith("#")
-    )
+    values = envfile.read(path)
     values.update(s3.env(s3.new_bucket(), prefix=values["BACKUP_PREFIX"]))
     path.write_text("".join(f"{key}={value}\n" for key, value in values.items()))
     assert "digitaloceanspaces.com" not in path.read_text()

@@ -25,17 +25,11 @@ import sys
 import time
 from pathlib import Path
 
-from homelab_tunnel.edge import s3
+from homelab_tunnel.edge import envfile, s3
 
 CONF = Path("/etc/homelab-tunnel")
 OUT = Path("/run/homelab-tunnel-lab/backups-probe.sqlite")
-ENV = {
-    key: value
-    for key, _, value in (
-        line.partition("=") for line in (CONF / "backup.env").read_text().splitlines()
-    )
-    if key.startswith("BACKUP_")
-}
+ENV = envfile.read(CONF / "backup.env")  # the edge's one parser of it
 SETTINGS = s3.Settings.from_env(ENV)
 
 
