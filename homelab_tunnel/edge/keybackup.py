@@ -77,7 +77,11 @@ def backup_keys(backup: Backup) -> int:
                 done = done_dir / name
                 remembered = done.read_text().split() if done.exists() else []
                 wanted = [_sha256(data), _sha256(recipients.encode())]
-                if remembered[:2] == wanted and _present(backup, f"{prefix}/{name}.age"):
+                if (
+                    remembered[:2] == wanted
+                    and len(remembered) == 3
+                    and _present(backup, f"{prefix}/{name}.age")
+                ):
                     sealed = remembered[2]
                 else:
                     (work / name).write_bytes(data)

@@ -37,7 +37,7 @@ import pytest
 from support.lab.addresses import LAPTOP, RESERVED_IP
 from support.lab.bootstrap import BootstrapRun
 from support.lab.lab import Lab
-from support.lab.shell import wait_for
+from support.lab.shell import LabError, wait_for
 from support.lab.shims import calls
 from support.lab.store import age_decrypt, age_identity
 
@@ -168,6 +168,9 @@ def streamed(backup_lab: Lab, first_boot: FirstBoot) -> Streamed:
     shipped = lab.edge.backups("shipped", _node_count(laptop["id"]), "1")
     sealed = lab.edge.run_unit("homelab-tunnel-seal.service")  # as its timer does every 30 s
     assert sealed.returncode == 0, sealed.stdout + sealed.stderr
+    # Litestream may ship the last of it a moment after the seal read it: a point in
+    # time is restorable once the bucket holds the state the seal names.
+    assert lab.edge.backups("sealed", "60")["sealed"]
     return Streamed(laptop, shipped)
 
 
@@ -209,7 +212,14 @@ def point_in_time(backup_lab: Lab, streamed: Streamed) -> PointInTime:
     ssh = f"root@{RESERVED_IP}"
     cli = lab.cli_session("backups", "restore", "--ssh", ssh, "--at", when, "--force")
     # Half-way: the restore has stopped Headscale. Then the connection drops.
-    wait_for("the restore stopping Headscale", lambda: not edge.healthy(), 60, 0.05)
+    wait_for(
+        "the restore stopping Headscale",
+        lambda: cli.poll() is not None or not edge.healthy(),
+        120,
+        0.05,
+    )
+    if cli.poll() is not None:
+        raise LabError(f"the restore ended before it stopped Headscale: {cli.communicate()}")
     healthy_when_dropped = edge.healthy()
     os.killpg(cli.pid, signal.SIGKILL)
     out, err = cli.communicate(timeout=10)
