@@ -54,7 +54,6 @@ FIXED_FILES: tuple[tuple[str, str, int], ...] = (
     ("reserved-ip-egress.sh", f"{LIB}/reserved-ip-egress.sh", 0o755),
     ("metadata-guard.sh", METADATA_GUARD, 0o755),
     ("restore-state.sh", f"{LIB}/restore-state.sh", 0o755),
-    ("backup-keys.sh", f"{LIB}/backup-keys.sh", 0o755),
     ("homelab-tunnel-bootstrap.service", f"{UNITS}/homelab-tunnel-bootstrap.service", 0o644),
     ("homelab-tunnel-egress.service", f"{UNITS}/homelab-tunnel-egress.service", 0o644),
     ("homelab-tunnel-health.service", f"{UNITS}/homelab-tunnel-health.service", 0o644),
@@ -68,7 +67,16 @@ FIXED_FILES: tuple[tuple[str, str, int], ...] = (
         (f"homelab-tunnel-backup-keys.{kind}", f"{UNITS}/homelab-tunnel-backup-keys.{kind}", 0o644)
         for kind in ("service", "path", "timer")
     ),
+    *(
+        (f"homelab-tunnel-seal.{kind}", f"{UNITS}/homelab-tunnel-seal.{kind}", 0o644)
+        for kind in ("service", "timer")
+    ),
     ("state-volume.conf", f"{UNITS}/headscale.service.d/10-state-volume.conf", 0o644),
+    (
+        "headscale-not-mid-restore.conf",
+        f"{UNITS}/headscale.service.d/30-not-mid-restore.conf",
+        0o644,
+    ),
     ("state-volume.conf", f"{UNITS}/caddy.service.d/10-state-volume.conf", 0o644),
     ("state-volume.conf", f"{UNITS}/tailscaled.service.d/10-state-volume.conf", 0o644),
     (

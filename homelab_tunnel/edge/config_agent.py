@@ -45,8 +45,8 @@ from homelab_tunnel.edge.channel import (
     Signed,
     verify,
 )
-from homelab_tunnel.edge.derive import SECRET_PATH, read_secret
-from homelab_tunnel.edge.envfile import read_env_file
+from homelab_tunnel.edge.derive import read_secret
+from homelab_tunnel.edge.envfile import EnvFileError, read
 
 STATE_DIR = "/var/lib/homelab-tunnel/config"  # on the state volume (bootstrap's bind mount)
 APPLIED = "applied.json"
@@ -442,11 +442,11 @@ def _reserved_ip() -> str:
 
 
 def agent_from_files(root: Path = Path("/")) -> Agent:
-    edge = read_env_file(root / EDGE_ENV.lstrip("/"))
-    settings = read_env_file(root / str(SETTINGS_PATH).lstrip("/"))
+    edge = read(root / EDGE_ENV.lstrip("/"))
+    settings = read(root / str(SETTINGS_PATH).lstrip("/"))
     return Agent(
         channel=Channel.from_env(settings),
-        secret=read_secret(root / str(SECRET_PATH).lstrip("/")),
+        secret=read_secret(root),
         edge_name=edge["EDGE_NAME"],
         root=root,
     )
@@ -471,7 +471,7 @@ def main(argv: Sequence[str], env: Mapping[str, str]) -> int:
     except Refused as exc:
         print(f"config: {exc}", file=sys.stderr)
         return 1
-    except (OSError, KeyError, ValueError, s3.UsageError) as exc:
+    except (OSError, KeyError, ValueError, s3.UsageError, EnvFileError) as exc:
         print(f"config: cannot start: {exc}", file=sys.stderr)
         return 2
     return 0

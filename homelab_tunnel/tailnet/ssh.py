@@ -47,9 +47,9 @@ def ssh_runner(target: str) -> Runner:
             return Result(124, "", f"ssh {target}: no answer within {timeout + CONNECT_TIMEOUT:g}s")
         if done.returncode == 255:
             detail = done.stderr.strip().splitlines()[-1:] or ["connection failed"]
-            return Result(
+            return Result(  # what came before the connection failed is kept
                 255,
-                "",
+                done.stdout,
                 f"ssh {target}: {detail[0]} (is your address in ssh_allowed_cidrs? "
                 "otherwise use the DigitalOcean console)",
             )

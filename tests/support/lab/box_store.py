@@ -56,7 +56,8 @@ def setup() -> None:
 
 
 def put(bucket: str, key: str, source: str, metadata: str) -> None:
-    """An object written as Terraform writes it, with the admin (operator's) key."""
+    """An object written with the key in STORE_ACCESS_KEY: the operator's (Terraform's), or
+    a bucket's own key pair (what anyone holding it could write)."""
     _store().put_object(
         Bucket=bucket, Key=key, Body=Path(source).read_bytes(), Metadata=json.loads(metadata)
     )

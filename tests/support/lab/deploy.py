@@ -30,7 +30,6 @@ from homelab_tunnel.render.secrets import (
     EDGE_SECRET,
     fill,
 )
-from support.channel import EDGE_SECRET as LAB_EDGE_SECRET
 from support.lab.addresses import HOME_ROUTER_WAN, RESERVED_IP
 from support.lab.pebble import DIRECTORY_URL
 
@@ -100,15 +99,18 @@ class DeployedFile:
     mode: int
 
 
-def droplet_user_data(config: TunnelConfig, keys: dict[str, tuple[str, str]]) -> str:
+def droplet_user_data(
+    config: TunnelConfig, keys: dict[str, tuple[str, str]], edge_secret: str
+) -> str:
     """user_data as the droplet receives it: rendered, then Terraform's replacements.
 
-    `keys`: the Spaces keys Terraform made, by purpose (`config`, and `backup`).
+    `keys`: the Spaces keys Terraform made, by purpose (`config`, and `backup`);
+    `edge_secret`: a random value of the lab's, as DigitalOcean's would be.
     """
     values = {
         CHANNEL_ACCESS_KEY: keys["config"][0],
         CHANNEL_SECRET_KEY: keys["config"][1],
-        EDGE_SECRET: LAB_EDGE_SECRET,
+        EDGE_SECRET: edge_secret,
     }
     if "backup" in keys:
         values |= {BACKUP_ACCESS_KEY: keys["backup"][0], BACKUP_SECRET_KEY: keys["backup"][1]}

@@ -30,6 +30,7 @@ from support.lab.units import (
     DPKG_QUERY,
     PACKAGES,
     SYSTEMCTL,
+    SYSTEMD_RUN,
     Systemd,
     packages_file,
 )
@@ -109,7 +110,8 @@ class Edge:
                 self.box.install_program(name, self.tools[name])
         assert self.box.holder is not None
         self.holder_file.write_text(str(self.box.holder.pid))
-        for name, shim in (("systemctl", SYSTEMCTL), ("dpkg-query", DPKG_QUERY)):
+        shims = (("systemctl", SYSTEMCTL), ("systemd-run", SYSTEMD_RUN), ("dpkg-query", DPKG_QUERY))
+        for name, shim in shims:
             self.box.write(f"/usr/local/bin/{name}", shim, 0o755)
         for file in self.files():
             self.box.write(file.path, file.content, file.mode)

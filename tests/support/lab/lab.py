@@ -37,7 +37,7 @@ from homelab_tunnel.config import TunnelConfig
 from homelab_tunnel.edge.versions import HEADSCALE_VERSION
 from homelab_tunnel.payload import edge_config_object, software_object
 from homelab_tunnel.tailnet.join import MINT_KEY
-from support.channel import EDGE_SECRET, config_metadata
+from support.channel import config_metadata
 from support.lab.addresses import (
     ACME,
     ACME_NAME,
@@ -126,6 +126,8 @@ class Lab:
         names[spaces_host(SPACES_REGION)] = STORE.address
         self.hosts = hosts_file(names)
         self.owner_key = self.directory / "owner.key"  # the owner's age identity, off the edge
+        # What DigitalOcean generates for the edge secret's Spaces key: no bucket credential.
+        self.edge_secret = secrets.token_urlsafe(32)
         self.owner_recipient: str | None = None
         self.droplets = 1  # droplets booted so far: the next one gets droplet(n + 1)
         self.shims = self.directory / "shims"
@@ -197,7 +199,7 @@ class Lab:
         )
 
     def _user_data(self) -> str:
-        return droplet_user_data(self.config, self.store.keys)
+        return droplet_user_data(self.config, self.store.keys, self.edge_secret)
 
     def apply(self, document: dict[str, Any] | None = None, *, webhook: str = WEBHOOK_URL) -> str:
         """`terraform apply` of the lab config (or `document`): the software and the config
@@ -205,14 +207,10 @@ class Lab:
         if document is not None:
             self.config = write_lab_config(self.config_path, document)
         software = software_object(self.config)
-        self.store.put(
-            software.key, base64.b64decode(software.base64), {}, self.store.config_bucket
-        )
+        self.store.publish(software.key, base64.b64decode(software.base64), {})
         edge_config = edge_config_object(self.config)
-        metadata = config_metadata(edge_config.body, secret=EDGE_SECRET, webhook=webhook)
-        self.store.put(
-            edge_config.key, edge_config.body.encode(), metadata, self.store.config_bucket
-        )
+        metadata = config_metadata(edge_config.body, secret=self.edge_secret, webhook=webhook)
+        self.store.publish(edge_config.key, edge_config.body.encode(), metadata)
         return edge_config.version
 
     def _edge(self) -> None:
@@ -315,6 +313,19 @@ class Lab:
             env={"PATH": path, "COLUMNS": "200", "NO_COLOR": "1", **(env or {})},
             check=check,
             timeout=120,
+        )
+
+    def cli_session(self, *args: str) -> subprocess.Popen[str]:
+        """`homelab-tunnel ARGS` started in a session of its own, to be killed like a dropped
+        connection kills ssh (`os.killpg`)."""
+        path = f"{self.shims}:/usr/local/bin:/usr/bin:/bin"
+        return subprocess.Popen(
+            [self.programs.cli, *args],
+            env={"PATH": path, "COLUMNS": "200", "NO_COLOR": "1"},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
         )
 
     def doctor(self) -> subprocess.CompletedProcess[str]:
