@@ -13,6 +13,7 @@ skip; nothing else stops `make test`.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -41,8 +42,15 @@ class Program:
 
     @property
     def binaries(self) -> dict[str, Path]:
-        """Command path -> the binary `go install` names after its last path element."""
-        last = self.module.rstrip("/").rsplit("/", 1)[-1]
+        """Command path -> the binary `go install` names after its last path element.
+
+        A module root with a major-version suffix (`.../oauth2-proxy/v7`) is
+        named after the element before it, as `go install` does.
+        """
+        elements = self.module.rstrip("/").split("/")
+        if len(elements) > 1 and re.fullmatch(r"v[0-9]+", elements[-1]):
+            elements.pop()
+        last = elements[-1]
         found = {}
         for command in self.commands:
             stem = last if command == "." else command.rstrip("/").rsplit("/", 1)[-1]
