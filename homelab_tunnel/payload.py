@@ -12,6 +12,7 @@ from importlib.resources import files
 from importlib.resources.abc import Traversable
 
 from homelab_tunnel.config import TunnelConfig
+from homelab_tunnel.crawlers import ai_crawlers
 from homelab_tunnel.errors import InputError
 from homelab_tunnel.render.compact import compact_for
 from homelab_tunnel.render.secrets import WEBHOOK_URL_MAX_LENGTH, longest_size
@@ -77,7 +78,7 @@ def fixed_files() -> tuple[EdgeFile, ...]:
 
 def user_data(config: TunnelConfig) -> str:
     """The droplet's user_data for `config`, with the fixed files bundled."""
-    return render_user_data(config, fixed_files())
+    return render_user_data(config, fixed_files(), ai_crawlers())
 
 
 def user_data_size(config: TunnelConfig) -> int:

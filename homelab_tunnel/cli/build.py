@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -27,6 +28,7 @@ from homelab_tunnel.findings import count_line, note, problems
 from homelab_tunnel.infra.outdir import check_out_dir
 from homelab_tunnel.infra.state import check_state_location, state_file
 from homelab_tunnel.payload import USER_DATA_LIMIT, checked_user_data_size, user_data
+from homelab_tunnel.render.sites import describe_policy, site_document, site_documents
 from homelab_tunnel.render.secrets import WEBHOOK_URL_MAX_LENGTH
 from homelab_tunnel.tailnet.gate import version_gate
 
@@ -35,11 +37,16 @@ def _config_table(config: TunnelConfig) -> Table:
     table = Table(title=escape(f"{config.name} ({config.region}, {config.size})"))
     table.add_column("public name")
     table.add_column("goes to")
+    table.add_column("policy")
     for site in config.sites:
         table.add_row(
-            escape(site.domain), escape(f"{site.scheme}://{config.upstream_host(site)}:{site.port}")
+            escape(site.domain),
+            escape(f"{site.scheme}://{config.upstream_host(site)}:{site.port}"),
+            escape(describe_policy(site_document(config, site))),
         )
-    table.add_row(escape(config.headscale.domain), "Headscale on the edge (127.0.0.1:8080)")
+    table.add_row(
+        escape(config.headscale.domain), "Headscale on the edge (127.0.0.1:8080)", "its own logins"
+    )
     return table
 
 
@@ -108,7 +115,8 @@ def check(
     summary = f"{config} is valid; version gate {gate}: {count_line(findings)}"
     facts = _config_facts(loaded, size)
     if as_json:
-        print_json(findings, summary=summary, ok=ok, extra={"config": str(config), "facts": facts})
+        extra = {"config": str(config), "facts": facts, "sites": site_documents(loaded)}
+        print_json(findings, summary=summary, ok=ok, extra=extra)
     else:
         console().print(_config_table(loaded))
         print_lines(f"{name}: {value}" for name, value in facts.items())
@@ -168,12 +176,13 @@ def render(
     config: ConfigOption = DEFAULT_CONFIG,
 ) -> None:
     """Print one file exactly as the edge gets it (user-data: as cloud-init gets it)."""
+    from homelab_tunnel.crawlers import ai_crawlers
     from homelab_tunnel.render.caddyfile import render_caddyfile
     from homelab_tunnel.render.headscale import render_headscale_config
     from homelab_tunnel.render.policy import render_policy
 
-    renderers = {
-        RenderedFile.caddyfile: render_caddyfile,
+    renderers: dict[RenderedFile, Callable[[TunnelConfig], str]] = {
+        RenderedFile.caddyfile: lambda loaded: render_caddyfile(loaded, ai_crawlers()),
         RenderedFile.headscale: render_headscale_config,
         RenderedFile.policy: render_policy,
         RenderedFile.user_data: user_data,

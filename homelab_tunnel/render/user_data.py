@@ -24,6 +24,7 @@ from pathlib import PurePosixPath
 from homelab_tunnel.config import TunnelConfig
 from homelab_tunnel.render.backup import render_backup_env, render_litestream_config
 from homelab_tunnel.render.caddyfile import CA_ROOTS_PATH, render_caddyfile
+from homelab_tunnel.render.crawlers import AiCrawlers
 from homelab_tunnel.render.edge_env import render_edge_env, render_health_env
 from homelab_tunnel.render.headscale import render_headscale_config
 from homelab_tunnel.render.policy import render_policy
@@ -51,12 +52,13 @@ class EdgeFile:
     mode: int = 0o644
 
 
-def rendered_files(config: TunnelConfig) -> list[EdgeFile]:
-    """Files made from the config: written readable, bootstrap installs them."""
+def rendered_files(config: TunnelConfig, crawlers: AiCrawlers) -> list[EdgeFile]:
+    """Files made from the config (and the AI crawler list the Caddyfile may need):
+    written readable, bootstrap installs them."""
     files = [
         EdgeFile(f"{CONF}/edge.env", render_edge_env(config)),
         EdgeFile(f"{CONF}/health.env", render_health_env(config), 0o600),
-        EdgeFile(f"{CONF}/Caddyfile", render_caddyfile(config)),
+        EdgeFile(f"{CONF}/Caddyfile", render_caddyfile(config, crawlers)),
         EdgeFile(f"{CONF}/headscale.yaml", render_headscale_config(config)),
         EdgeFile(f"{CONF}/policy.hujson", render_policy(config)),
     ]
@@ -68,8 +70,9 @@ def rendered_files(config: TunnelConfig) -> list[EdgeFile]:
     return files
 
 
-def render_user_data(config: TunnelConfig, fixed: Sequence[EdgeFile]) -> str:
-    """The #cloud-config document; `fixed` is the bundle's content (see `payload`)."""
+def render_user_data(config: TunnelConfig, fixed: Sequence[EdgeFile], crawlers: AiCrawlers) -> str:
+    """The #cloud-config document; `fixed` is the bundle's content and `crawlers` the AI
+    crawler list (see `payload`)."""
     lines = [
         "#cloud-config",
         f"# homelab-tunnel edge {config.name}: files first, then bootstrap.sh does the rest.",
@@ -78,7 +81,7 @@ def render_user_data(config: TunnelConfig, fixed: Sequence[EdgeFile]) -> str:
         "preserve_hostname: false",
         "write_files:",
     ]
-    for file in rendered_files(config):
+    for file in rendered_files(config, crawlers):
         lines += _text_entry(file)
     lines += [
         f"  # {', '.join(sorted(PurePosixPath(f.path).name for f in fixed))}",

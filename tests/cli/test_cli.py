@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from homelab_tunnel.cli import app
 from homelab_tunnel.config import TunnelConfig
+from homelab_tunnel.crawlers import ai_crawlers
 
 runner = CliRunner(env={"COLUMNS": "120", "NO_COLOR": "1"})
 
@@ -109,7 +110,7 @@ def test_render_prints_the_file_the_edge_gets(example_config: TunnelConfig) -> N
 
     result = runner.invoke(app, ["render", "caddyfile", "--config", str(EXAMPLE)])
     assert result.exit_code == 0, result.output
-    assert result.stdout == render_caddyfile(example_config)
+    assert result.stdout == render_caddyfile(example_config, ai_crawlers())
 
 
 def test_render_rejects_an_unknown_file() -> None:

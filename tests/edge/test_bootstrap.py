@@ -29,6 +29,7 @@ from support.moto_s3 import S3Server
 from support.units import install_package_units, needs_systemd_analyze, verify
 
 from homelab_tunnel.config import TunnelConfig
+from homelab_tunnel.crawlers import ai_crawlers
 from homelab_tunnel.edge import s3
 from homelab_tunnel.payload import fixed_files
 from homelab_tunnel.render.user_data import CONF, rendered_files
@@ -97,7 +98,7 @@ class Sandbox:
 
 def _write_edge_files(root: Path, config: TunnelConfig) -> None:
     """What cloud-init's write_files leaves behind before runcmd starts."""
-    for file in [*rendered_files(config), *fixed_files()]:
+    for file in [*rendered_files(config, ai_crawlers()), *fixed_files()]:
         target = root / file.path.lstrip("/")
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(file.content)

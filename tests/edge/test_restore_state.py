@@ -27,6 +27,7 @@ from support.config import config_with
 from support.headscale_db import shaped_database
 from support.moto_s3 import S3Server
 
+from homelab_tunnel.crawlers import ai_crawlers
 from homelab_tunnel.edge import s3
 from homelab_tunnel.edge.agekey import identity_from_secret
 from homelab_tunnel.payload import fixed_files
@@ -80,7 +81,7 @@ def make_edge(tmp_path: Path, s3_server: S3Server, bucket: str, owner: str) -> E
     """A root as cloud-init leaves it, backups pointed at `bucket` on the loopback S3."""
     root = tmp_path / "root"
     config = config_with()
-    for file in [*rendered_files(config), *fixed_files()]:
+    for file in [*rendered_files(config, ai_crawlers()), *fixed_files()]:
         target = root / file.path.lstrip("/")
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(file.content)

@@ -25,6 +25,7 @@ from support.loopback import (
 )
 
 from homelab_tunnel.config import TunnelConfig
+from homelab_tunnel.crawlers import ai_crawlers
 from homelab_tunnel.render.caddyfile import CA_ROOTS_PATH, render_caddyfile
 
 CADDY = caddy_binary()
@@ -43,7 +44,7 @@ def _caddy(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 def _adapt(config: TunnelConfig, tmp_path: Path) -> dict[str, Any]:
     path = tmp_path / "Caddyfile"
-    path.write_text(render_caddyfile(config))
+    path.write_text(render_caddyfile(config, ai_crawlers()))
     result = _caddy("adapt", "--config", str(path), "--adapter", "caddyfile", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     return dict(json.loads(result.stdout))
@@ -76,7 +77,7 @@ def _find(node: Any, key: str) -> list[Any]:
 @pytest.mark.parametrize("staging", [False, True])
 def test_caddy_validates_the_generated_caddyfile(tmp_path: Path, staging: bool) -> None:
     path = tmp_path / "Caddyfile"
-    path.write_text(render_caddyfile(config_with(tls={"staging": staging})))
+    path.write_text(render_caddyfile(config_with(tls={"staging": staging}), ai_crawlers()))
     result = _caddy("validate", "--config", str(path), "--adapter", "caddyfile", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "Valid configuration" in result.stdout + result.stderr
@@ -87,7 +88,9 @@ def test_caddy_rejects_a_broken_caddyfile(tmp_path: Path) -> None:
     # The check above can fail: a mangled directive is caught by the same call.
     path = tmp_path / "Caddyfile"
     path.write_text(
-        render_caddyfile(config_with()).replace("reverse_proxy {", "reverse_proxi {", 1)
+        render_caddyfile(config_with(), ai_crawlers()).replace(
+            "reverse_proxy {", "reverse_proxi {", 1
+        )
     )
     result = _caddy("validate", "--config", str(path), "--adapter", "caddyfile", cwd=tmp_path)
     assert result.returncode != 0
@@ -178,7 +181,7 @@ PRIVATE_CA = {
 @needs_caddy
 def test_a_private_acme_ca_is_used_with_its_roots(tmp_path: Path) -> None:
     """The option a private or alternative CA needs (the lab uses it for Pebble)."""
-    text = render_caddyfile(config_with(tls=PRIVATE_CA))
+    text = render_caddyfile(config_with(tls=PRIVATE_CA), ai_crawlers())
     assert f"acme_ca {PRIVATE_CA['acme_ca']}\n" in text
     # Caddy reads the roots from the file user_data writes; point it at a copy.
     roots = tmp_path / "ca-roots.pem"
@@ -199,7 +202,7 @@ def test_a_private_acme_ca_is_used_with_its_roots(tmp_path: Path) -> None:
 def test_rendered_caddyfile_needs_no_caddy_fmt(tmp_path: Path, tls: dict[str, Any]) -> None:
     """Caddy warns at every start when its input is not formatted."""
     path = tmp_path / "Caddyfile"
-    path.write_text(render_caddyfile(config_with(tls=tls)))
+    path.write_text(render_caddyfile(config_with(tls=tls), ai_crawlers()))
     result = _caddy("fmt", str(path), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout == path.read_text()
@@ -208,12 +211,12 @@ def test_rendered_caddyfile_needs_no_caddy_fmt(tmp_path: Path, tls: dict[str, An
 @needs_caddy
 def test_caddy_fmt_check_sees_a_misplaced_line(tmp_path: Path) -> None:
     path = tmp_path / "Caddyfile"
-    path.write_text(render_caddyfile(config_with()).replace("{\n", "\n{\n", 1))
+    path.write_text(render_caddyfile(config_with(), ai_crawlers()).replace("{\n", "\n{\n", 1))
     assert _caddy("fmt", str(path), cwd=tmp_path).stdout != path.read_text()
 
 
 def test_production_ca_by_default() -> None:
-    text = render_caddyfile(config_with())
+    text = render_caddyfile(config_with(), ai_crawlers())
     assert "acme_ca" not in text
     assert "acme-staging" not in text
     assert "local_certs" not in text

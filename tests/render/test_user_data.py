@@ -17,6 +17,7 @@ import yaml
 from support.config import ROOT, config_with
 
 from homelab_tunnel.config import TunnelConfig
+from homelab_tunnel.crawlers import ai_crawlers
 from homelab_tunnel.payload import fixed_files
 from homelab_tunnel.payload import user_data as render_user_data
 from homelab_tunnel.render.compact import compact_shell
@@ -89,7 +90,7 @@ def test_user_data_stays_well_under_the_droplet_limit(example_config: TunnelConf
 
 def test_rendered_files_arrive_byte_for_byte(example_config: TunnelConfig) -> None:
     written = {item["path"]: item for item in _document(example_config)["write_files"]}
-    for file in rendered_files(example_config):
+    for file in rendered_files(example_config, ai_crawlers()):
         assert written[file.path]["content"] == file.content, file.path
         assert written[file.path]["permissions"] == f"{file.mode:04o}"
 
@@ -160,13 +161,17 @@ def test_runcmd_unpacks_then_starts_the_bootstrap_unit(
 def test_webhook_url_is_left_for_terraform(example_config: TunnelConfig) -> None:
     text = render_user_data(example_config)
     assert text.count(WEBHOOK_URL.placeholder) == 1
-    health = next(f for f in rendered_files(example_config) if f.path.endswith("health.env"))
+    health = next(
+        f for f in rendered_files(example_config, ai_crawlers()) if f.path.endswith("health.env")
+    )
     assert health.mode == 0o600
     assert "HEALTH_UPSTREAMS=homelab.tail.example.net\n" in health.content
 
 
 def test_edge_env_carries_what_bootstrap_needs(example_config: TunnelConfig) -> None:
-    edge = next(f for f in rendered_files(example_config) if f.path.endswith("edge.env"))
+    edge = next(
+        f for f in rendered_files(example_config, ai_crawlers()) if f.path.endswith("edge.env")
+    )
     values = dict(line.split("=", 1) for line in edge.content.splitlines() if "=" in line)
     assert values == {
         "EDGE_NAME": "homelab-edge",

@@ -25,6 +25,7 @@ from support.config import EDGY_ACME_EMAIL, EDGY_DERP_URL, edgy_config
 from support.loopback import caddy_binary
 
 from homelab_tunnel.config import TlsConfig, TunnelConfig
+from homelab_tunnel.crawlers import ai_crawlers
 from homelab_tunnel.edge.versions import LITESTREAM_VERSION
 from homelab_tunnel.payload import user_data as render_user_data
 from homelab_tunnel.render.caddyfile import render_caddyfile
@@ -78,7 +79,7 @@ def _emails(adapted: dict[str, Any]) -> list[str]:
 
 @needs_caddy
 def test_caddy_reads_the_acme_email_literally(edgy: TunnelConfig, tmp_path: Path) -> None:
-    emails = _emails(_adapt(render_caddyfile(edgy), tmp_path))
+    emails = _emails(_adapt(render_caddyfile(edgy, ai_crawlers()), tmp_path))
     assert emails
     assert set(emails) == {EDGY_ACME_EMAIL}
 
@@ -87,7 +88,7 @@ def test_caddy_reads_the_acme_email_literally(edgy: TunnelConfig, tmp_path: Path
 def test_caddy_reads_every_site_name_and_upstream_literally(
     edgy: TunnelConfig, tmp_path: Path
 ) -> None:
-    text = json.dumps(_adapt(render_caddyfile(edgy), tmp_path))
+    text = json.dumps(_adapt(render_caddyfile(edgy, ai_crawlers()), tmp_path))
     for site in edgy.sites:
         assert json.dumps([site.domain]) in text
         assert f'"{edgy.upstream_host(site)}' in text
@@ -99,7 +100,9 @@ def test_negative_twin_caddy_expands_a_placeholder_in_an_email(
 ) -> None:
     # What the config's email shape prevents: Caddy puts the edge's environment in.
     spoiled = _unchecked(edgy, tls=TlsConfig.model_construct(email="{$HOME}@example.com"))
-    assert set(_emails(_adapt(render_caddyfile(spoiled), tmp_path))) == {"/home/edge@example.com"}
+    assert set(_emails(_adapt(render_caddyfile(spoiled, ai_crawlers()), tmp_path))) == {
+        "/home/edge@example.com"
+    }
 
 
 # ---------------------------------------------------------------------------
@@ -199,7 +202,7 @@ def test_every_rendered_file_arrives_byte_for_byte(edgy: TunnelConfig) -> None:
     document = yaml.safe_load(render_user_data(edgy))
     assert document["hostname"] == edgy.name
     written = {item["path"]: item["content"] for item in document["write_files"]}
-    for file in rendered_files(edgy):
+    for file in rendered_files(edgy, ai_crawlers()):
         assert written[file.path] == file.content, file.path
 
 
