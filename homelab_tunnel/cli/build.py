@@ -28,8 +28,8 @@ from homelab_tunnel.findings import count_line, note, problems
 from homelab_tunnel.infra.outdir import check_out_dir
 from homelab_tunnel.infra.state import check_state_location, state_file
 from homelab_tunnel.payload import USER_DATA_LIMIT, checked_user_data_size, user_data
-from homelab_tunnel.render.sites import describe_policy, site_document, site_documents
 from homelab_tunnel.render.secrets import WEBHOOK_URL_MAX_LENGTH
+from homelab_tunnel.render.sites import describe_policy, site_document, site_documents
 from homelab_tunnel.tailnet.gate import version_gate
 
 

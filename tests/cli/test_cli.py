@@ -29,6 +29,35 @@ def test_check_shows_what_the_config_describes() -> None:
     assert "is valid" in result.stdout
 
 
+def test_check_prints_each_sites_policy_in_its_table() -> None:
+    wide = CliRunner(env={"COLUMNS": "220", "NO_COLOR": "1"})
+    result = wide.invoke(app, ["check", "--config", str(EXAMPLE.parent / "private-sites.toml")])
+    assert result.exit_code == 0, result.output
+    rows = {
+        line.split("│")[1].strip(): line.split("│")[3].strip()
+        for line in result.stdout.splitlines()
+        if line.startswith("│")
+    }
+    assert rows == {
+        "blog.example.com": "AI crawlers blocked; HSTS",
+        "photos.example.com": "AI crawlers blocked; basic auth (alice)",
+        "wiki.example.com": "forward auth (auth.tail.example.net:9091/api/authz/forward-auth)",
+        "login.example.com": "open to everyone",
+        "nas.example.com": "only 198.51.100.0/24, 2001:db8:1::/48",
+        "headscale.example.com": "its own logins",
+    }
+
+
+def test_check_json_lists_the_sites_without_password_hashes() -> None:
+    path = EXAMPLE.parent / "private-sites.toml"
+    result = runner.invoke(app, ["check", "--config", str(path), "--json"])
+    assert result.exit_code == 0, result.output
+    sites = json.loads(result.stdout)["sites"]
+    assert sites[1]["auth"] == {"kind": "basic", "users": ["alice"]}
+    assert "$2a$" in path.read_text()
+    assert "$2a$" not in result.stdout
+
+
 def test_synth_writes_the_stack_and_summarises_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
