@@ -124,8 +124,10 @@ def _site(config: TunnelConfig, site: Site, runtime: CaddyRuntime) -> str:
     ]
     if site.auth and site.auth.basic:
         directives.append(
-            f"# The user basic_auth let in; a {REMOTE_USER} the visitor sends is replaced.\n"
-            f"header_up {REMOTE_USER} {{http.auth.user.id}}"
+            f"# The user basic_auth let in (a {REMOTE_USER} the visitor sends is replaced);\n"
+            "# the password stops here.\n"
+            f"header_up {REMOTE_USER} {{http.auth.user.id}}\n"
+            "header_up -Authorization"
         )
     if site.scheme == "https":
         directives.append(
