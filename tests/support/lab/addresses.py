@@ -60,6 +60,8 @@ RELAY = Host("192.0.2.66", "192.0.2.65")
 STORE = Host("192.0.2.82", "192.0.2.81")
 # One more machine on the tailnet (a laptop on the internet, its own user).
 LAPTOP = Host("203.0.113.66", "203.0.113.65")
+# A visitor from elsewhere, outside a site's allow_cidrs.
+STRANGER = Host("203.0.113.82", "203.0.113.81")
 
 # Behind the home router's masquerade.
 HOME_LAN = Host("198.51.100.66", "198.51.100.65", prefix=26)

@@ -23,24 +23,40 @@ import yaml
 from homelab_tunnel.config import TunnelConfig, load_config
 from homelab_tunnel.payload import fixed_files, user_data
 from homelab_tunnel.render.secrets import BACKUP_ACCESS_KEY, BACKUP_SECRET_KEY, WEBHOOK_URL, fill
-from support.lab.addresses import HOME_ROUTER_WAN, RESERVED_IP
+from support.lab.addresses import HOME_ROUTER_WAN, RESERVED_IP, VISITOR
+from support.lab.gates import AUTH_NAME, AUTH_PORT, policy_sites
 from support.lab.pebble import DIRECTORY_URL
 
 ZONE = "lab.example"
 SITES = (("blog", 8080), ("photos", 2342))
+# The policy lab's sites: each a kind of policy, on the same homelab app.
+POLICY_SITES = policy_sites(ZONE, VISITOR.address)
 LAB_NAME = "lab-edge"
 BACKUP_REGION = "ams3"
 
 
 def lab_config_document(
-    ca_roots: str, *, headscale_version: str | None = None, backup_recipient: str | None = None
+    ca_roots: str,
+    *,
+    headscale_version: str | None = None,
+    backup_recipient: str | None = None,
+    policy: bool = False,
 ) -> dict[str, Any]:
     """The lab's edge: two sites on one homelab, certificates from Pebble.
 
     `headscale_version`: another release than the pinned one; `backup_recipient`:
-    backups on, to a bucket in BACKUP_REGION, key files encrypted to this owner.
+    backups on, to a bucket in BACKUP_REGION, key files encrypted to this owner;
+    `policy`: the POLICY_SITES too, and the auth server's login site.
     """
     document = _base_document(ca_roots)
+    if policy:
+        document["sites"] += [
+            {"domain": f"{name}.{ZONE}", "upstream": "homelab", "port": port, **keys}
+            for name, port, keys in POLICY_SITES
+        ]
+        document["sites"].append(
+            {"domain": f"{AUTH_NAME}.{ZONE}", "upstream": "homelab", "port": AUTH_PORT}
+        )
     if headscale_version:
         document["headscale"]["version"] = headscale_version
     if backup_recipient:
@@ -121,7 +137,8 @@ def volume_directories() -> dict[str, str]:
 
 def hosts_file(extra: dict[str, str]) -> str:
     """/etc/hosts for every box: the edge's public names at the reserved IP, plus `extra`."""
-    names = [f"{name}.{ZONE}" for name, _ in SITES] + [f"headscale.{ZONE}"]
+    sites = [name for name, _ in SITES] + [name for name, _, _ in POLICY_SITES] + [AUTH_NAME]
+    names = [f"{name}.{ZONE}" for name in sites] + [f"headscale.{ZONE}"]
     lines = ["127.0.0.1 localhost", "::1 localhost", f"{RESERVED_IP} {' '.join(names)}"]
     lines += [f"{address} {name}" for name, address in extra.items()]
     return "\n".join(lines) + "\n"
