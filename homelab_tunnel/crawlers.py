@@ -24,8 +24,6 @@ AI_TAG = "ai-crawler"
 # What a pattern may hold: it lands between backticks in the Caddyfile, so no
 # backtick, brace (Caddy placeholders), quote or control character.
 _SAFE_PATTERN = re.compile(r"[A-Za-z0-9 ._/\\\[\]*+?()|:;,=!-]{1,200}")
-# A letter in either case, `[cC]`.
-_EITHER_CASE = re.compile(r"\[([A-Za-z])([A-Za-z])\]")
 
 
 @cache
@@ -53,30 +51,4 @@ def crawlers_from(entries: list[dict[str, object]], source: str) -> AiCrawlers:
         patterns.append(pattern)
     if not patterns:
         raise ValueError(f"{source}: no entry is tagged {AI_TAG!r}; the list changed shape")
-    agents = dict.fromkeys(agent for agent in map(robots_agent, patterns) if agent)
-    return AiCrawlers(source=source, patterns=tuple(patterns), agents=tuple(agents))
-
-
-def robots_agent(pattern: str) -> str:
-    """The User-agent name robots.txt addresses a pattern's crawler by: its literal start.
-
-    `GPTBot` stays, `PerplexityBot\\/` is `PerplexityBot`, `[cC]laude[bB]ot` is
-    `ClaudeBot` (robots.txt compares names without case), `Spider[\\s\\S]*...` is
-    `Spider`.
-    """
-    literal: list[str] = []
-    index = 0
-    while index < len(pattern):
-        char = pattern[index]
-        if char == "\\" and index + 1 < len(pattern) and not pattern[index + 1].isalnum():
-            literal.append(pattern[index + 1])
-            index += 2
-        elif (case := _EITHER_CASE.match(pattern, index)) and case[1] == case[2].swapcase():
-            literal.append(case[1].upper())
-            index += len(case[0])
-        elif char.isalnum() or char in " .-_/":
-            literal.append(char)
-            index += 1
-        else:
-            break
-    return "".join(literal).strip(" /")
+    return AiCrawlers(source=source, patterns=tuple(patterns))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import tomllib
 from importlib.metadata import version
@@ -9,7 +10,8 @@ from importlib.metadata import version
 import pytest
 from support.config import ROOT
 
-from homelab_tunnel.crawlers import PACKAGE, ai_crawlers, crawlers_from, robots_agent
+from homelab_tunnel.crawlers import DATA, PACKAGE, ai_crawlers, crawlers_from
+from homelab_tunnel.render.crawlers import robots_agent, robots_txt, split_patterns
 
 
 def test_the_list_comes_from_the_version_pyproject_pins() -> None:
@@ -26,7 +28,31 @@ def test_the_list_holds_the_well_known_ai_crawlers_and_no_search_engine() -> Non
     for agent in ("GPTBot/1.0", "ClaudeBot/1.0", "CCBot/2.0", "Bytespider", "PerplexityBot/1.0"):
         assert re.search(joined, agent), agent
     assert not re.search(joined, "Mozilla/5.0 (compatible; Googlebot/2.1)")
-    assert {"GPTBot", "ClaudeBot", "CCBot", "Google-Extended"} <= set(crawlers.agents)
+    agents = {line.removeprefix("User-agent: ") for line in robots_txt(crawlers).splitlines()}
+    assert {"GPTBot", "ClaudeBot", "CCBot", "Google-Extended"} <= agents
+
+
+def _package_entries() -> list[dict[str, object]]:
+    from importlib.resources import files
+
+    package, name = DATA
+    return list(json.loads((files(package) / name).read_text(encoding="utf-8")))
+
+
+def test_plain_strings_and_leftover_regexps_match_exactly_what_the_patterns_do() -> None:
+    """The Caddyfile looks for most patterns as plain substrings (fast); on every sample
+    User-Agent the package ships, crawler or not, that decides as the regexps do."""
+    patterns = ai_crawlers().patterns
+    literals, regexps = split_patterns(patterns)
+    assert len(regexps) < len(patterns) / 10  # nearly all became plain substrings
+    samples = [str(agent) for entry in _package_entries() for agent in entry["instances"]]
+    assert len(samples) > 1000
+    for agent in samples:
+        by_regexp = any(re.search(pattern, agent) for pattern in patterns)
+        by_split = any(text in agent for text in literals) or any(
+            re.search(pattern, agent) for pattern in regexps
+        )
+        assert by_split == by_regexp, agent
 
 
 @pytest.mark.parametrize(

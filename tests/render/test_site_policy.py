@@ -156,14 +156,15 @@ def test_policy_runs_allowlist_then_crawlers_then_the_gate_then_the_proxy(tmp_pa
         ("headers", None),  # HSTS, set on whatever is answered
         ("static_response", "not"),  # outside allow_cidrs: 403
         ("static_response", "path"),  # /robots.txt
-        ("static_response", "header_regexp"),  # AI crawlers: 403
+        ("static_response", "header"),  # AI crawlers (plain names): 403
+        ("static_response", "header_regexp"),  # AI crawlers (the rest): 403
         ("authentication", None),
         ("reverse_proxy", None),
     ]
     outside = handlers[1]
     # remote_ip: the connection's own address, which no header can change.
     assert outside["_match"] == [{"not": [{"remote_ip": {"ranges": ["198.51.100.0/24"]}}]}]
-    assert (outside["status_code"], handlers[3]["status_code"]) == (403, 403)
+    assert [h["status_code"] for h in handlers[1:5]] == [403, 200, 403, 403]
     assert handlers[0]["response"] == {
         "deferred": True,
         "set": {"Strict-Transport-Security": ["max-age=31536000"]},
