@@ -200,6 +200,7 @@ class RunningCaddy:
     https_port: int
     root_ca: Path
     caddyfile: str
+    pid: int = 0  # bench/policy.py reads its CPU time
 
     def tls_context(self) -> ssl.SSLContext:
         return ssl.create_default_context(cafile=str(self.root_ca))
@@ -268,7 +269,7 @@ def running_caddy(
         env=env,
     )
     root_ca = workdir / "caddy-data" / "pki" / "authorities" / "local" / "root.crt"
-    caddy = RunningCaddy(runtime.http_port, runtime.https_port, root_ca, caddyfile)
+    caddy = RunningCaddy(runtime.http_port, runtime.https_port, root_ca, caddyfile, process.pid)
     try:
         _wait_until_serving(caddy, config.sites[0].domain, process, workdir)
         yield caddy
