@@ -193,8 +193,18 @@ def _policy(config: TunnelConfig, site: Site, runtime: CaddyRuntime) -> list[str
             "basic_auth {\n" + _indent(logins) + "\n}"
         )
     if site.auth and site.auth.forward:
+        if site.auth.forward.copy_headers:
+            checks.append(_dropped(site.auth.forward.copy_headers))
         checks.append(_forward_auth(config, site.auth.forward, runtime))
     return checks
+
+
+def _dropped(headers: list[str]) -> str:
+    # forward_auth drops them itself since Caddy 2.11.2 (GHSA-7r4p-vjf4-gxv4); saying so
+    # here keeps that true on an edge whose Caddy is older.
+    return "# What the auth server may say, never the visitor.\n" + "\n".join(
+        f"request_header -{header}" for header in headers
+    )
 
 
 def _forward_auth(config: TunnelConfig, forward: ForwardAuth, runtime: CaddyRuntime) -> str:

@@ -172,6 +172,23 @@ def test_policy_runs_allowlist_then_crawlers_then_the_gate_then_the_proxy(tmp_pa
 
 
 @needs_caddy
+def test_the_headers_forward_auth_copies_are_dropped_before_it_asks(tmp_path: Path) -> None:
+    # Caddy drops them itself since 2.11.2 (GHSA-7r4p-vjf4-gxv4); the edge does not rely on
+    # the Caddy it runs being that new.
+    handlers = _site_handlers(
+        config_with(sites=[_site(auth=FORWARD)]), tmp_path, "blog.example.com"
+    )
+    assert [h["handler"] for h in handlers] == [
+        "headers",
+        "headers",
+        "reverse_proxy",
+        "reverse_proxy",
+    ]
+    assert [h["request"]["delete"] for h in handlers[:2]] == [["Remote-User"], ["Remote-Groups"]]
+    assert handlers[2]["rewrite"] == {"method": "GET", "uri": "/api/authz/forward-auth"}
+
+
+@needs_caddy
 def test_a_site_without_policy_is_proxied_straight(tmp_path: Path) -> None:
     handlers = _site_handlers(config_with(sites=[_site()]), tmp_path, "blog.example.com")
     assert [h["handler"] for h in handlers] == ["reverse_proxy"]
