@@ -21,7 +21,14 @@ from typing import Any
 
 import pytest
 import yaml
-from support.config import EDGY_ACME_EMAIL, EDGY_DERP_URL, edgy_config
+from support.config import (
+    EDGY_ACME_EMAIL,
+    EDGY_AUTH_PATH,
+    EDGY_BASIC_USER,
+    EDGY_DERP_URL,
+    EDGY_HASH,
+    edgy_config,
+)
 from support.loopback import caddy_binary
 
 from homelab_tunnel.config import TlsConfig, TunnelConfig
@@ -95,6 +102,23 @@ def test_caddy_reads_every_site_name_and_upstream_literally(
 
 
 @needs_caddy
+def test_caddy_reads_every_policy_value_literally(edgy: TunnelConfig, tmp_path: Path) -> None:
+    adapted = _adapt(render_caddyfile(edgy, ai_crawlers()), tmp_path)
+    assert _find(adapted, "accounts") == [[{"username": EDGY_BASIC_USER, "password": EDGY_HASH}]]
+    assert {"method": "GET", "uri": EDGY_AUTH_PATH} in _find(adapted, "rewrite")
+    assert {"ranges": ["203.0.113.7/32", "2001:db8::/64"]} in _find(adapted, "remote_ip")
+
+
+def _find(node: Any, key: str) -> list[Any]:
+    if isinstance(node, dict):
+        found = [node[key]] if key in node else []
+        return found + [v for value in node.values() for v in _find(value, key)]
+    if isinstance(node, list):
+        return [v for item in node for v in _find(item, key)]
+    return []
+
+
+@needs_caddy
 def test_negative_twin_caddy_expands_a_placeholder_in_an_email(
     edgy: TunnelConfig, tmp_path: Path
 ) -> None:
@@ -120,7 +144,12 @@ def test_headscale_yaml_reads_every_value_literally(edgy: TunnelConfig) -> None:
 
 def test_policy_names_every_upstream_literally(edgy: TunnelConfig) -> None:
     body = re.sub(r"(?m)^//.*\n", "", render_policy(edgy))
-    assert json.loads(body)["acls"][0]["dst"] == ["100.64.0.7:8080", "n0@:65535", "nas-1@:443"]
+    assert json.loads(body)["acls"][0]["dst"] == [
+        "100.64.0.7:8080",
+        "au-th@:1",
+        "n0@:65535",
+        "nas-1@:443",
+    ]
 
 
 # ---------------------------------------------------------------------------
