@@ -31,6 +31,8 @@ LB_TRY_DURATION = "10s"
 HSTS = "max-age=31536000"
 # The header a basic-auth site's homelab reads the user from.
 REMOTE_USER = "Remote-User"
+# The snippet of what every proxy to the homelab does (reverse_proxy, forward_auth).
+TAILNET_SNIPPET = "tailnet"
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,7 @@ def render_caddyfile(
     blocks = [
         # caddy fmt keeps the header comment on the global block, no blank line between.
         _header(config) + _global_options(config, runtime),
+        _tailnet_snippet(),
         *snippets,
         *(_site(config, site, runtime) for site in config.sites),
         _headscale(config, runtime),
@@ -117,11 +120,7 @@ def _global_options(config: TunnelConfig, runtime: CaddyRuntime) -> str:
 
 def _site(config: TunnelConfig, site: Site, runtime: CaddyRuntime) -> str:
     host = config.upstream_host(site)
-    directives = [
-        *_upstream(host, site.port, runtime, address=site.upstream_is_address),
-        f"# Reloads keep websockets open this long.\nstream_close_delay {STREAM_CLOSE_DELAY}",
-        *_real_address(),
-    ]
+    directives = _upstream(host, site.port, runtime, address=site.upstream_is_address)
     if site.auth and site.auth.basic:
         directives.append(
             f"# The user basic_auth let in (a {REMOTE_USER} the visitor sends is replaced);\n"
@@ -156,23 +155,28 @@ def _upstream(host: str, port: int, runtime: CaddyRuntime, *, address: bool) -> 
             + _indent(f"name {host}\nport {port}\nresolvers {runtime.magicdns}\nrefresh 1m")
             + "\n}"
         )
-    return [
-        found,
-        "# Keep dialing while the tailnet path moves (direct -> relay): Tailscale trusts a\n"
-        "# lost direct path for 6.5 s, and each dial waits 3 s.\n"
-        f"lb_try_duration {LB_TRY_DURATION}",
-    ]
+    return [found, f"import {TAILNET_SNIPPET}"]
 
 
-def _real_address() -> list[str]:
+def _tailnet_snippet() -> str:
     # reverse_proxy sets X-Forwarded-For/-Proto/-Host itself and, with no
     # trusted_proxies, drops what the visitor sent in them (reverseproxy.go,
     # addForwardedHeaders). X-Real-IP and Forwarded it would pass on as sent.
-    return [
-        "# The visitor's address: X-Forwarded-For (Caddy's) and X-Real-IP; no Forwarded.\n"
+    body = (
+        "# Keep dialing while the tailnet path moves (direct -> relay): Tailscale trusts a\n"
+        "# lost direct path for 6.5 s, and each dial waits 3 s.\n"
+        f"lb_try_duration {LB_TRY_DURATION}\n"
+        "# Reloads keep websockets open this long.\n"
+        f"stream_close_delay {STREAM_CLOSE_DELAY}\n"
+        "# The visitor's address: X-Forwarded-For, which Caddy sets (dropping what the visitor\n"
+        "# sent in it), and X-Real-IP; a Forwarded header the visitor sent is removed.\n"
         "header_up X-Real-IP {remote_host}\n"
         "header_up -Forwarded"
-    ]
+    )
+    return (
+        "# What every proxy to the homelab does (each site's reverse_proxy and forward_auth).\n"
+        f"({TAILNET_SNIPPET}) {{\n" + _indent(body) + "\n}\n"
+    )
 
 
 def _policy(config: TunnelConfig, site: Site, runtime: CaddyRuntime) -> list[str]:
@@ -220,7 +224,6 @@ def _forward_auth(config: TunnelConfig, forward: ForwardAuth, runtime: CaddyRunt
             if forward.copy_headers
             else []
         ),
-        *_real_address(),
     ]
     return (
         f"# Forward auth: {host}:{forward.port}{forward.path} answers 2xx to let the\n"
