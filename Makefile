@@ -25,7 +25,7 @@ export UV_PROJECT_ENVIRONMENT := $(VENV)
 export UV_PYTHON_DOWNLOADS := never
 export CHECKPOINT_DISABLE := 1
 
-.PHONY: synth check test lint format unit deploy diff bench bench-lab test-tools test-binaries test-rootfs clean
+.PHONY: synth check test lint format unit deploy diff bench bench-tools bench-lab test-tools test-binaries test-rootfs clean
 
 synth: $(VENV)/.synced ## Synthesize $(CONFIG) into $(OUT)/stacks/<name>/cdk.tf.json
 	$(BIN)/homelab-tunnel synth --config "$$CONFIG" --out "$$OUT"
@@ -36,8 +36,10 @@ check: $(VENV)/.synced ## Validate $(CONFIG)
 test: lint test-tools test-binaries test-rootfs unit ## Lint, then every test
 
 # Three workers on two cores: the lab's modules (one lab each) mostly wait on daemons.
+# Modules run in collection order (tests/lab/conftest.py's ORDER: the scenarios
+# that disturb the shared lab after the ones that read it), not largest first.
 unit: $(VENV)/.synced
-	$(BIN)/python -m pytest -n 3 --dist loadscope
+	$(BIN)/python -m pytest -n 3 --dist loadscope --no-loadscope-reorder
 
 lint: $(VENV)/.synced
 	$(BIN)/ruff check .
@@ -48,14 +50,41 @@ format: $(VENV)/.synced
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-bench: $(VENV)/.synced ## Benchmarks (not tests): synth time vs a floor app; proxy overhead
+bench: $(VENV)/.synced bench-tools ## Benchmarks (not tests): synth time vs a floor app; proxy overhead; policy, Traefik, nginx
 	$(BIN)/python bench/synth.py
 	$(BIN)/python bench/proxy.py
+	$(BIN)/python bench/policy.py
+
+# What bench/policy.py compares the edge with and loads it with: Debian's
+# nginx-light and nghttp2-client (h2load), installed when missing and possible,
+# and Traefik, built from the Go module proxy (tools/binaries.toml).
+bench-tools: $(VENV)/.synced
+	@missing=""; \
+	command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing="$$missing nginx-light"; \
+	command -v h2load >/dev/null || missing="$$missing nghttp2-client"; \
+	$(call install_missing,bench/policy.py skips what needs them)
+	$(BIN)/python tools/build_binaries.py traefik
 
 bench-lab: $(VENV)/.synced test-tools test-binaries test-rootfs ## As root: the lab's paths, direct vs relayed; backups' RPO and restore; droplet boots
 	$(BIN)/python bench/lab.py
 	$(BIN)/python bench/backups.py
 	$(BIN)/python bench/droplet.py
+
+# Installs the Debian packages a recipe put in $$missing, when apt-get may run as
+# root (directly or by sudo -n); otherwise, or when it fails, says $(1).
+define install_missing
+if [ -n "$$missing" ]; then \
+  if [ "$$(id -u)" = 0 ]; then SUDO=""; elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then SUDO="sudo -n"; else SUDO=none; fi; \
+  if [ "$$SUDO" = none ] || ! command -v apt-get >/dev/null; then \
+    echo "note: cannot install$$missing here (needs apt-get as root); $(1)"; \
+  else \
+    echo "installing$$missing from Debian"; \
+    $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing </dev/null >/dev/null \
+      || { $$SUDO apt-get update -q </dev/null >/dev/null && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing </dev/null >/dev/null; } \
+      || echo "note: installing$$missing failed; $(1)"; \
+  fi; \
+fi
+endef
 
 # Real components the tests run: Debian's cloud-init (schema checker),
 # shellcheck (also inside actionlint), jq (the workflows' own scripts),
@@ -81,17 +110,7 @@ test-tools:
 	command -v systemd-nspawn >/dev/null || missing="$$missing systemd-container"; \
 	command -v mmdebstrap >/dev/null || missing="$$missing mmdebstrap"; \
 	command -v ssh-keygen >/dev/null || missing="$$missing openssh-client"; \
-	if [ -n "$$missing" ]; then \
-	  if [ "$$(id -u)" = 0 ]; then SUDO=""; elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then SUDO="sudo -n"; else SUDO=none; fi; \
-	  if [ "$$SUDO" = none ] || ! command -v apt-get >/dev/null; then \
-	    echo "note: cannot install$$missing here (needs apt-get as root); their tests will skip"; \
-	  else \
-	    echo "installing$$missing from Debian"; \
-	    $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing </dev/null >/dev/null \
-	      || { $$SUDO apt-get update -q </dev/null >/dev/null && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing </dev/null >/dev/null; } \
-	      || echo "note: installing$$missing failed; their tests will skip"; \
-	  fi; \
-	fi
+	$(call install_missing,their tests will skip)
 
 # Go-built programs the tests run (tools/binaries.toml): built once from the Go
 # module proxy and cached outside the clone (~/.cache/homelab-tunnel/go/).

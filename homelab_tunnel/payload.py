@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 from dataclasses import dataclass, field
 from functools import cache
 from importlib.resources import files
 from importlib.resources.abc import Traversable
 
 from homelab_tunnel.config import TunnelConfig
+from homelab_tunnel.crawlers import ai_crawlers
 from homelab_tunnel.errors import InputError
 from homelab_tunnel.render.compact import compact_for
-from homelab_tunnel.render.edge_config import config_version, render_edge_config
+from homelab_tunnel.render.edge_config import render_edge_config
 from homelab_tunnel.render.secrets import longest_size
 from homelab_tunnel.render.user_data import (
     BOOTSTRAP,
@@ -146,12 +148,13 @@ class SoftwareObject:
 
 
 def edge_config_object(config: TunnelConfig) -> EdgeConfigObject:
-    body = render_edge_config(config)
+    """The config object for `config`, with the pinned AI crawler list."""
+    body = render_edge_config(config, ai_crawlers())
     return EdgeConfigObject(
         edge_config_key(config),
         body,
         hashlib.sha256(body.encode()).hexdigest(),
-        config_version(config),
+        str(json.loads(body)["version"]),
     )
 
 

@@ -18,20 +18,21 @@ from typing import Any
 from homelab_tunnel.config import TunnelConfig
 from homelab_tunnel.edge.channel import FORMAT
 from homelab_tunnel.render.caddyfile import render_caddyfile
+from homelab_tunnel.render.crawlers import AiCrawlers
 from homelab_tunnel.render.edge_env import render_health_env
 from homelab_tunnel.render.policy import render_policy
 from homelab_tunnel.render.sites import site_documents
 
 
-def edge_config_document(config: TunnelConfig) -> dict[str, Any]:
-    """The document, version included."""
+def edge_config_document(config: TunnelConfig, crawlers: AiCrawlers) -> dict[str, Any]:
+    """The document, version included; `crawlers`: the AI crawler list (crawlers.py)."""
     document: dict[str, Any] = {
         "format": FORMAT,
         "edge": config.name,
         "sites": site_documents(config),
         "machines": config.upstream_machines,
         "files": {
-            "Caddyfile": render_caddyfile(config),
+            "Caddyfile": render_caddyfile(config, crawlers),
             "policy.hujson": render_policy(config),
             "health.env": render_health_env(config),
         },
@@ -40,10 +41,6 @@ def edge_config_document(config: TunnelConfig) -> dict[str, Any]:
     return {"version": hashlib.sha256(canonical).hexdigest()[:12], **document}
 
 
-def render_edge_config(config: TunnelConfig) -> str:
+def render_edge_config(config: TunnelConfig, crawlers: AiCrawlers) -> str:
     """The object's body: indented, so a plan shows a change line by line."""
-    return json.dumps(edge_config_document(config), indent=1) + "\n"
-
-
-def config_version(config: TunnelConfig) -> str:
-    return str(edge_config_document(config)["version"])
+    return json.dumps(edge_config_document(config, crawlers), indent=1) + "\n"

@@ -10,6 +10,7 @@ before anything unsafe happens. The edge's S3 client talks to moto on
 from __future__ import annotations
 
 import hashlib
+import json
 import sqlite3
 import subprocess
 from collections.abc import Callable, Iterator
@@ -28,8 +29,7 @@ from homelab_tunnel.config import TunnelConfig
 from homelab_tunnel.edge import s3
 from homelab_tunnel.edge.derive import sign
 from homelab_tunnel.edge.seal import digest
-from homelab_tunnel.payload import BOOTSTRAP_STEPS
-from homelab_tunnel.render.edge_config import edge_config_document
+from homelab_tunnel.payload import BOOTSTRAP_STEPS, edge_config_object
 from homelab_tunnel.render.user_data import CONF
 
 # Calls that change a machine. A second run must make none of them.
@@ -226,7 +226,7 @@ def test_rendered_configs_are_installed_where_services_read_them(
 ) -> None:
     assert sandbox.run().returncode == 0
     conf = sandbox.root / CONF.lstrip("/")
-    files = edge_config_document(example_config)["files"]
+    files = json.loads(edge_config_object(example_config).body)["files"]
     assert (sandbox.root / "etc/caddy/Caddyfile").read_text() == files["Caddyfile"]
     assert (sandbox.root / "etc/headscale/policy.hujson").read_text() == files["policy.hujson"]
     assert (conf / "health.env").read_text() == files["health.env"]

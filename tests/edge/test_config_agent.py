@@ -26,7 +26,6 @@ from homelab_tunnel.config import TunnelConfig
 from homelab_tunnel.edge.channel import Channel, ChannelError, Signed, verify
 from homelab_tunnel.edge.config_agent import APPLIED, STATE_DIR, STATUS, WEBHOOK_ENV, Agent, Refused
 from homelab_tunnel.payload import edge_config_object
-from homelab_tunnel.render.edge_config import edge_config_document
 
 CADDY = caddy_binary()
 needs_caddy = pytest.mark.skipif(
@@ -139,7 +138,7 @@ def _signed(config: TunnelConfig, *, secret: str = EDGE_SECRET, webhook: str = "
 
 def test_a_version_terraform_wrote_is_believed() -> None:
     config = verify(_signed(config_with(), webhook=WEBHOOK), EDGE_SECRET, "homelab-edge")
-    assert config.version == edge_config_document(config_with())["version"]
+    assert config.version == edge_config_object(config_with()).version
     assert config.webhook == WEBHOOK
 
 
@@ -195,7 +194,7 @@ def test_boot_installs_every_file_and_records_the_version(edge: Edge) -> None:
     version = edge.publish(config_with())
     said = edge.agent().boot()
     assert said.startswith(f"config {version} from the bucket")
-    files = edge_config_document(config_with())["files"]
+    files = json.loads(edge_config_object(config_with()).body)["files"]
     assert edge.file("/etc/caddy/Caddyfile") == files["Caddyfile"]
     assert edge.file("/etc/headscale/policy.hujson") == files["policy.hujson"]
     assert edge.file("/etc/homelab-tunnel/health.env") == files["health.env"]
@@ -214,7 +213,7 @@ def test_boot_with_the_bucket_down_serves_the_last_version_from_the_volume(edge:
     assert said.startswith(f"config {version} kept from the volume")
     assert (
         edge.file("/etc/caddy/Caddyfile")
-        == edge_config_document(config_with())["files"]["Caddyfile"]
+        == json.loads(edge_config_object(config_with()).body)["files"]["Caddyfile"]
     )
 
 

@@ -12,9 +12,8 @@ from support.shapes import BY_NAME, Synth
 
 from homelab_tunnel.config import TunnelConfig
 from homelab_tunnel.infra.terraform_literal import terraform_literal
-from homelab_tunnel.payload import software
+from homelab_tunnel.payload import edge_config_object, software
 from homelab_tunnel.payload import user_data as render_user_data
-from homelab_tunnel.render.edge_config import render_edge_config
 from homelab_tunnel.render.secrets import (
     BACKUP_ACCESS_KEY,
     BACKUP_SECRET_KEY,
@@ -197,7 +196,7 @@ def test_the_config_object_carries_the_rendered_config_and_its_mac(
     stack: dict[str, Any], example_config: TunnelConfig
 ) -> None:
     config = resources(stack, "digitalocean_spaces_bucket_object")["config"]
-    assert config["content"] == terraform_literal(render_edge_config(example_config))
+    assert config["content"] == terraform_literal(edge_config_object(example_config).body)
     assert config["key"] == "homelab-edge/edge-config.json"
     assert config["bucket"] == "${digitalocean_spaces_bucket.config.name}"
     assert config["acl"] == "private"

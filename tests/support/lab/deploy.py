@@ -30,11 +30,14 @@ from homelab_tunnel.render.secrets import (
     EDGE_SECRET,
     fill,
 )
-from support.lab.addresses import HOME_ROUTER_WAN, RESERVED_IP
+from support.lab.addresses import HOME_ROUTER_WAN, RESERVED_IP, VISITOR
+from support.lab.gates import AUTH_NAME, AUTH_PORT, policy_sites
 from support.lab.pebble import DIRECTORY_URL
 
 ZONE = "lab.example"
 SITES = (("blog", 8080), ("photos", 2342))
+# The policy lab's sites: each a kind of policy, on the same homelab app.
+POLICY_SITES = policy_sites(ZONE, VISITOR.address)
 LAB_NAME = "lab-edge"
 # The lab store answers as this Spaces region: the config bucket and the backups.
 SPACES_REGION = "ams3"
@@ -47,16 +50,26 @@ def lab_config_document(
     headscale_version: str | None = None,
     backup_recipient: str | None = None,
     sites: list[dict[str, Any]] | None = None,
+    policy: bool = False,
 ) -> dict[str, Any]:
     """The lab's edge: two sites on one homelab, certificates from Pebble.
 
     `headscale_version`: another release than the pinned one; `backup_recipient`:
     backups on, to a bucket in SPACES_REGION, key files encrypted to this owner;
-    `sites`: other sites than the two.
+    `sites`: other sites than the two; `policy`: the POLICY_SITES too, and the auth
+    server's login site.
     """
     document = _base_document(ca_roots)
     if sites is not None:
         document["sites"] = sites
+    if policy:
+        document["sites"] += [
+            {"domain": f"{name}.{ZONE}", "upstream": "homelab", "port": port, **keys}
+            for name, port, keys in POLICY_SITES
+        ]
+        document["sites"].append(
+            {"domain": f"{AUTH_NAME}.{ZONE}", "upstream": "homelab", "port": AUTH_PORT}
+        )
     if headscale_version:
         document["headscale"]["version"] = headscale_version
     if backup_recipient:
@@ -147,7 +160,8 @@ def volume_directories() -> dict[str, str]:
 
 def hosts_file(extra: dict[str, str]) -> str:
     """/etc/hosts for every box: the edge's public names at the reserved IP, plus `extra`."""
-    names = [f"{name}.{ZONE}" for name, _ in SITES] + [f"headscale.{ZONE}"]
+    sites = [name for name, _ in SITES] + [name for name, _, _ in POLICY_SITES] + [AUTH_NAME]
+    names = [f"{name}.{ZONE}" for name in sites] + [f"headscale.{ZONE}"]
     lines = ["127.0.0.1 localhost", "::1 localhost", f"{RESERVED_IP} {' '.join(names)}"]
     lines += [f"{address} {name}" for name, address in extra.items()]
     return "\n".join(lines) + "\n"

@@ -54,14 +54,17 @@ from support.lab.bootstrap import BootstrapRun
 from support.lab.boxes import Box
 from support.lab.deploy import (
     LAB_NAME,
+    POLICY_SITES,
     SITES,
     SPACES_REGION,
+    ZONE,
     droplet_user_data,
     hosts_file,
     lab_config_document,
     write_lab_config,
 )
 from support.lab.edge import HOLDER_FILE, WEBHOOK_URL, Edge
+from support.lab.gates import AuthServer
 from support.lab.home import Home
 from support.lab.network import Internet
 from support.lab.nodes import TailscaleNode
@@ -75,6 +78,7 @@ from support.lab.processes import (
     teardown,
 )
 from support.lab.requirements import (
+    auth_server_program,
     backup_programs,
     check_machine,
     find_programs,
@@ -95,9 +99,11 @@ class Lab:
         headscale: Path | None = None,
         release: str | None = None,
         backups: bool = False,
+        policy: bool = False,
     ) -> None:
         """`headscale`: another Headscale binary for the edge than the pinned one; `release`:
-        another Headscale release, set in the config too; `backups`: on, with a store box."""
+        another Headscale release, set in the config too; `backups`: on, with a store box;
+        `policy`: the policy sites too, and a real auth server (oauth2-proxy) on the homelab."""
         check_machine()
         self.programs = find_programs()
         if release is not None:
@@ -106,6 +112,8 @@ class Lab:
             self.programs = dataclasses.replace(self.programs, headscale=headscale)
         self.release = release or HEADSCALE_VERSION
         self.backup_tools = backup_programs() if backups else {}
+        self.policy = policy
+        auth_binary = auth_server_program() if policy else None
         self.state = RunState(prefix or f"hl{secrets.token_hex(2)}")
         self.directory = self.state.directory
         self.internet = Internet(self.state)
@@ -113,6 +121,7 @@ class Lab:
         self.visitor = Box(self.state, "visitor")
         self.roots = self.directory / "ca-roots.pem"
         self.home = Home(self.state, self.roots)
+        self.auth_server = AuthServer(self.home.box, auth_binary, ZONE) if auth_binary else None
         self.pebble = Pebble(self.acme, self.programs.pebble, self.directory / "pki")
         names = {ACME_NAME: ACME.address, RELAY_NAME: RELAY.address}
         # The config bucket always (the in-place channel); the backup bucket with backups.
@@ -151,6 +160,8 @@ class Lab:
             self._step("edge up, home tailscaled", self._parallel(self._edge, self.home.node.start))
             self._step("certificate for Headscale's name", self._await_certificate)
             self._step("homelab joined", self._join_home)
+            if self.auth_server:
+                self._step("auth server on the homelab", self._start_auth_server)
             self._step("sites served, path direct", self._await_direct)
         except BaseException:
             self.down()
@@ -190,12 +201,20 @@ class Lab:
         self.visitor.private_mounts(hosts=self.hosts, tools={})
 
     def _home_app(self) -> None:
-        self.home.start_app({port: name for name, port in SITES})
+        sites = [*SITES, *((name, port) for name, port, _ in POLICY_SITES if self.policy)]
+        self.home.start_app({port: name for name, port in sites})
+
+    def _start_auth_server(self) -> None:
+        assert self.auth_server is not None
+        self.auth_server.start(edge_address=self.edge.node.cli("ip", "-4").stdout.strip())
 
     def _document(self, release: str) -> dict[str, Any]:
         version = None if release == HEADSCALE_VERSION else release
         return lab_config_document(
-            self.pebble.roots(), headscale_version=version, backup_recipient=self.owner_recipient
+            self.pebble.roots(),
+            headscale_version=version,
+            backup_recipient=self.owner_recipient,
+            policy=self.policy,
         )
 
     def _user_data(self) -> str:
@@ -263,11 +282,11 @@ class Lab:
             raise LabError(f"the join script failed:\n{self.join.stdout}{self.join.stderr}")
 
     def _await_direct(self) -> None:
-        for site in self.config.sites:
-            name = site.domain.split(".")[0]
+        for name, _ in SITES:  # the open ones: a policy site may refuse this visitor
+            domain = f"{name}.{ZONE}"
             wait_for(
-                f"{site.domain} through the edge",
-                lambda d=site.domain, n=name: f"{n} app" in self.page(d),
+                f"{domain} through the edge",
+                lambda d=domain, n=name: f"{n} app" in self.page(d),
                 30,
                 0.2,
             )
