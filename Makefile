@@ -25,7 +25,7 @@ export UV_PROJECT_ENVIRONMENT := $(VENV)
 export UV_PYTHON_DOWNLOADS := never
 export CHECKPOINT_DISABLE := 1
 
-.PHONY: synth check test lint format unit deploy diff bench bench-lab test-tools test-binaries clean
+.PHONY: synth check test lint format unit deploy diff bench bench-lab test-tools test-binaries test-packages clean
 
 synth: $(VENV)/.synced ## Synthesize $(CONFIG) into $(OUT)/stacks/<name>/cdk.tf.json
 	$(BIN)/homelab-tunnel synth --config "$$CONFIG" --out "$$OUT"
@@ -33,7 +33,7 @@ synth: $(VENV)/.synced ## Synthesize $(CONFIG) into $(OUT)/stacks/<name>/cdk.tf.
 check: $(VENV)/.synced ## Validate $(CONFIG)
 	$(BIN)/homelab-tunnel check --config "$$CONFIG"
 
-test: lint test-tools test-binaries unit ## Lint, then every test
+test: lint test-tools test-binaries test-packages unit ## Lint, then every test
 
 # Three workers on two cores: the lab's modules (one lab each) mostly wait on daemons.
 unit: $(VENV)/.synced
@@ -61,7 +61,8 @@ bench-lab: $(VENV)/.synced test-tools test-binaries ## As root: the lab's paths,
 # openssl (TLS for the fake DigitalOcean API and the lab's Pebble), age (the
 # edge's key backups), and for the lab (tests/lab, as root): iproute2 (namespaces, veths, tc), nftables (the
 # routers), iptables (tailscaled's firewall rules), conntrack and curl; and
-# systemd-container (systemd-nspawn: the edge's units under a real systemd).
+# systemd-container (systemd-nspawn: the edge's units under a real systemd);
+# gpg and mmdebstrap (the package mirror's signing key and its trixie root).
 # Installed when missing and possible; tests skip, saying why, if not.
 test-tools:
 	@missing=""; \
@@ -76,6 +77,8 @@ test-tools:
 	command -v conntrack >/dev/null || missing="$$missing conntrack"; \
 	command -v curl >/dev/null || missing="$$missing curl"; \
 	command -v systemd-nspawn >/dev/null || missing="$$missing systemd-container"; \
+	command -v gpg >/dev/null || missing="$$missing gpg"; \
+	command -v mmdebstrap >/dev/null || missing="$$missing mmdebstrap"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=""; elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then SUDO="sudo -n"; else SUDO=none; fi; \
 	  if [ "$$SUDO" = none ] || ! command -v apt-get >/dev/null; then \
@@ -92,6 +95,12 @@ test-tools:
 # module proxy and cached outside the clone (~/.cache/homelab-tunnel/go/).
 test-binaries: $(VENV)/.synced
 	$(BIN)/python tools/build_binaries.py
+
+# The lab's package mirror (tests/support/mirror/): .debs nfpm builds from
+# those programs, Debian trixie's part of what the edge installs and a trixie
+# root to install into, cached beside them (~/.cache/homelab-tunnel/mirror/).
+test-packages: $(VENV)/.synced test-tools test-binaries
+	$(BIN)/python tools/build_packages.py
 
 # cdktf CLI, pinned in tools/cdktf/package-lock.json, installed locally.
 $(CDKTF): tools/cdktf/package-lock.json $(VENV)/.synced
