@@ -20,6 +20,7 @@ import subprocess
 from collections.abc import Iterator
 
 import pytest
+from support.binaries import build_binaries
 from support.lab.requirements import LabUnavailable, check_machine
 from support.mirror.box import debian_sources
 from support.mirror.build import contents
@@ -38,6 +39,7 @@ from support.mirror.site import (
 )
 
 from homelab_tunnel.edge.versions import HEADSCALE_VERSION, LITESTREAM_VERSION
+from homelab_tunnel.payload import fixed_files
 
 # Where the booted edge's root filesystem keeps the lab key for its Debian sources.
 DEBIAN_KEYRING = "/usr/share/keyrings/homelab-tunnel-lab-archive.gpg"
@@ -165,6 +167,43 @@ def test_apt_fetched_everything_from_the_mirror_over_tls(
     names = {r["path"].rsplit("/", 1)[1].split("_")[0] for r in debs}
     assert {"tailscale", "caddy", "unattended-upgrades", "age", "iptables"} <= names
     assert all(r["scheme"] == "https" for r in fetched if r["host"] != "deb.debian.org")
+
+
+# What user_data writes for unattended-upgrades, as it ships.
+(UPGRADES,) = [file for file in fixed_files() if file.path.endswith("52homelab-tunnel-upgrades")]
+OLD_TAILSCALE = build_binaries.programs()["tailscale-old"].version.removeprefix("v")
+
+
+def unattended_upgrade_from_old_tailscale(root: ThrowawayRoot, *, our_origins: bool) -> str:
+    """Tailscale put back to the release Headscale refuses, then one unattended-upgrade run
+    (with or without user_data's origins); the Tailscale version it leaves."""
+    origins = (
+        f"printf '%s' {shlex.quote(UPGRADES.content)} > {UPGRADES.path}"
+        if our_origins
+        else f"rm -f {UPGRADES.path}"
+    )
+    done = root.run(
+        f"apt-get install -y -q --allow-downgrades tailscale={OLD_TAILSCALE}\n"
+        f"test \"$(dpkg-query -W -f '${{Version}}' tailscale)\" = {OLD_TAILSCALE}\n"
+        f"{origins}\n"
+        "unattended-upgrade\n"
+        "dpkg-query -W -f '${Version}\\n' tailscale\n",
+        timeout=300,
+    )
+    return done.stdout.splitlines()[-1]
+
+
+def test_unattended_upgrades_alone_leave_an_old_tailscale(installed: ThrowawayRoot) -> None:
+    """Debian's own configuration upgrades from Debian only: the twin of the next test."""
+    assert unattended_upgrade_from_old_tailscale(installed, our_origins=False) == OLD_TAILSCALE
+
+
+def test_the_edges_origins_let_unattended_upgrades_replace_an_old_tailscale(
+    installed: ThrowawayRoot,
+) -> None:
+    """The cure for the seed incident: user_data's Origins-Pattern (site=pkgs.tailscale.com)
+    matches Tailscale's repository, so the refused 1.78 client is upgraded without anyone."""
+    assert unattended_upgrade_from_old_tailscale(installed, our_origins=True) == "1.102.3"
 
 
 def test_a_tampered_headscale_deb_is_refused_before_apt_sees_it(run: MirrorRun) -> None:

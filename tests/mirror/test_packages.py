@@ -123,12 +123,27 @@ def test_each_headscale_release_is_packaged_by_its_own_release_config(built: Con
     assert example not in debs["0.27.1"]
 
 
-def test_tailscale_carries_its_units_defaults_scripts_and_both_programs(
-    built: Contents, tmp_path: Path
+def test_tailscale_is_served_current_and_as_the_release_headscale_refuses(
+    built: Contents,
 ) -> None:
-    upstream = packages.module_dir("tailscale")
-    deb = built.tailscale
-    assert deb.name == "tailscale_1.102.3_amd64.deb"
+    assert [deb.name for deb in built.tailscale] == [
+        "tailscale_1.102.3_amd64.deb",
+        "tailscale_1.78.3_amd64.deb",
+    ]
+
+
+@pytest.mark.parametrize(("entry", "units"), [
+    ("tailscale", ("tailscaled.service", "tailscale-online.target",
+                   "tailscale-wait-online.service")),
+    ("tailscale-old", ("tailscaled.service",)),
+])  # fmt: skip
+def test_tailscale_carries_its_units_defaults_scripts_and_both_programs(
+    built: Contents, tmp_path: Path, entry: str, units: tuple[str, ...]
+) -> None:
+    upstream = packages.module_dir(entry)
+    (deb,) = [
+        deb for deb in built.tailscale if f"_{packages.tailscale(entry).version}_" in deb.name
+    ]
     found = scripts(deb, tmp_path)
     for script, name in (("postinst", "debian.postinst.sh"), ("prerm", "debian.prerm.sh"),
                          ("postrm", "debian.postrm.sh")):  # fmt: skip
@@ -136,18 +151,20 @@ def test_tailscale_carries_its_units_defaults_scripts_and_both_programs(
     # The postinst restarts tailscaled whenever systemd runs: installing it starts it.
     assert b"deb-systemd-invoke restart 'tailscaled.service'" in found["postinst"]
     assert found["conffiles"] == b"/etc/default/tailscaled\n"
-    for unit in ("tailscaled.service", "tailscale-online.target", "tailscale-wait-online.service"):
+    for unit in units:
         assert (
             member(deb, f"/lib/systemd/system/{unit}")
             == (upstream / "cmd/tailscaled" / unit).read_bytes()
         )
+    shipped = [line for line in listing(deb).splitlines() if "/lib/systemd/system/" in line]
+    assert len([line for line in shipped if not line.endswith("/")]) == len(units)
     assert (
         member(deb, "/etc/default/tailscaled")
         == (upstream / "cmd/tailscaled/tailscaled.defaults").read_bytes()
     )
     for path, command in (("/usr/sbin/tailscaled", "cmd/tailscaled"),
                           ("/usr/bin/tailscale", "cmd/tailscale")):  # fmt: skip
-        program = binary("tailscale", command)
+        program = binary(entry, command)
         assert program is not None
         assert sha256(member(deb, path)) == sha256(program.read_bytes())
     fields = control(deb)

@@ -33,7 +33,7 @@ def contents() -> Contents:
         headscale.append((release, deb.build(), packages.headscale_program(release)))
     litestream = packages.litestream()
     return Contents(
-        tailscale=packages.tailscale().build(),
+        tailscale=tuple(packages.tailscale(entry).build() for entry in packages.TAILSCALE_ENTRIES),
         caddy=packages.caddy().build(),
         litestream=litestream.build(),
         litestream_version=litestream.version,
@@ -49,6 +49,6 @@ def main() -> int:
     except MirrorUnavailable as exc:
         print(f"note: cannot build the package mirror: {exc}; its tests will skip")
         return 0
-    count = 3 + len(built.headscale) + len(built.debian)
+    count = 2 + len(built.tailscale) + len(built.headscale) + len(built.debian)
     print(f"package mirror: {count} packages ready in {time.monotonic() - started:.0f}s")
     return 0

@@ -220,27 +220,31 @@ def litestream() -> Deb:
     )
 
 
-def tailscale() -> Deb:
+# Tailscale's releases the mirror serves: the current client, and the one Headscale refuses
+# (the seed incident), so an upgrade from it can be watched.
+TAILSCALE_ENTRIES = ("tailscale", "tailscale-old")
+# pkgs.go's unit files, as far as the release has them (1.78.3: the service alone).
+TAILSCALE_UNITS = ("tailscaled.service", "tailscale-online.target", "tailscale-wait-online.service")
+
+
+def tailscale(entry: str = "tailscale") -> Deb:
     """tailscale_<V>_amd64.deb as release/dist/unixpkgs/pkgs.go debTarget.Build makes it."""
-    program = build_binaries.programs()["tailscale"]
+    program = build_binaries.programs()[entry]
     release = program.version.removeprefix("v")
-    root = module_dir("tailscale")
+    root = module_dir(entry)
     unit_dir = root / "cmd/tailscaled"
-    contents = [
-        {"src": str(built("tailscale", "cmd/tailscale")), "dst": "/usr/bin/tailscale"},
-        {"src": str(built("tailscale", "cmd/tailscaled")), "dst": "/usr/sbin/tailscaled"},
-        {"src": str(unit_dir / "tailscaled.service"),
-         "dst": "/lib/systemd/system/tailscaled.service"},
-        {"src": str(unit_dir / "tailscale-online.target"),
-         "dst": "/lib/systemd/system/tailscale-online.target"},
-        {"src": str(unit_dir / "tailscale-wait-online.service"),
-         "dst": "/lib/systemd/system/tailscale-wait-online.service"},
-        {"src": str(unit_dir / "tailscaled.defaults"), "dst": "/etc/default/tailscaled",
-         "type": "config|noreplace"},
+    contents: list[dict[str, Any]] = [
+        {"src": str(built(entry, "cmd/tailscale")), "dst": "/usr/bin/tailscale",
+         "file_info": {"mode": 0o755}},
+        {"src": str(built(entry, "cmd/tailscaled")), "dst": "/usr/sbin/tailscaled",
+         "file_info": {"mode": 0o755}},
     ]  # fmt: skip
-    for item in contents:
-        item["file_info"] = {"mode": 0o755 if item["dst"].endswith("bin/tailscale") or
-                             item["dst"].endswith("bin/tailscaled") else 0o644}  # fmt: skip
+    for unit in TAILSCALE_UNITS:
+        if (unit_dir / unit).is_file():
+            contents.append({"src": str(unit_dir / unit), "dst": f"/lib/systemd/system/{unit}",
+                             "file_info": {"mode": 0o644}})  # fmt: skip
+    contents.append({"src": str(unit_dir / "tailscaled.defaults"), "dst": "/etc/default/tailscaled",
+                     "type": "config|noreplace", "file_info": {"mode": 0o644}})  # fmt: skip
     config = {
         "name": "tailscale",
         "arch": ARCH,
@@ -328,4 +332,9 @@ def caddy() -> Deb:
 
 def every_deb() -> list[Deb]:
     """Everything bootstrap installs from outside Debian, every Headscale the lab deploys."""
-    return [tailscale(), caddy(), litestream(), *(headscale(v) for v in headscale_releases())]
+    return [
+        *(tailscale(entry) for entry in TAILSCALE_ENTRIES),
+        caddy(),
+        litestream(),
+        *(headscale(release) for release in headscale_releases()),
+    ]

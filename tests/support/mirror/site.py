@@ -167,7 +167,7 @@ def _pool_folder(control: str) -> str:
 class Contents:
     """What goes on the site: our .debs and Debian's."""
 
-    tailscale: Path
+    tailscale: tuple[Path, ...]  # the current release first
     caddy: Path
     litestream: Path
     headscale: tuple[tuple[str, Path, Path], ...]  # (version, .deb, the raw binary asset)
@@ -180,7 +180,7 @@ def write_site(site: Path, contents: Contents, key: ArchiveKey) -> None:
     binary_key, armored_key = key.public(armor=False), key.public(armor=True)
     for distribution, codename in DISTRIBUTIONS:
         base = local_path(site, tailscale_repository(distribution))
-        Repository(base, codename, "Tailscale").write([contents.tailscale], "pool", key)
+        Repository(base, codename, "Tailscale").write(contents.tailscale, "pool", key)
         keyring = local_path(site, tailscale_keyring_url(distribution, codename))
         keyring.write_bytes(binary_key)
     Repository(local_path(site, CADDY_REPOSITORY), CADDY_SUITE, "caddy").write(
