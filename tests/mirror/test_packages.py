@@ -93,7 +93,7 @@ def test_headscale_carries_its_releases_scripts_unit_config_and_binary(
     built: Contents, release: str, tmp_path: Path
 ) -> None:
     (deb,) = [deb for version, deb, _ in built.headscale if version == release]
-    upstream = packages.module_dir(packages._entry("github.com/juanfont/headscale", release))
+    upstream = packages.module_dir(packages.headscale_entry(release))
     found = scripts(deb, tmp_path)
     for name in ("postinst", "postrm", "prerm"):
         assert found[name] == (upstream / "packaging/deb" / name).read_bytes(), name

@@ -4,7 +4,7 @@
                          host), deb.debian.org: HTTPS on 443 (plain HTTP on 80 for Debian)
 
 A box that should install from it names those hosts at the mirror's address
-(`hosts_lines()` for its /etc/hosts) and trusts `ca` (the lab CA that signed
+(`names`, or `hosts_lines()` for its /etc/hosts) and trusts `ca` (the lab CA that signed
 one certificate per host name) in place of the public roots. Its apt keys are
 the run's lab key (`keyring(armor=...)`), served where bootstrap downloads
 each project's key; `debian_sources()` is the line the edge's own Debian
@@ -61,9 +61,14 @@ class MirrorBox:
         self._config = self.directory / "server.json"
         self._keyrings: dict[bool, bytes] = {}
 
+    @property
+    def names(self) -> dict[str, str]:
+        """Every mirrored host name -> the mirror's address (the lab's `hosts_file` takes this)."""
+        return {name: self.host.address for name in HOSTS}
+
     def hosts_lines(self) -> str:
         """/etc/hosts lines naming every mirrored host at the mirror."""
-        return "".join(f"{self.host.address} {name}\n" for name in HOSTS)
+        return "".join(f"{address} {name}\n" for name, address in self.names.items())
 
     def keyring(self, *, armor: bool) -> bytes:
         """The public lab key apt trusts: binary (`.gpg`, signed-by) or armored."""

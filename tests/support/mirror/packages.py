@@ -20,6 +20,7 @@ time from the Go module cache and from Debian's package.
 
 from __future__ import annotations
 
+import copy
 import importlib.metadata
 import json
 import os
@@ -39,6 +40,7 @@ from support.mirror import debian
 from support.mirror.cache import MirrorUnavailable, cached, digest, file_digest
 
 ARCH = "amd64"
+HEADSCALE_MODULE = "github.com/juanfont/headscale"
 # Every file inside the packages gets this time: the same inputs make the same bytes.
 MTIME = "2020-01-01T00:00:00Z"
 
@@ -73,9 +75,16 @@ class Deb:
         return found
 
     def key(self) -> str:
-        document = yaml.safe_dump(self.config, sort_keys=True)
-        files = [f"{path}={file_digest(path)}" for path in sorted(self.sources())]
-        return digest([importlib.metadata.version("nfpm"), self.filename, document, *files])
+        """The config with each file named by its content, not its path: a clone elsewhere (its
+        own .venv/bin/caddy) builds nothing again."""
+        named = copy.deepcopy(self.config)
+        for item in named["contents"]:
+            if "src" in item:
+                item["src"] = file_digest(Path(item["src"]))
+        for script, path in named.get("scripts", {}).items():
+            named["scripts"][script] = file_digest(Path(path))
+        document = yaml.safe_dump(named, sort_keys=True)
+        return digest([importlib.metadata.version("nfpm"), self.filename, document])
 
     def build(self) -> Path:
         """The .deb, built once per distinct input."""
@@ -181,25 +190,26 @@ def headscale_releases() -> list[str]:
     return [
         program.version.removeprefix("v")
         for program in build_binaries.programs().values()
-        if program.module == "github.com/juanfont/headscale"
+        if program.module == HEADSCALE_MODULE
     ]
 
 
-def _entry(module: str, release: str) -> str:
+def headscale_entry(release: str) -> str:
+    """The tools/binaries.toml entry that builds Headscale `release`."""
     for name, program in build_binaries.programs().items():
-        if program.module == module and program.version == f"v{release}":
+        if program.module == HEADSCALE_MODULE and program.version == f"v{release}":
             return name
-    raise MirrorUnavailable(f"tools/binaries.toml builds no {module} {release}")
+    raise MirrorUnavailable(f"tools/binaries.toml builds no Headscale {release}")
 
 
 def headscale_program(release: str) -> Path:
     """The Go-built Headscale `release` (also a release asset of its own)."""
-    return built(_entry("github.com/juanfont/headscale", release))
+    return built(headscale_entry(release))
 
 
 def headscale(release: str) -> Deb:
     """headscale_<V>_linux_amd64.deb, as GoReleaser names Headscale's release asset."""
-    name = _entry("github.com/juanfont/headscale", release)
+    name = headscale_entry(release)
     return from_goreleaser(
         module_dir(name),
         program=built(name),
