@@ -17,15 +17,13 @@ from __future__ import annotations
 
 import shlex
 import subprocess
-from collections.abc import Iterator
 
 import pytest
 from support.binaries import build_binaries
-from support.lab.requirements import LabUnavailable, check_machine
 from support.mirror.box import debian_sources
 from support.mirror.build import contents
 from support.mirror.cache import MirrorUnavailable
-from support.mirror.installer import TRUST_STORE, MirrorRun, bootstrap_shell, mirror_run
+from support.mirror.installer import TRUST_STORE, MirrorRun, bootstrap_shell
 from support.mirror.rootfs import ThrowawayRoot, built_rootfs
 from support.mirror.site import (
     CADDY_KEY_URL,
@@ -46,16 +44,12 @@ DEBIAN_KEYRING = "/usr/share/keyrings/homelab-tunnel-lab-archive.gpg"
 KEYRINGS = "/usr/share/keyrings"
 
 
-@pytest.fixture(scope="module")
-def run() -> Iterator[MirrorRun]:
+@pytest.fixture(scope="module", autouse=True)
+def _root_filesystem() -> None:
     try:
-        check_machine()
-        built = contents()
         built_rootfs()
-    except (LabUnavailable, MirrorUnavailable) as exc:
+    except MirrorUnavailable as exc:
         pytest.skip(f"package mirror: {exc}")
-    with mirror_run(built) as running:
-        yield running
 
 
 def new_root(run: MirrorRun, name: str) -> ThrowawayRoot:

@@ -16,16 +16,13 @@ from __future__ import annotations
 import hashlib
 import shlex
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support.lab.requirements import LabUnavailable, check_machine
 from support.mirror.box import debian_sources
 from support.mirror.build import contents
-from support.mirror.cache import MirrorUnavailable
 from support.mirror.debian import ScratchApt
-from support.mirror.installer import MirrorRun, bootstrap_shell, mirror_run
+from support.mirror.installer import MirrorRun, bootstrap_shell
 from support.mirror.signing import ArchiveKey
 from support.mirror.site import (
     CADDY_KEY_URL,
@@ -43,17 +40,6 @@ from homelab_tunnel.edge.versions import HEADSCALE_VERSION, LITESTREAM_VERSION
 TAILSCALE_KEYRING = "tailscale-archive-keyring.gpg"
 CADDY_KEYRING = "caddy-stable-archive-keyring.gpg"
 DEBIAN_KEYRING = "lab-archive-keyring.gpg"
-
-
-@pytest.fixture(scope="module")
-def run() -> Iterator[MirrorRun]:
-    try:
-        check_machine()
-        built = contents()
-    except (LabUnavailable, MirrorUnavailable) as exc:
-        pytest.skip(f"package mirror: {exc}")
-    with mirror_run(built) as running:
-        yield running
 
 
 def shell(run: MirrorRun, script: str, folder: Path) -> subprocess.CompletedProcess[str]:
