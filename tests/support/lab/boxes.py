@@ -3,9 +3,10 @@
 The mount namespace is what lets every daemon use its real paths
 (/etc/headscale, /var/lib/tailscale, /run/tailscale/tailscaled.sock, ...)
 without touching the host: a "holder" process keeps it alive, and inside it
-/run, /var/lib and /usr/local/bin are fresh tmpfs, /etc is an overlay whose
-changes land in the box's own directory (its root disk), and /sys is the
-namespace's own. Every command in the box runs through `nsenter` into both
+/run, /var/lib, /usr/local/bin and /usr/local/lib/homelab-tunnel (where
+user_data unpacks the edge's bundle) are fresh tmpfs, /etc is an overlay
+whose changes land in the box's own directory (its root disk), and /sys is
+the namespace's own. Every command in the box runs through `nsenter` into both
 namespaces; files are written through /proc/<holder>/root.
 """
 
@@ -106,6 +107,9 @@ class Box:
             "mount -t tmpfs -o mode=0755 lab-run /run",
             "mount -t tmpfs -o mode=0755 lab-varlib /var/lib",
             "mount -t tmpfs -o mode=0755 lab-bin /usr/local/bin",
+            # user_data unpacks the edge's bundle here: the box's own, never the host's.
+            "mkdir -p /usr/local/lib/homelab-tunnel",
+            "mount -t tmpfs -o mode=0755 lab-lib /usr/local/lib/homelab-tunnel",
             f"mount -t overlay lab-etc -o lowerdir=/etc,upperdir={self.disk}/etc-upper,"
             f"workdir={self.disk}/etc-work /etc",
             "rm -f /etc/resolv.conf /etc/hosts",
