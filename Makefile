@@ -25,7 +25,7 @@ export UV_PROJECT_ENVIRONMENT := $(VENV)
 export UV_PYTHON_DOWNLOADS := never
 export CHECKPOINT_DISABLE := 1
 
-.PHONY: synth check test lint format unit deploy diff bench bench-tools bench-lab test-tools test-binaries test-rootfs clean
+.PHONY: synth check test lint format unit deploy diff bench bench-tools bench-lab test-tools test-binaries test-rootfs test-packages clean
 
 synth: $(VENV)/.synced ## Synthesize $(CONFIG) into $(OUT)/stacks/<name>/cdk.tf.json
 	$(BIN)/homelab-tunnel synth --config "$$CONFIG" --out "$$OUT"
@@ -33,7 +33,7 @@ synth: $(VENV)/.synced ## Synthesize $(CONFIG) into $(OUT)/stacks/<name>/cdk.tf.
 check: $(VENV)/.synced ## Validate $(CONFIG)
 	$(BIN)/homelab-tunnel check --config "$$CONFIG"
 
-test: lint test-tools test-binaries test-rootfs unit ## Lint, then every test
+test: lint test-tools test-binaries test-rootfs test-packages unit ## Lint, then every test
 
 # Three workers on two cores: the lab's modules (one lab each) mostly wait on daemons.
 # Modules run in collection order (tests/lab/conftest.py's ORDER: the scenarios
@@ -92,8 +92,9 @@ endef
 # edge's key backups), and for the lab (tests/lab, as root): iproute2 (namespaces, veths, tc), nftables (the
 # routers), iptables (tailscaled's firewall rules), conntrack and curl;
 # systemd-container (systemd-nspawn: the edge's units under a real systemd, and
-# the droplet box); mmdebstrap (the droplet box's Debian root filesystem) and
-# openssh-client (ssh into the droplet box).
+# the droplet box); mmdebstrap (the droplet box's Debian root filesystem and the
+# package mirror's trixie root), openssh-client (ssh into the droplet box) and
+# gpg (the package mirror's signing key).
 # Installed when missing and possible; tests skip, saying why, if not.
 test-tools:
 	@missing=""; \
@@ -110,6 +111,7 @@ test-tools:
 	command -v systemd-nspawn >/dev/null || missing="$$missing systemd-container"; \
 	command -v mmdebstrap >/dev/null || missing="$$missing mmdebstrap"; \
 	command -v ssh-keygen >/dev/null || missing="$$missing openssh-client"; \
+	command -v gpg >/dev/null || missing="$$missing gpg"; \
 	$(call install_missing,their tests will skip)
 
 # Go-built programs the tests run (tools/binaries.toml): built once from the Go
@@ -121,6 +123,12 @@ test-binaries: $(VENV)/.synced
 # mmdebstrap (as root) and cached outside the clone (~/.cache/homelab-tunnel/rootfs/).
 test-rootfs: $(VENV)/.synced test-tools
 	$(BIN)/python tools/build_rootfs.py
+
+# The lab's package mirror (tests/support/mirror/): .debs nfpm builds from
+# those programs, Debian trixie's part of what the edge installs and a trixie
+# root to install into, cached beside them (~/.cache/homelab-tunnel/mirror/).
+test-packages: $(VENV)/.synced test-tools test-binaries
+	$(BIN)/python tools/build_packages.py
 
 # cdktf CLI, pinned in tools/cdktf/package-lock.json, installed locally.
 $(CDKTF): tools/cdktf/package-lock.json $(VENV)/.synced
