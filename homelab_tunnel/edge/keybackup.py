@@ -96,9 +96,10 @@ def backup_keys(backup: Backup) -> int:
         body = "".join(lines).encode()
         recorded = done_dir / "manifest"
         unchanged = recorded.exists() and recorded.read_bytes() == body
-        if lines and (sent or not unchanged or not s3.exists(backup.settings, f"{prefix}/{MANIFEST}")):
+        manifest = f"{prefix}/{MANIFEST}"
+        if lines and (sent or not unchanged or not s3.exists(backup.settings, manifest)):
             (work / MANIFEST).write_bytes(sign(backup.secret, PURPOSE, body))
-            s3.put(backup.settings, f"{prefix}/{MANIFEST}", work / MANIFEST)
+            s3.put(backup.settings, manifest, work / MANIFEST)
             recorded.write_bytes(body)
     return sent
 
