@@ -113,6 +113,10 @@ class Store:
         self._script("get", key, str(target), bucket=bucket)
         return target
 
+    def head(self, key: str, bucket: str) -> dict[str, Any]:
+        """{"etag": ..., "metadata": {...}} of one object."""
+        return dict(self._script("head", key, bucket=bucket))
+
     def put(self, key: str, data: bytes, metadata: dict[str, str], bucket: str) -> None:
         """Write an object with the operator's key, as `terraform apply` does."""
         source = self.directory / "upload"
