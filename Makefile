@@ -52,10 +52,11 @@ bench: $(VENV)/.synced ## Benchmarks (not tests): synth time vs a floor app; pro
 	$(BIN)/python bench/synth.py
 	$(BIN)/python bench/proxy.py
 
-bench-lab: $(VENV)/.synced test-tools test-binaries test-rootfs ## As root: the lab's paths, direct vs relayed; backups' RPO and restore; droplet boots
+bench-lab: $(VENV)/.synced test-tools test-binaries test-rootfs ## As root: the lab's paths, direct vs relayed; backups' RPO and restore; droplet boots; a site added in place vs a new droplet
 	$(BIN)/python bench/lab.py
 	$(BIN)/python bench/backups.py
 	$(BIN)/python bench/droplet.py
+	$(BIN)/python bench/inplace.py
 
 # Real components the tests run: Debian's cloud-init (schema checker),
 # shellcheck (also inside actionlint), jq (the workflows' own scripts),

@@ -229,7 +229,9 @@ def _client(
             connection = connection if reused and connection else _connection(parts.netloc, context)
             try:
                 _get(connection, parts.path or "/", expect)
-            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+            except (ConnectionError, ssl.SSLError, http.client.RemoteDisconnected):
+                # Closed by the server before any answer (a reload closes idle connections):
+                # only a kept connection is sent again, a new one has failed for good.
                 if not reused:
                     raise
                 counts.retry()
