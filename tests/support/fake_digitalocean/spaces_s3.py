@@ -25,8 +25,11 @@ import json
 import re
 import select
 import socket
+import ssl
 import subprocess
+import sys
 import threading
+import time
 from pathlib import Path
 from socketserver import BaseRequestHandler, ThreadingTCPServer
 from typing import Any
@@ -48,7 +51,7 @@ class FakeSpaces:
         self._cert, self._key = _server_certificate(directory, self.ca, self._ca_key)
         self.admin: tuple[str, str] = ("", "")
         self.minted: dict[str, tuple[str, str]] = {}  # key name -> (access key, secret)
-        self._moto: Any = None
+        self._moto: subprocess.Popen[bytes] | None = None
         self._proxy = _Proxy(self)
         self.port = 0
 
@@ -62,29 +65,43 @@ class FakeSpaces:
         return f"http://127.0.0.1:{self._proxy.server_address[1]}"
 
     def __enter__(self) -> FakeSpaces:
-        from moto.moto_server.werkzeug_app import (
-            DomainDispatcherApplication,
-            MotoRequestHandler,
-            create_backend_app,
-        )
-        from werkzeug.serving import make_server
-
-        app = DomainDispatcherApplication(create_backend_app)
-        self._moto = make_server(
-            "127.0.0.1", 0, app, threaded=True, request_handler=MotoRequestHandler,
-            ssl_context=(str(self._cert), str(self._key)),
-        )  # fmt: skip
-        self.port = self._moto.server_address[1]
-        threading.Thread(target=self._moto.serve_forever, daemon=True).start()
+        # A process of its own: moto keeps its state per process, and a test process may
+        # run other moto servers (their IAM users and buckets would be this one's too).
+        self.port = _free_port()
+        argv = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port),
+                "-c", str(self._cert), "-k", str(self._key)]  # fmt: skip
+        with (self.directory / "moto.log").open("wb") as log:
+            moto = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+        self._moto = moto
         threading.Thread(target=self._proxy.serve_forever, daemon=True).start()
-        self.admin = enforce_signatures(self.endpoint, str(self.ca))
+        try:
+            self._await_moto(moto)
+            self.admin = enforce_signatures(self.endpoint, str(self.ca))
+        except BaseException:
+            self.__exit__()
+            raise
         return self
 
     def __exit__(self, *_: object) -> None:
         self._proxy.shutdown()
         self._proxy.server_close()
         if self._moto is not None:
-            self._moto.shutdown()
+            self._moto.terminate()
+            self._moto.wait(timeout=10)
+
+    def _await_moto(self, moto: subprocess.Popen[bytes], timeout: float = 30) -> None:
+        context = ssl.create_default_context(cafile=str(self.ca))
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as raw:
+                    context.wrap_socket(raw, server_hostname="127.0.0.1").close()
+                return
+            except OSError:
+                if moto.poll() is not None or time.monotonic() > deadline:
+                    log = (self.directory / "moto.log").read_text(errors="replace")
+                    raise RuntimeError(f"moto did not start on {self.endpoint}:\n{log}") from None
+                time.sleep(0.1)
 
     # -- for the provider ---------------------------------------------------
 
@@ -186,6 +203,12 @@ class _Tunnel(BaseRequestHandler):
         with socket.create_connection(("127.0.0.1", self.server.spaces.port), timeout=10) as up:
             self.request.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
             _pipe(self.request, up)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def _pipe(one: socket.socket, other: socket.socket) -> None:
