@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from homelab_tunnel.config import TunnelConfig
@@ -25,24 +26,35 @@ from homelab_tunnel.render.sites import site_documents
 
 def edge_config_document(config: TunnelConfig) -> dict[str, Any]:
     """The document, version included."""
-    document: dict[str, Any] = {
-        "format": FORMAT,
-        "edge": config.name,
-        "sites": site_documents(config),
-        "machines": config.upstream_machines,
-        "files": {
-            "Caddyfile": render_caddyfile(config),
-            "policy.hujson": render_policy(config),
-            "health.env": render_health_env(config),
-        },
-    }
-    canonical = json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
-    return {"version": hashlib.sha256(canonical).hexdigest()[:12], **document}
+    return with_version(
+        {
+            "format": FORMAT,
+            "edge": config.name,
+            "sites": site_documents(config),
+            "machines": config.upstream_machines,
+            "files": {
+                "Caddyfile": render_caddyfile(config),
+                "policy.hujson": render_policy(config),
+                "health.env": render_health_env(config),
+            },
+        }
+    )
+
+
+def with_version(document: Mapping[str, Any]) -> dict[str, Any]:
+    """`document` with the version its other fields make (a `version` in it is replaced)."""
+    rest = {key: value for key, value in document.items() if key != "version"}
+    canonical = json.dumps(rest, sort_keys=True, separators=(",", ":")).encode()
+    return {"version": hashlib.sha256(canonical).hexdigest()[:12], **rest}
+
+
+def edge_config_body(document: Mapping[str, Any]) -> str:
+    """The object's body: indented, so a plan shows a change line by line."""
+    return json.dumps(document, indent=1) + "\n"
 
 
 def render_edge_config(config: TunnelConfig) -> str:
-    """The object's body: indented, so a plan shows a change line by line."""
-    return json.dumps(edge_config_document(config), indent=1) + "\n"
+    return edge_config_body(edge_config_document(config))
 
 
 def config_version(config: TunnelConfig) -> str:

@@ -22,7 +22,6 @@ without the edge secret, or the edge's own read-only key.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -41,13 +40,13 @@ from support.lab.probes import LoadSession, WebsocketSession, curl, probe
 from support.lab.shell import wait_for
 
 from homelab_tunnel.config import TunnelConfig, parse_config
+from homelab_tunnel.edge.config_agent import INTERVAL as AGENT_CHECKS
 from homelab_tunnel.edge.config_status import UNREACHABLE_POLLS
 from homelab_tunnel.payload import edge_config_object
-from homelab_tunnel.render.edge_config import edge_config_document
+from homelab_tunnel.render.edge_config import edge_config_body, edge_config_document, with_version
 from homelab_tunnel.render.user_data import LIB
 
 SERVED_WITHIN = 30.0  # issue 18: a new site serves, with its certificate, within 30 s
-AGENT_CHECKS = 10.0  # the config agent's HEAD every 10 s (config_agent.INTERVAL)
 UNITS = ("headscale", "caddy", "tailscaled", "homelab-tunnel-config")
 
 
@@ -396,13 +395,11 @@ def test_headscale_reloads_its_policy_in_place_and_the_homelab_enforces_it(
 
 def _terraform_wrote(lab: Lab, document: dict[str, Any], *, secret: str = EDGE_SECRET) -> str:
     """`document` written as the config object with a MAC from `secret`; its version."""
-    rest = {key: value for key, value in document.items() if key != "version"}
-    canonical = json.dumps(rest, sort_keys=True, separators=(",", ":")).encode()
-    version = hashlib.sha256(canonical).hexdigest()[:12]
-    body = json.dumps({"version": version, **rest}, indent=1) + "\n"
+    versioned = with_version(document)
+    body = edge_config_body(versioned)
     metadata = config_metadata(body, secret=secret, webhook=WEBHOOK_URL)
     lab.store.put(_key(lab), body.encode(), metadata, lab.store.config_bucket)
-    return version
+    return str(versioned["version"])
 
 
 @dataclass
@@ -509,7 +506,7 @@ def forged(lab: Lab, broken: Broken) -> Forged:
     )
     unchanged = lab.store.head(_key(lab), lab.store.config_bucket) == before
     # The operator's key writes (a leaked one): the body changed, the MAC kept.
-    body = (json.dumps(evil, indent=1) + "\n").encode()
+    body = edge_config_body(evil).encode()
     lab.store.put(_key(lab), body, before["metadata"], lab.store.config_bucket)
     tampered = _refused(lab)
     # Or a MAC made without the edge secret.
