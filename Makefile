@@ -25,7 +25,7 @@ export UV_PROJECT_ENVIRONMENT := $(VENV)
 export UV_PYTHON_DOWNLOADS := never
 export CHECKPOINT_DISABLE := 1
 
-.PHONY: synth check test lint format unit deploy diff bench bench-lab test-tools test-binaries test-rootfs clean
+.PHONY: synth check test lint format unit deploy diff bench bench-tools bench-lab test-tools test-binaries test-rootfs test-packages clean
 
 synth: $(VENV)/.synced ## Synthesize $(CONFIG) into $(OUT)/stacks/<name>/cdk.tf.json
 	$(BIN)/homelab-tunnel synth --config "$$CONFIG" --out "$$OUT"
@@ -33,11 +33,13 @@ synth: $(VENV)/.synced ## Synthesize $(CONFIG) into $(OUT)/stacks/<name>/cdk.tf.
 check: $(VENV)/.synced ## Validate $(CONFIG)
 	$(BIN)/homelab-tunnel check --config "$$CONFIG"
 
-test: lint test-tools test-binaries test-rootfs unit ## Lint, then every test
+test: lint test-tools test-binaries test-rootfs test-packages unit ## Lint, then every test
 
 # Three workers on two cores: the lab's modules (one lab each) mostly wait on daemons.
+# Modules run in collection order (tests/lab/conftest.py's ORDER: the scenarios
+# that disturb the shared lab after the ones that read it), not largest first.
 unit: $(VENV)/.synced
-	$(BIN)/python -m pytest -n 3 --dist loadscope
+	$(BIN)/python -m pytest -n 3 --dist loadscope --no-loadscope-reorder
 
 lint: $(VENV)/.synced
 	$(BIN)/ruff check .
@@ -48,14 +50,42 @@ format: $(VENV)/.synced
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-bench: $(VENV)/.synced ## Benchmarks (not tests): synth time vs a floor app; proxy overhead
+bench: $(VENV)/.synced bench-tools ## Benchmarks (not tests): synth time vs a floor app; proxy overhead; policy, Traefik, nginx
 	$(BIN)/python bench/synth.py
 	$(BIN)/python bench/proxy.py
+	$(BIN)/python bench/policy.py
 
-bench-lab: $(VENV)/.synced test-tools test-binaries test-rootfs ## As root: the lab's paths, direct vs relayed; backups' RPO and restore; droplet boots
+# What bench/policy.py compares the edge with and loads it with: Debian's
+# nginx-light and nghttp2-client (h2load), installed when missing and possible,
+# and Traefik, built from the Go module proxy (tools/binaries.toml).
+bench-tools: $(VENV)/.synced
+	@missing=""; \
+	command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing="$$missing nginx-light"; \
+	command -v h2load >/dev/null || missing="$$missing nghttp2-client"; \
+	$(call install_missing,bench/policy.py skips what needs them)
+	$(BIN)/python tools/build_binaries.py traefik
+
+bench-lab: $(VENV)/.synced test-tools test-binaries test-rootfs ## As root: the lab's paths, direct vs relayed; backups' RPO and restore; droplet boots; a site added in place vs a new droplet
 	$(BIN)/python bench/lab.py
 	$(BIN)/python bench/backups.py
 	$(BIN)/python bench/droplet.py
+	$(BIN)/python bench/inplace.py
+
+# Installs the Debian packages a recipe put in $$missing, when apt-get may run as
+# root (directly or by sudo -n); otherwise, or when it fails, says $(1).
+define install_missing
+if [ -n "$$missing" ]; then \
+  if [ "$$(id -u)" = 0 ]; then SUDO=""; elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then SUDO="sudo -n"; else SUDO=none; fi; \
+  if [ "$$SUDO" = none ] || ! command -v apt-get >/dev/null; then \
+    echo "note: cannot install$$missing here (needs apt-get as root); $(1)"; \
+  else \
+    echo "installing$$missing from Debian"; \
+    $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing </dev/null >/dev/null \
+      || { $$SUDO apt-get update -q </dev/null >/dev/null && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing </dev/null >/dev/null; } \
+      || echo "note: installing$$missing failed; $(1)"; \
+  fi; \
+fi
+endef
 
 # Real components the tests run: Debian's cloud-init (schema checker),
 # shellcheck (also inside actionlint), jq (the workflows' own scripts),
@@ -63,9 +93,10 @@ bench-lab: $(VENV)/.synced test-tools test-binaries test-rootfs ## As root: the 
 # edge's key backups), and for the lab (tests/lab, as root): iproute2 (namespaces, veths, tc), nftables (the
 # routers), iptables (tailscaled's firewall rules), conntrack and curl;
 # systemd-container (systemd-nspawn: the edge's units under a real systemd, and
-# the droplet box); mmdebstrap (the droplet box's Debian root filesystem) and
-# openssh-client (ssh into the droplet box); tmux (the live `status` view, driven
-# and read as a terminal shows it).
+# the droplet box); mmdebstrap (the droplet box's Debian root filesystem and the
+# package mirror's trixie root), openssh-client (ssh into the droplet box),
+# gpg (the package mirror's signing key) and tmux (the live `status` view,
+# driven and read as a terminal shows it).
 # Installed when missing and possible; tests skip, saying why, if not.
 test-tools:
 	@missing=""; \
@@ -82,18 +113,9 @@ test-tools:
 	command -v systemd-nspawn >/dev/null || missing="$$missing systemd-container"; \
 	command -v mmdebstrap >/dev/null || missing="$$missing mmdebstrap"; \
 	command -v ssh-keygen >/dev/null || missing="$$missing openssh-client"; \
+	command -v gpg >/dev/null || missing="$$missing gpg"; \
 	command -v tmux >/dev/null || missing="$$missing tmux"; \
-	if [ -n "$$missing" ]; then \
-	  if [ "$$(id -u)" = 0 ]; then SUDO=""; elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then SUDO="sudo -n"; else SUDO=none; fi; \
-	  if [ "$$SUDO" = none ] || ! command -v apt-get >/dev/null; then \
-	    echo "note: cannot install$$missing here (needs apt-get as root); their tests will skip"; \
-	  else \
-	    echo "installing$$missing from Debian"; \
-	    $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing </dev/null >/dev/null \
-	      || { $$SUDO apt-get update -q </dev/null >/dev/null && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing </dev/null >/dev/null; } \
-	      || echo "note: installing$$missing failed; their tests will skip"; \
-	  fi; \
-	fi
+	$(call install_missing,their tests will skip)
 
 # Go-built programs the tests run (tools/binaries.toml): built once from the Go
 # module proxy and cached outside the clone (~/.cache/homelab-tunnel/go/).
@@ -104,6 +126,12 @@ test-binaries: $(VENV)/.synced
 # mmdebstrap (as root) and cached outside the clone (~/.cache/homelab-tunnel/rootfs/).
 test-rootfs: $(VENV)/.synced test-tools
 	$(BIN)/python tools/build_rootfs.py
+
+# The lab's package mirror (tests/support/mirror/): .debs nfpm builds from
+# those programs, Debian trixie's part of what the edge installs and a trixie
+# root to install into, cached beside them (~/.cache/homelab-tunnel/mirror/).
+test-packages: $(VENV)/.synced test-tools test-binaries
+	$(BIN)/python tools/build_packages.py
 
 # cdktf CLI, pinned in tools/cdktf/package-lock.json, installed locally.
 $(CDKTF): tools/cdktf/package-lock.json $(VENV)/.synced

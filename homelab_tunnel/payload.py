@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 from dataclasses import dataclass, field
 from functools import cache
 from importlib.resources import files
 from importlib.resources.abc import Traversable
 
 from homelab_tunnel.config import TunnelConfig
+from homelab_tunnel.crawlers import ai_crawlers
 from homelab_tunnel.errors import InputError
 from homelab_tunnel.render.compact import compact_for
-from homelab_tunnel.render.edge_config import config_version, render_edge_config
+from homelab_tunnel.render.edge_config import render_edge_config
 from homelab_tunnel.render.secrets import longest_size
 from homelab_tunnel.render.user_data import (
     BOOTSTRAP,
@@ -54,7 +56,6 @@ FIXED_FILES: tuple[tuple[str, str, int], ...] = (
     ("reserved-ip-egress.sh", f"{LIB}/reserved-ip-egress.sh", 0o755),
     ("metadata-guard.sh", METADATA_GUARD, 0o755),
     ("restore-state.sh", f"{LIB}/restore-state.sh", 0o755),
-    ("backup-keys.sh", f"{LIB}/backup-keys.sh", 0o755),
     ("homelab-tunnel-bootstrap.service", f"{UNITS}/homelab-tunnel-bootstrap.service", 0o644),
     ("homelab-tunnel-egress.service", f"{UNITS}/homelab-tunnel-egress.service", 0o644),
     ("homelab-tunnel-health.service", f"{UNITS}/homelab-tunnel-health.service", 0o644),
@@ -69,7 +70,16 @@ FIXED_FILES: tuple[tuple[str, str, int], ...] = (
         (f"homelab-tunnel-backup-keys.{kind}", f"{UNITS}/homelab-tunnel-backup-keys.{kind}", 0o644)
         for kind in ("service", "path", "timer")
     ),
+    *(
+        (f"homelab-tunnel-seal.{kind}", f"{UNITS}/homelab-tunnel-seal.{kind}", 0o644)
+        for kind in ("service", "timer")
+    ),
     ("state-volume.conf", f"{UNITS}/headscale.service.d/10-state-volume.conf", 0o644),
+    (
+        "headscale-not-mid-restore.conf",
+        f"{UNITS}/headscale.service.d/30-not-mid-restore.conf",
+        0o644,
+    ),
     ("state-volume.conf", f"{UNITS}/caddy.service.d/10-state-volume.conf", 0o644),
     ("state-volume.conf", f"{UNITS}/tailscaled.service.d/10-state-volume.conf", 0o644),
     (
@@ -139,12 +149,13 @@ class SoftwareObject:
 
 
 def edge_config_object(config: TunnelConfig) -> EdgeConfigObject:
-    body = render_edge_config(config)
+    """The config object for `config`, with the pinned AI crawler list."""
+    body = render_edge_config(config, ai_crawlers())
     return EdgeConfigObject(
         edge_config_key(config),
         body,
         hashlib.sha256(body.encode()).hexdigest(),
-        config_version(config),
+        str(json.loads(body)["version"]),
     )
 
 

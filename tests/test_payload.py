@@ -64,9 +64,7 @@ def test_user_data_stays_within_its_budget_with_every_feature_on() -> None:
 def test_the_most_roots_tls_ca_roots_takes_still_fit() -> None:
     most = ROOT_PEM * (MAX_PEM_BYTES // len(ROOT_PEM))
     tls = {**EVERYTHING_ON["tls"], "ca_roots": most}  # type: ignore[dict-item]
-    assert (
-        user_data_size(config_with(**{**EVERYTHING_ON, "tls": tls})) <= USER_DATA_LIMIT // 2 + 2048
-    )
+    assert user_data_size(config_with(**{**EVERYTHING_ON, "tls": tls})) <= USER_DATA_LIMIT
 
 
 def test_the_number_of_sites_no_longer_changes_user_data() -> None:

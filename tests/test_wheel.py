@@ -160,3 +160,21 @@ def test_installed_wheel_deploys_for_real_into_the_fake_account(
         done = _tool(installed, "diff", "--config", "edge.toml", cwd=tmp_path, env=env)
         assert done.returncode == 0, done.stdout + done.stderr
         assert "verdict: no changes" in done.stdout
+
+
+def test_installed_wheel_reads_the_ai_crawler_list_from_its_dependency(
+    installed: Path, tmp_path: Path
+) -> None:
+    """block-ai sites need crawler-user-agents' data, from the installed package."""
+    from homelab_tunnel.crawlers import ai_crawlers
+    from homelab_tunnel.render.caddyfile import render_caddyfile
+
+    example = EXAMPLE.parent / "private-sites.toml"
+    config = tmp_path / "edge.toml"
+    shutil.copy(example, config)
+    done = _run(
+        str(installed / "bin" / "homelab-tunnel"), "render", "caddyfile", "--config", str(config),
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert done.stdout == render_caddyfile(load_config(example), ai_crawlers())
+    assert "@ai_crawler {" in done.stdout

@@ -3,16 +3,22 @@
 Each entry is built in a scratch module that requires it (`go get` at the
 pinned version, `go mod tidy`, `go install`): unlike `go install module@version`
 this works for modules whose version list the proxy refuses to show, and it
-keeps the entry's own dependency versions. A failure leaves `FAILED` beside the
-cache folder with the go command's last line, which the tests quote when they
-skip; nothing else stops `make test`.
+keeps the entry's own dependency versions. An entry with `own_module = true`
+is built inside a copy of its own module instead (`go mod download`, then
+`go build` there), so the `replace` directives of its go.mod apply, which a
+requiring module ignores. A failure leaves `FAILED` beside the cache folder
+with the go command's last line, which the tests quote when they skip;
+nothing else stops `make test`. Entries with `bench = true` are built only
+when named (`make bench` names them).
 
-    python tools/build_binaries.py [NAME ...]    # default: every entry
+    python tools/build_binaries.py [NAME ...]    # default: every entry but bench ones
 """
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -33,6 +39,8 @@ class Program:
     version: str
     commands: tuple[str, ...]
     env: tuple[tuple[str, str], ...] = ()
+    own_module: bool = False
+    bench: bool = False
 
     @property
     def folder(self) -> Path:
@@ -41,8 +49,15 @@ class Program:
 
     @property
     def binaries(self) -> dict[str, Path]:
-        """Command path -> the binary `go install` names after its last path element."""
-        last = self.module.rstrip("/").rsplit("/", 1)[-1]
+        """Command path -> the binary `go install` names after its last path element.
+
+        A module root with a major-version suffix (`.../oauth2-proxy/v7`) is
+        named after the element before it, as `go install` does.
+        """
+        elements = self.module.rstrip("/").split("/")
+        if len(elements) > 1 and re.fullmatch(r"v[0-9]+", elements[-1]):
+            elements.pop()
+        last = elements[-1]
         found = {}
         for command in self.commands:
             stem = last if command == "." else command.rstrip("/").rsplit("/", 1)[-1]
@@ -71,12 +86,14 @@ def programs() -> dict[str, Program]:
             entry["version"],
             tuple(entry["commands"]),
             tuple(sorted(entry.get("env", {}).items())),
+            entry.get("own_module", False),
+            entry.get("bench", False),
         )
         for name, entry in pins.items()
     }
 
 
-def _go(args: list[str], cwd: Path, log: list[str], env: dict[str, str]) -> None:
+def _go(args: list[str], cwd: Path, log: list[str], env: dict[str, str]) -> str:
     done = subprocess.run(
         ["go", *args],
         cwd=cwd,
@@ -89,7 +106,10 @@ def _go(args: list[str], cwd: Path, log: list[str], env: dict[str, str]) -> None
     log.append(f"$ go {' '.join(args)}\n{done.stdout}{done.stderr}")
     if done.returncode != 0:
         lines = [line for line in done.stderr.splitlines() if line.strip()]
-        raise RuntimeError(lines[0] if lines else f"go {args[0]} exited {done.returncode}")
+        # The first line that is not progress: "go: downloading ..." says nothing of why.
+        reasons = [line for line in lines if not line.startswith("go: downloading ")]
+        raise RuntimeError((reasons or lines or [f"go {args[0]} exited {done.returncode}"])[0])
+    return done.stdout
 
 
 def build(program: Program) -> None:
@@ -105,12 +125,10 @@ def build(program: Program) -> None:
     try:
         with tempfile.TemporaryDirectory(prefix="homelab-tunnel-go-") as scratch:
             work = Path(scratch)
-            _go(["mod", "init", "homelab-tunnel.test/build"], work, log, env)
-            _go(["get", f"{program.module}@{program.version}"], work, log, env)
-            imports = "\n".join(f'import _ "{_package(program, c)}"' for c in program.commands)
-            (work / "tools.go").write_text(f"//go:build tools\n\npackage tools\n\n{imports}\n")
-            _go(["mod", "tidy"], work, log, env)
-            _go(["install", *(_package(program, c) for c in program.commands)], work, log, env)
+            if program.own_module:
+                _build_in_own_module(program, work, log, env)
+            else:
+                _build_as_requirement(program, work, log, env)
         (staging / "build.log").write_text("\n".join(log))
         shutil.rmtree(program.folder, ignore_errors=True)
         staging.rename(program.folder)
@@ -120,6 +138,31 @@ def build(program: Program) -> None:
         raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _build_as_requirement(
+    program: Program, work: Path, log: list[str], env: dict[str, str]
+) -> None:
+    _go(["mod", "init", "homelab-tunnel.test/build"], work, log, env)
+    _go(["get", f"{program.module}@{program.version}"], work, log, env)
+    imports = "\n".join(f'import _ "{_package(program, c)}"' for c in program.commands)
+    (work / "tools.go").write_text(f"//go:build tools\n\npackage tools\n\n{imports}\n")
+    _go(["mod", "tidy"], work, log, env)
+    _go(["install", *(_package(program, c) for c in program.commands)], work, log, env)
+
+
+def _build_in_own_module(program: Program, work: Path, log: list[str], env: dict[str, str]) -> None:
+    """`go build` in a copy of the module, where its own go.mod (replaces included) rules."""
+    listing = _go(
+        ["mod", "download", "-json", f"{program.module}@{program.version}"], work, log, env
+    )
+    source = work / "module"
+    shutil.copytree(json.loads(listing)["Dir"], source)
+    for path in [source, *source.rglob("*")]:
+        path.chmod(path.stat().st_mode | 0o200)  # the module cache is read-only
+    for command, binary in program.binaries.items():
+        target = str(Path(env["GOBIN"]) / binary.name)
+        _go(["build", "-o", target, f"./{command}" if command != "." else "."], source, log, env)
 
 
 def _package(program: Program, command: str) -> str:
@@ -136,7 +179,8 @@ def main(names: list[str]) -> int:
     if unknown:
         print(f"unknown program(s): {', '.join(unknown)}; known: {', '.join(selected)}")
         return 2
-    for program in (selected[name] for name in names or selected):
+    chosen = names or [name for name, program in selected.items() if not program.bench]
+    for program in (selected[name] for name in chosen):
         if program.built():
             continue
         start = time.monotonic()

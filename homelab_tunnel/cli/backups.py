@@ -1,8 +1,10 @@
-"""`backups list` and `backups restore`: the edge's off-box backups, driven over ssh.
+"""`backups list`, `backups restore` and `backups status`: the edge's off-box backups, over ssh.
 
-The work is done on the edge by restore-state.sh, the same script that
+The work is done on the edge by restore-state.sh, the same program that
 restores a blank volume at boot; these commands only run it and pass its
-answer on, so there is one restore procedure, tested once.
+answer on, so there is one restore procedure, tested once. A restore runs on
+the edge as a unit of its own: if the connection drops, it finishes (or puts
+the previous state back) all the same, and `backups status` tells how it ended.
 """
 
 from __future__ import annotations
@@ -23,17 +25,20 @@ backups = typer.Typer(
 app.add_typer(backups, name="backups")
 
 
-def _relay(target: str, argv: tuple[str, ...], timeout: float) -> None:
+def _relay(target: str, argv: tuple[str, ...], timeout: float, after: str = "") -> None:
     """The edge's answer, line by line with control characters escaped.
 
     Object names in the bucket are anyone's text who could write there: an
-    escape sequence in one must not drive the operator's terminal.
+    escape sequence in one must not drive the operator's terminal. `after`:
+    what to say when the connection was lost (the edge may still be at work).
     """
     result = run_on_edge(target, argv, timeout)
     typer.echo("\n".join(one_line(line) for line in result.stdout.split("\n")), nl=False)
     if result.returncode != 0:
         detail = result.stderr.strip() or f"exit code {result.returncode}"
         typer.echo(f"ssh {target}: {one_line(detail)}")
+        if after and result.returncode in (124, 255):
+            typer.echo(after)
         raise typer.Exit(1)
 
 
@@ -80,7 +85,19 @@ def restore(
     """Restore Headscale's database and keys as they were at --at, on the edge's volume.
 
     Refused when the volume holds a database, unless --force; Headscale is
-    stopped for the restore and started again.
+    stopped for the restore and started again. Only a state the edge sealed is
+    installed; on any failure the previous state comes back.
     """
     argv = (RESTORE, "--at", _point_in_time(at), *(["--force"] if force else []))
-    _relay(ssh, argv, RESTORE_TIMEOUT)
+    after = (
+        "The restore goes on on the edge whatever happened to the connection: "
+        f"`homelab-tunnel backups status --ssh {ssh}` tells how it ended."
+    )
+    _relay(ssh, argv, RESTORE_TIMEOUT, after)
+
+
+@backups.command("status")
+@reports_input_errors
+def status(ssh: SshOption) -> None:
+    """How the last `backups restore` ended on the edge (or that it still runs)."""
+    _relay(ssh, (RESTORE, "--status"), 60.0)

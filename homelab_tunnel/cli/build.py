@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -26,8 +27,13 @@ from homelab_tunnel.errors import InputError
 from homelab_tunnel.findings import count_line, note, problems
 from homelab_tunnel.infra.outdir import check_out_dir
 from homelab_tunnel.infra.state import check_state_location, state_file
-from homelab_tunnel.payload import USER_DATA_LIMIT, checked_user_data_size, user_data
-from homelab_tunnel.render.edge_config import edge_config_document, render_edge_config
+from homelab_tunnel.payload import (
+    USER_DATA_LIMIT,
+    checked_user_data_size,
+    edge_config_object,
+    user_data,
+)
+from homelab_tunnel.render.sites import describe_policy, site_document, site_documents
 from homelab_tunnel.tailnet.gate import version_gate
 
 OutOption = Annotated[
@@ -40,17 +46,23 @@ def _config_table(config: TunnelConfig) -> Table:
     table = Table(title=escape(f"{config.name} ({config.region}, {config.size})"))
     table.add_column("public name")
     table.add_column("goes to")
+    table.add_column("policy")
     for site in config.sites:
         table.add_row(
-            escape(site.domain), escape(f"{site.scheme}://{config.upstream_host(site)}:{site.port}")
+            escape(site.domain),
+            escape(f"{site.scheme}://{config.upstream_host(site)}:{site.port}"),
+            escape(describe_policy(site_document(config, site))),
         )
-    table.add_row(escape(config.headscale.domain), "Headscale on the edge (127.0.0.1:8080)")
+    table.add_row(
+        escape(config.headscale.domain), "Headscale on the edge (127.0.0.1:8080)", "its own logins"
+    )
     return table
 
 
 def _config_facts(config: TunnelConfig, user_data_size: int) -> dict[str, str]:
     ssh = ", ".join(config.ssh_allowed_cidrs) if config.ssh_allowed_cidrs else "closed"
     zone = "created by this stack" if config.dns.create_zone else "existing"
+    edge_config = edge_config_object(config)
     return {
         "DNS zone": f"{config.dns.zone} ({zone})",
         "tailnet base domain": config.headscale.base_domain,
@@ -66,8 +78,7 @@ def _config_facts(config: TunnelConfig, user_data_size: int) -> dict[str, str]:
         ),
         "config channel": (
             f"Spaces bucket {config.channel_bucket} in {config.channel_region}: config version "
-            f"{edge_config_document(config)['version']} "
-            f"({len(render_edge_config(config).encode())} bytes), applied in place"
+            f"{edge_config.version} ({len(edge_config.body.encode())} bytes), applied in place"
         ),
         "estimated cost": monthly_line(config),
         "user_data": f"{user_data_size} of {USER_DATA_LIMIT} bytes (DigitalOcean's limit; "
@@ -118,7 +129,8 @@ def check(
     summary = f"{config} is valid; version gate {gate}: {count_line(findings)}"
     facts = _config_facts(loaded, size)
     if as_json:
-        print_json(findings, summary=summary, ok=ok, extra={"config": str(config), "facts": facts})
+        extra = {"config": str(config), "facts": facts, "sites": site_documents(loaded)}
+        print_json(findings, summary=summary, ok=ok, extra=extra)
     else:
         console().print(_config_table(loaded))
         print_lines(f"{name}: {value}" for name, value in facts.items())
@@ -186,15 +198,16 @@ def render(
 ) -> None:
     """Print one file exactly as the edge gets it (user-data: as cloud-init gets it;
     edge-config: the config object Terraform writes to the config bucket)."""
+    from homelab_tunnel.crawlers import ai_crawlers
     from homelab_tunnel.render.caddyfile import render_caddyfile
     from homelab_tunnel.render.headscale import render_headscale_config
     from homelab_tunnel.render.policy import render_policy
 
-    renderers = {
-        RenderedFile.caddyfile: render_caddyfile,
+    renderers: dict[RenderedFile, Callable[[TunnelConfig], str]] = {
+        RenderedFile.caddyfile: lambda loaded: render_caddyfile(loaded, ai_crawlers()),
         RenderedFile.headscale: render_headscale_config,
         RenderedFile.policy: render_policy,
         RenderedFile.user_data: user_data,
-        RenderedFile.edge_config: render_edge_config,
+        RenderedFile.edge_config: lambda loaded: edge_config_object(loaded).body,
     }
     typer.echo(renderers[file](load_config(config)), nl=False)

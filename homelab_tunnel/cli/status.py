@@ -36,7 +36,7 @@ from homelab_tunnel.config import TunnelConfig, load_config
 from homelab_tunnel.edge.config_status import config_findings
 from homelab_tunnel.errors import InputError
 from homelab_tunnel.findings import Severity, count_line
-from homelab_tunnel.render.edge_config import config_version
+from homelab_tunnel.payload import edge_config_object
 from homelab_tunnel.tailnet.stream import FrameStream
 
 QUIT_KEYS = {"q", "Q", "\x1b"}
@@ -46,7 +46,7 @@ def with_expected_config(frame: dict[str, Any], config: TunnelConfig) -> dict[st
     """The frame judged against this config file too: is the edge running what it renders?"""
     status = ((frame.get("edge") or {}).get("config") or {}).get("status") or {}
     now = datetime.now(UTC)
-    judged = config_findings(status, now, expected=config_version(config))
+    judged = config_findings(status, now, expected=edge_config_object(config).version)
     findings = [f for f in findings_of(frame) if f.subject != "config"] + judged
     bad = any(f.severity is Severity.PROBLEM for f in findings)
     summary = count_line(findings) if bad else frame.get("summary", "")

@@ -15,14 +15,20 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from homelab_tunnel.config.values import (
     EDGE_USER,
     FINGERPRINT,
+    HASH_HOWTO,
     NEAREST_SPACES,
     AgeRecipient,
+    AuthPath,
+    BasicUser,
+    BcryptHash,
     Bucket,
     Cidr,
     Email,
     Fqdn,
+    HeaderName,
     HttpsUrl,
     Image,
+    MachineName,
     Name,
     PemCertificates,
     Port,
@@ -58,13 +64,77 @@ class _Model(BaseModel):
 # ---------------------------------------------------------------------------
 
 
+class BasicLogin(_Model):
+    """One user of a site's basic-auth gate: a name and a bcrypt hash, never a password."""
+
+    user: BasicUser
+    password_hash: BcryptHash = Field(description="bcrypt hash of the password")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_plain_password(cls, data: object) -> object:
+        if isinstance(data, dict) and "password" in data:
+            raise ValueError(
+                "password: a plain password is not accepted (and not shown); give its bcrypt "
+                f"hash as password_hash: {HASH_HOWTO}"
+            )
+        return data
+
+
+class ForwardAuth(_Model):
+    """The user's own auth server on the tailnet (Authelia, Authentik, tinyauth,
+    oauth2-proxy...): Caddy asks it about every request before the site sees it."""
+
+    upstream: MachineName = Field(description="tailnet machine the auth server runs on")
+    port: Port
+    path: AuthPath = Field(description="its check endpoint, e.g. /api/authz/forward-auth")
+    copy_headers: list[HeaderName] = Field(
+        default_factory=list,
+        description="headers of its answer (the user, groups) passed on to the site",
+    )
+
+
+class SiteAuth(_Model):
+    """A login in front of a site: basic auth at the edge, or forward auth. One of them."""
+
+    basic: list[BasicLogin] | None = None
+    forward: ForwardAuth | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> SiteAuth:
+        if self.basic is not None and self.forward is not None:
+            raise ValueError("give basic or forward, not both: a site has one gate")
+        if self.basic is None and self.forward is None:
+            raise ValueError(
+                "give basic = [{ user, password_hash }, ...] or forward = { upstream, port, "
+                "path }, or drop [sites.auth] to leave the site open"
+            )
+        if self.basic is not None and not self.basic:
+            raise ValueError("basic: list at least one user, or drop [sites.auth]")
+        return self
+
+    @property
+    def kind(self) -> Literal["basic", "forward"]:
+        return "basic" if self.basic is not None else "forward"
+
+
 class Site(_Model):
-    """One allowlisted domain and the tailnet service behind it."""
+    """One allowlisted domain, the tailnet service behind it, and who may reach it."""
 
     domain: Fqdn
     upstream: Upstream = Field(description="tailnet machine name (MagicDNS label) or address")
     port: Port
     scheme: Literal["http", "https"] = "http"
+    allow_cidrs: list[Cidr] = Field(
+        default_factory=list,
+        description="only these sources reach the site (403 for others); empty: everyone",
+    )
+    crawlers: Literal["allow", "block-ai"] = Field(
+        default="allow",
+        description="block-ai: known AI crawlers get 403 and a robots.txt that disallows them",
+    )
+    auth: SiteAuth | None = None
+    hsts: bool = Field(default=False, description="send Strict-Transport-Security (one year)")
 
     @property
     def upstream_is_address(self) -> bool:
@@ -329,6 +399,7 @@ class TunnelConfig(_Model):
                     f"sites.{index}.upstream: {site.upstream!r} is the edge itself on the "
                     "tailnet; name the homelab machine that serves the site"
                 )
+            yield from _site_policy_problems(f"sites.{index}", site, (self.name, EDGE_USER))
 
     # -- derived names ------------------------------------------------------
 
@@ -372,25 +443,60 @@ class TunnelConfig(_Model):
         """Where Caddy sends a site: a MagicDNS name or a tailnet address."""
         if site.upstream_is_address:
             return site.upstream
-        return f"{site.upstream}.{self.headscale.base_domain}"
+        return self.machine_host(site.upstream)
+
+    def machine_host(self, machine: str) -> str:
+        """A tailnet machine's MagicDNS name."""
+        return f"{machine}.{self.headscale.base_domain}"
+
+    @property
+    def forward_auths(self) -> list[ForwardAuth]:
+        """The forward-auth servers the sites ask, in config order."""
+        return [site.auth.forward for site in self.sites if site.auth and site.auth.forward]
 
     @property
     def upstream_hosts(self) -> list[str]:
-        """Each site's upstream host, once, in config order."""
-        return list(dict.fromkeys(self.upstream_host(site) for site in self.sites))
+        """Each host the edge forwards to (sites, then auth servers), once, in config order."""
+        hosts = [self.upstream_host(site) for site in self.sites]
+        hosts += [self.machine_host(forward.upstream) for forward in self.forward_auths]
+        return list(dict.fromkeys(hosts))
 
     @property
     def upstream_machines(self) -> list[str]:
-        """The tailnet machine names the sites use, once, in config order."""
-        return list(
-            dict.fromkeys(site.upstream for site in self.sites if not site.upstream_is_address)
-        )
+        """The tailnet machine names the sites and their auth servers use, once, in order."""
+        machines = [site.upstream for site in self.sites if not site.upstream_is_address]
+        machines += [forward.upstream for forward in self.forward_auths]
+        return list(dict.fromkeys(machines))
 
     def ssh_key_fingerprints(self) -> list[str]:
         return [key for key in self.ssh_keys if FINGERPRINT.fullmatch(key)]
 
     def ssh_key_names(self) -> list[str]:
         return [key for key in self.ssh_keys if not FINGERPRINT.fullmatch(key)]
+
+
+def _site_policy_problems(where: str, site: Site, edge_names: tuple[str, ...]) -> Iterable[str]:
+    yield from _duplicates(f"{where}.allow_cidrs", site.allow_cidrs)
+    if site.auth is None:
+        return
+    first: dict[str, int] = {}
+    for index, login in enumerate(site.auth.basic or []):
+        if login.user in first:
+            yield (
+                f"{where}.auth.basic.{index}.user: {login.user!r} is already listed as "
+                f"{where}.auth.basic.{first[login.user]}"
+            )
+        first.setdefault(login.user, index)
+    forward = site.auth.forward
+    if forward is not None:
+        if forward.upstream in edge_names:
+            yield (
+                f"{where}.auth.forward.upstream: {forward.upstream!r} is the edge itself; name "
+                "the tailnet machine the auth server runs on"
+            )
+        yield from _duplicates(
+            f"{where}.auth.forward.copy_headers", [h.lower() for h in forward.copy_headers]
+        )
 
 
 def _duplicates(field: str, values: Iterable[str]) -> Iterable[str]:

@@ -268,6 +268,68 @@ def _check_upstream(value: str) -> str:
     return value
 
 
+def _check_machine_name(value: str) -> str:
+    """A tailnet machine by name only: what a forward-auth server is reached by."""
+    if not _LABEL.fullmatch(value):
+        raise ValueError(
+            f"{value!r} is not a tailnet machine name: name the machine the auth server runs "
+            "on (one DNS label, e.g. 'homelab'); the edge reaches it by its MagicDNS name"
+        )
+    return _check_upstream(value)
+
+
+# ---------------------------------------------------------------------------
+# Site policy: users, hashes, auth endpoints
+# ---------------------------------------------------------------------------
+
+# Caddy's basic_auth reads `user hash` as two words and expands {placeholders};
+# a browser sends `user:password`, so a ':' in a name could never log in.
+_BASIC_USER = re.compile(r"[A-Za-z0-9._@+-]{1,64}")
+# Modular crypt format of bcrypt: $2a$/$2b$/$2y$, a cost of 04-31, 53 characters
+# of bcrypt's base64 (salt and hash), as `caddy hash-password` and `htpasswd -B` print.
+_BCRYPT = re.compile(r"\$2[aby]\$(?:0[4-9]|[12][0-9]|3[01])\$[./A-Za-z0-9]{53}")
+HASH_HOWTO = "`caddy hash-password` prints one (or `htpasswd -nB USER`, the part after the colon)"
+# The auth server's check endpoint: a path and query, literal (no {placeholders}).
+_AUTH_PATH = re.compile(r"/[A-Za-z0-9._~/%=&?+,:@!-]{0,254}")
+_HEADER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,63}")
+
+
+def _check_basic_user(value: str) -> str:
+    if not _BASIC_USER.fullmatch(value):
+        raise ValueError(
+            f"{value!r} is not a user name for basic auth: 1-64 letters, digits and . _ @ + -"
+        )
+    return value
+
+
+def _check_bcrypt(value: Any) -> Any:
+    """A bcrypt hash; the value is never shown, in case a password was pasted instead."""
+    if isinstance(value, str) and not _BCRYPT.fullmatch(value):
+        raise ValueError(
+            "is not a bcrypt hash ($2a$, $2b$ or $2y$, a cost, then 53 characters; the value "
+            f"is not shown in case it is a password): {HASH_HOWTO}"
+        )
+    return value
+
+
+def _check_auth_path(value: str) -> str:
+    if not _AUTH_PATH.fullmatch(value):
+        raise ValueError(
+            f"{value!r} is not the path of the auth server's check endpoint: it starts with "
+            "'/' and holds letters, digits and . _ ~ / % = & ? + , : @ ! - (e.g. "
+            "'/api/authz/forward-auth' for Authelia, '/oauth2/auth' for oauth2-proxy)"
+        )
+    return value
+
+
+def _check_header_name(value: str) -> str:
+    if not _HEADER_NAME.fullmatch(value):
+        raise ValueError(
+            f"{value!r} is not an HTTP header name (letters, digits and '-', e.g. 'Remote-User')"
+        )
+    return value
+
+
 # ---------------------------------------------------------------------------
 # Keys, networks, versions, URLs
 # ---------------------------------------------------------------------------
@@ -398,3 +460,8 @@ HttpsUrl = Annotated[str, _Line, AfterValidator(_check_https_url)]
 PemCertificates = Annotated[str, AfterValidator(_check_pem_certificates)]
 SshKey = Annotated[str, _Line, AfterValidator(_check_ssh_key)]
 Port = Annotated[int, Field(ge=1, le=65535)]
+MachineName = Annotated[str, BeforeValidator(_domain), AfterValidator(_check_machine_name)]
+BasicUser = Annotated[str, _Line, AfterValidator(_check_basic_user)]
+BcryptHash = Annotated[str, BeforeValidator(_check_bcrypt)]
+AuthPath = Annotated[str, _Line, AfterValidator(_check_auth_path)]
+HeaderName = Annotated[str, _Line, AfterValidator(_check_header_name)]

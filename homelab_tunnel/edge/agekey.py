@@ -4,27 +4,23 @@ The key files Headscale keeps outside its database (noise and DERP private
 keys) are encrypted before they leave the box, to the owner's recipients from
 the config and to the edge's own identity. That identity must survive the loss
 of the volume, or a blank volume could not restore them unattended, so it is
-derived from the one secret a new droplet always receives: its scoped Spaces
-secret key. Whoever can derive it can already read the bucket; whoever only
-gets the bucket's contents (a public-by-mistake bucket, another leaked key)
-cannot decrypt. Rotating the Spaces key re-encrypts to the new identity on the
-next backup run; older copies stay readable with the owner's identity.
+derived from the edge secret (derive.py, purpose "age"), which a new droplet
+receives in user_data. It is not derived from the bucket's key pair: whoever
+holds only that pair (a leaked CI log, an old droplet's backup.env) can read
+the bucket but not the key files.
 
 Standard library only: bech32 is BIP-173, as age uses it.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import sys
+
+from homelab_tunnel.edge.derive import derived_key
 
 CHARSET = "qpzry9x8gf2tvdw0s3jn54khce6mua7l"
 RECIPIENT_PREFIX = "age"
 IDENTITY_PREFIX = "age-secret-key-"
-# Fixed salt and purpose: the same secret always gives the same identity.
-_SALT = b"homelab-tunnel edge age identity"
-_INFO = b"v1"
 
 
 def _polymod(values: list[int]) -> int:
@@ -73,16 +69,13 @@ def is_recipient(text: str) -> bool:
 
 
 def identity_from_secret(secret: str) -> str:
-    """`AGE-SECRET-KEY-1...` from a secret string (HKDF-SHA256, one 32-byte block)."""
-    if not secret:
-        raise ValueError("no secret to derive the edge's age identity from")
-    key = hmac.new(_SALT, secret.encode(), hashlib.sha256).digest()
-    scalar = hmac.new(key, _INFO + b"\x01", hashlib.sha256).digest()
+    """`AGE-SECRET-KEY-1...` from the edge secret: its 32-byte "age" key as the X25519 scalar."""
+    scalar = bytes.fromhex(derived_key(secret, "age"))
     return bech32_encode(IDENTITY_PREFIX, scalar).upper()
 
 
 def main(argv: list[str]) -> int:
-    """`python3 -m homelab_tunnel.edge.agekey identity` reads the secret on stdin."""
+    """`python3 -m homelab_tunnel.edge.agekey identity` reads the edge secret on stdin."""
     if argv != ["identity"]:
         print("usage: python3 -m homelab_tunnel.edge.agekey identity < SECRET", file=sys.stderr)
         return 2

@@ -34,6 +34,8 @@ BOOTSTRAP_STATUS = "/var/lib/homelab-tunnel/bootstrap-status"
 # Written by restore-state.sh: "<UTC time> <what was restored>".
 RESTORED = "/var/lib/homelab-tunnel/restored"
 RESTORE_REPORTED_FOR = timedelta(hours=24)
+# Left by a restore that could not put the previous state back: Headscale refuses to start.
+RESTORING = "/var/lib/headscale/.homelab-tunnel-restoring"
 LITESTREAM_UNIT = "homelab-tunnel-litestream"
 
 
@@ -70,6 +72,21 @@ def restore_findings(path: Path, now: datetime) -> list[Finding]:
     return [warning("backup", f"restored from backup: {what} at {when}")]
 
 
+def unfinished_restore_findings(path: Path) -> list[Finding]:
+    """A restore that stopped half-way: nothing starts Headscale until someone acts."""
+    try:
+        mark = path.read_text(encoding="utf-8", errors="replace").strip()
+    except OSError:
+        return []
+    return [
+        problem(
+            "backup",
+            f"a restore did not finish ({mark}): Headscale stays stopped until you act "
+            "(restore-state.sh --status says what to do)",
+        )
+    ]
+
+
 def litestream_findings(run: Runner) -> list[Finding]:
     """Backups on, edge ready: the unit streaming the database must be running."""
     state = run([("systemctl", "is-active", LITESTREAM_UNIT)], 10.0).stdout.strip() or "unknown"
@@ -100,6 +117,7 @@ def health(env: Mapping[str, str], run: Runner = run_local, now: datetime | None
         findings += litestream_findings(run)
     findings += restore_findings(Path(env.get("RESTORED_FILE") or RESTORED), now)
     findings += status_findings(Path(env.get("CONFIG_STATUS_FILE") or STATUS_PATH), now)
+    findings += unfinished_restore_findings(Path(env.get("RESTORING_FILE") or RESTORING))
     healthy_summary = ""
     try:
         evidence = collect(

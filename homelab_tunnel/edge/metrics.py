@@ -25,6 +25,7 @@ from types import FrameType
 
 from homelab_tunnel.edge import exposition
 from homelab_tunnel.edge.collect import Runner, last_line, run_local
+from homelab_tunnel.edge.envfile import EnvFileError
 from homelab_tunnel.edge.gauges import gauges
 from homelab_tunnel.edge.observe import Observer, Sample, Settings, observer_from_files
 from homelab_tunnel.edge.status import SourceError, parse_status, peers, strings
@@ -225,7 +226,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, service.signal)
     try:
         service.serve()
-    except (OSError, KeyError, ValueError) as exc:
+    except (OSError, KeyError, ValueError, EnvFileError) as exc:
         print(f"homelab-tunnel metrics: cannot start: {exc}", file=sys.stderr)
         return 2
     return 0

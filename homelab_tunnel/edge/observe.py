@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from homelab_tunnel.edge import backup_lag, certs, exposition, s3
+from homelab_tunnel.edge import backup_lag, certs, envfile, exposition, s3
 from homelab_tunnel.edge.collect import (
     Runner,
     last_line,
@@ -33,7 +33,6 @@ from homelab_tunnel.edge.collect import (
     whois_command,
 )
 from homelab_tunnel.edge.config_status import STATUS_PATH, read_status, status_findings
-from homelab_tunnel.edge.envfile import read_env_file
 from homelab_tunnel.edge.exposition import ExpositionError, Family
 from homelab_tunnel.edge.health import (
     BOOTSTRAP_STATUS,
@@ -83,10 +82,11 @@ class Settings:
 
     @classmethod
     def read(cls, root: Path = Path("/")) -> Settings:
-        """`OSError`/`KeyError`/`ValueError` when a file is missing or incomplete."""
-        metrics = read_env_file(root / str(METRICS_ENV).lstrip("/"))
-        health = read_env_file(root / str(HEALTH_ENV).lstrip("/"))
-        edge = read_env_file(root / str(EDGE_ENV).lstrip("/"))
+        """`EnvFileError` when a file is missing or unreadable, `KeyError`/`ValueError` when
+        one is incomplete."""
+        metrics = envfile.read(root / str(METRICS_ENV).lstrip("/"))
+        health = envfile.read(root / str(HEALTH_ENV).lstrip("/"))
+        edge = envfile.read(root / str(EDGE_ENV).lstrip("/"))
         sources = {
             name: metrics[f"{name.upper()}_METRICS_URL"]
             for name in ("caddy", "headscale", "litestream")
@@ -359,6 +359,6 @@ def observer_from_files(root: Path = Path("/")) -> Observer:
     settings = Settings.read(root)
     backup = None
     if settings.backup_enabled:
-        env = read_env_file(root / "etc/homelab-tunnel/backup.env")
+        env = envfile.read(root / "etc/homelab-tunnel/backup.env")
         backup = backup_lag.watch_from_env(env, root / str(backup_lag.DATABASE).lstrip("/"))
     return Observer(settings, root=root, backup=backup, storage=certs.STORAGE)

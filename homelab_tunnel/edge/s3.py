@@ -3,10 +3,11 @@
   python3 -m homelab_tunnel.edge.s3 put KEY FILE | get KEY FILE | head KEY | list PREFIX
   python3 -m homelab_tunnel.edge.s3 delete KEY
 
-Settings come from the environment (/etc/homelab-tunnel/backup.env):
-BACKUP_ENDPOINT, BACKUP_REGION, BACKUP_BUCKET, BACKUP_ACCESS_KEY_ID and
-BACKUP_SECRET_ACCESS_KEY. Exit codes: 0 ok, 1 failed, 2 usage, 3 not found.
-Nothing printed ever holds the secret.
+Settings: BACKUP_ENDPOINT, BACKUP_REGION, BACKUP_BUCKET, BACKUP_ACCESS_KEY_ID
+and BACKUP_SECRET_ACCESS_KEY, read from the file HOMELAB_TUNNEL_BACKUP_ENV
+names (backup.env, through envfile.py: the secret never enters a process
+environment), else from the environment. Exit codes: 0 ok, 1 failed, 2 usage,
+3 not found. Nothing printed ever holds the secret.
 
 Path-style (https://<region>.digitaloceanspaces.com/<bucket>/<key>): Spaces
 serves API requests both path-style and virtual-host style
@@ -36,6 +37,7 @@ from pathlib import Path
 from typing import IO
 from urllib.parse import quote, unquote_plus, urlsplit
 
+from homelab_tunnel.edge import envfile
 from homelab_tunnel.findings import one_line
 
 OK, FAILED, USAGE, NOT_FOUND = 0, 1, 2, 3
@@ -269,6 +271,17 @@ def head(settings: Settings, key: str) -> tuple[int, str]:
     return int(answer.headers.get("content-length", "0")), modified.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def exists(settings: Settings, key: str) -> bool:
+    """Whether an object is there: a 404 is an answer, any other failure is not."""
+    try:
+        head(settings, key)
+    except S3Error as exc:
+        if exc.status == 404:
+            return False
+        raise
+    return True
+
+
 def listing(settings: Settings, prefix: str) -> list[tuple[str, int, str]]:
     """(last modified, size, key) of every object under `prefix`, all pages.
 
@@ -309,7 +322,11 @@ def run(argv: Sequence[str], env: Mapping[str, str]) -> int:
     shapes = {"put": 2, "get": 2, "head": 1, "list": 1, "delete": 1}
     if not argv or shapes.get(argv[0]) != len(argv) - 1:
         raise UsageError(USAGE_TEXT)
-    settings = Settings.from_env(env)
+    source = env.get("HOMELAB_TUNNEL_BACKUP_ENV")
+    try:
+        settings = Settings.from_env(envfile.read(Path(source)) if source else env)
+    except envfile.EnvFileError as exc:
+        raise UsageError(str(exc)) from None
     operation, key = argv[0], argv[1]
     if operation == "put":
         put(settings, key, Path(argv[2]))

@@ -27,7 +27,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from homelab_tunnel.edge import s3
-from homelab_tunnel.edge.envfile import read_env_file
+from homelab_tunnel.edge.envfile import EnvFileError, read
 
 EDGE_ENV = "etc/homelab-tunnel/edge.env"
 CHANNEL_ENV = "etc/homelab-tunnel/channel.env"
@@ -60,8 +60,8 @@ def unpack(data: bytes, root: Path) -> None:
 
 
 def install(root: Path, *, sleep: bool = True) -> str:
-    edge = read_env_file(root / EDGE_ENV)
-    channel = read_env_file(root / CHANNEL_ENV)
+    edge = read(root / EDGE_ENV)
+    channel = read(root / CHANNEL_ENV)
     sha256 = edge["SOFTWARE_SHA256"]
     marker = root / INSTALLED
     if marker.exists() and marker.read_text().strip() == sha256:
@@ -101,7 +101,7 @@ def main(argv: list[str], env: Mapping[str, str]) -> int:
     root = Path(env.get("HOMELAB_TUNNEL_ROOT") or "/")
     try:
         print(f"homelab-tunnel: {install(root)}", flush=True)
-    except (OSError, KeyError, ValueError, tarfile.TarError, s3.UsageError) as exc:
+    except (OSError, KeyError, ValueError, tarfile.TarError, s3.UsageError, EnvFileError) as exc:
         print(f"homelab-tunnel: FAILED: cannot install the edge software: {exc}", file=sys.stderr)
         return 1
     return 0

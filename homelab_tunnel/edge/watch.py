@@ -20,6 +20,7 @@ import time
 from collections.abc import Sequence
 from typing import IO
 
+from homelab_tunnel.edge.envfile import EnvFileError
 from homelab_tunnel.edge.frame import frame
 from homelab_tunnel.edge.observe import Observer, observer_from_files
 
@@ -66,7 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--interval: between 0.2 and 3600 seconds")
     try:
         observer = observer_from_files()
-    except (OSError, KeyError, ValueError) as exc:
+    except (OSError, KeyError, ValueError, EnvFileError) as exc:
         print(f"homelab-tunnel watch: cannot start: {exc}", file=sys.stderr)
         return 2
     return stream(observer, args.interval, args.count, sys.stdin)

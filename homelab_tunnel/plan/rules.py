@@ -14,6 +14,7 @@ from typing import Any
 from homelab_tunnel.plan.edge_config import describe, edge_config, scrapers_added
 from homelab_tunnel.plan.firewall import has_true, inbound_unknown, opens_ssh, widened_inbound
 from homelab_tunnel.plan.model import Action, Change, Danger, join
+from homelab_tunnel.plan.policy import policy_exposures
 from homelab_tunnel.plan.spaces import (
     account_wide,
     acl_opened,
@@ -346,12 +347,16 @@ def _bucket_object(change: Change, values: Values, volume_lost: bool) -> tuple[D
     before = edge_config(values.before.get("content"))
     after = edge_config(values.after.get("content"))
     if change.action is Action.UPDATE and before is not None and after not in (None, before):
+        assert after is not None
+        opened = policy_exposures(before["sites"], after["sites"])
         if added := scrapers_added(before, after):
-            return Danger.EXPOSURE, (
+            opened.append(
                 f"{join(added)} may now scrape the edge's metrics on its tailnet address (the "
                 "ACL opens the port to them): sites, traffic, versions and paths become readable "
-                f"there; {describe(before, after)}"
+                "there"
             )
+        if opened:
+            return Danger.EXPOSURE, f"{'; '.join(opened)} ({describe(before, after)})"
         return Danger.IN_PLACE, describe(before, after)
     if change.action is Action.UPDATE and after is not None:
         return Danger.IN_PLACE, (

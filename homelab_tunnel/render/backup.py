@@ -1,8 +1,9 @@
-"""The backup's files on the edge: the env file its units read, and Litestream's config.
+"""The backup's files on the edge: backup.env, Litestream's config and the edge secret.
 
 The bucket's key pair is not in the config: Terraform fills the placeholders
 from the scoped digitalocean_spaces_key at plan time (sensitive), as it does
-for the health webhook.
+for the health webhook. All three files are 0600 root: only root programs
+read them (Litestream runs as root for that reason, see its unit).
 """
 
 from __future__ import annotations
@@ -35,14 +36,17 @@ def render_backup_env(config: TunnelConfig) -> str:
         "BACKUP_SECRET_ACCESS_KEY": BACKUP_SECRET_KEY.placeholder,
     }
     return (
-        "# Read by the backup and restore steps; written by homelab-tunnel.\n"
+        "# Read by the backup and restore steps (edge/envfile.py); written by homelab-tunnel.\n"
         "# The key pair comes from Terraform (digitalocean_spaces_key.backup), never the config.\n"
         + "".join(f"{key}={value}\n" for key, value in values.items())
     )
 
 
 def render_litestream_config(config: TunnelConfig) -> str:
-    """Litestream 0.5: one replica, credentials from the unit's environment."""
+    """Litestream 0.5: one replica, the key pair written in (read with -no-expand-env).
+
+    Spaces secrets are base64 ([A-Za-z0-9+/=]): literal inside YAML double quotes.
+    """
     backup = config.backup
     assert backup.region is not None
     hours = backup.retention_days * 24
@@ -58,9 +62,9 @@ dbs:
       path: {config.name}/db
       endpoint: {spaces_endpoint(backup.region)}
       region: {backup.region}
-      # Expanded from /etc/homelab-tunnel/backup.env by Litestream itself.
-      access-key-id: ${{BACKUP_ACCESS_KEY_ID}}
-      secret-access-key: ${{BACKUP_SECRET_ACCESS_KEY}}
+      # Filled in by Terraform; this file is 0600 root, as Litestream runs.
+      access-key-id: "{BACKUP_ACCESS_KEY.placeholder}"
+      secret-access-key: "{BACKUP_SECRET_KEY.placeholder}"
       sync-interval: 1s
 # How far back a restore can go: backup.retention_days.
 snapshot:

@@ -1,10 +1,18 @@
-"""The edge's Caddyfile: TLS for an allowlist of names, everything else refused."""
+"""The edge's Caddyfile: TLS for an allowlist of names, everything else refused.
+
+Each site's policy is enforced here, by stock Caddy, in this order inside the
+site's `route` (which keeps the written order): sources outside allow_cidrs
+get 403, then AI crawlers get the managed robots.txt or 403, then the gate
+(basic auth or forward auth) asks for a login, and only then does the request
+travel to the homelab, carrying the visitor's real address.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from homelab_tunnel.config import Site, TunnelConfig
+from homelab_tunnel.config import ForwardAuth, Site, TunnelConfig
+from homelab_tunnel.render.crawlers import SNIPPET, AiCrawlers, crawler_snippet
 from homelab_tunnel.render.headscale import HEADSCALE_LISTEN
 
 MAGICDNS_RESOLVER = "100.100.100.100"
@@ -19,6 +27,12 @@ STREAM_CLOSE_DELAY = "5m"
 # Caddy's 3 s dial timeout, 5 s ran out one attempt short and the visitor got a
 # 502 (the lab's blocked-UDP scenario). 10 s leaves a third attempt after 6.5 s.
 LB_TRY_DURATION = "10s"
+# hsts = true: browsers then refuse plain HTTP for the name for a year.
+HSTS = "max-age=31536000"
+# The header a basic-auth site's homelab reads the user from.
+REMOTE_USER = "Remote-User"
+# The snippet of what every proxy to the homelab does (reverse_proxy, forward_auth).
+TAILNET_SNIPPET = "tailnet"
 
 
 @dataclass(frozen=True)
@@ -38,11 +52,21 @@ class CaddyRuntime:
     admin: str | None = None
 
 
-def render_caddyfile(config: TunnelConfig, runtime: CaddyRuntime | None = None) -> str:
+def render_caddyfile(
+    config: TunnelConfig, crawlers: AiCrawlers, runtime: CaddyRuntime | None = None
+) -> str:
+    """`crawlers`: the AI crawler list (crawlers.py reads it), used by block-ai sites."""
     runtime = runtime or CaddyRuntime()
+    snippets = (
+        [crawler_snippet(crawlers)]
+        if any(site.crawlers == "block-ai" for site in config.sites)
+        else []
+    )
     blocks = [
         # caddy fmt keeps the header comment on the global block, no blank line between.
         _header(config) + _global_options(config, runtime),
+        _tailnet_snippet(),
+        *snippets,
         *(_site(config, site, runtime) for site in config.sites),
         _headscale(config, runtime),
         _catch_all_http(),
@@ -100,24 +124,14 @@ def _global_options(config: TunnelConfig, runtime: CaddyRuntime) -> str:
 
 def _site(config: TunnelConfig, site: Site, runtime: CaddyRuntime) -> str:
     host = config.upstream_host(site)
-    directives: list[str] = []
-    if site.upstream_is_address:
-        directives.append(f"to {host}:{site.port}")
-    else:
-        # Ask MagicDNS directly: the edge's tailscaled runs with --accept-dns=false
-        # so the system resolver of the box that runs Headscale is never rewritten.
+    directives = _upstream(host, site.port, runtime, address=site.upstream_is_address)
+    if site.auth and site.auth.basic:
         directives.append(
-            "dynamic a {\n"
-            + _indent(f"name {host}\nport {site.port}\nresolvers {runtime.magicdns}\nrefresh 1m")
-            + "\n}"
+            f"# The user basic_auth let in (a {REMOTE_USER} the visitor sends is replaced);\n"
+            "# the password stops here.\n"
+            f"header_up {REMOTE_USER} {{http.auth.user.id}}\n"
+            "header_up -Authorization"
         )
-    directives.append(
-        "# Keep dialing while the tailnet path moves (direct -> relay): Tailscale trusts a\n"
-        f"# lost direct path for 6.5 s, and each dial waits 3 s.\nlb_try_duration {LB_TRY_DURATION}"
-    )
-    directives.append(
-        f"# Reloads keep websockets open this long.\nstream_close_delay {STREAM_CLOSE_DELAY}"
-    )
     if site.scheme == "https":
         directives.append(
             "# The tailnet authenticates the peer (WireGuard); homelab services\n"
@@ -125,8 +139,101 @@ def _site(config: TunnelConfig, site: Site, runtime: CaddyRuntime) -> str:
             "transport http {\n" + _indent("tls\ntls_insecure_skip_verify") + "\n}"
         )
     proxy = "reverse_proxy {\n" + _indent("\n".join(directives)) + "\n}"
+    policy = _policy(config, site, runtime)
+    body = "route {\n" + _indent("\n".join([*policy, proxy])) + "\n}" if policy else proxy
+    if site.hsts:
+        body = f'# hsts = true\nheader >Strict-Transport-Security "{HSTS}"\n' + body
     comment = f"# {site.domain} -> {site.scheme}://{host}:{site.port} over the tailnet\n"
-    return comment + f"{site.domain} {{\n" + _indent(proxy) + "\n}\n"
+    return comment + f"{site.domain} {{\n" + _indent(body) + "\n}\n"
+
+
+def _upstream(host: str, port: int, runtime: CaddyRuntime, *, address: bool) -> list[str]:
+    """Where a proxy (reverse_proxy or forward_auth) finds a tailnet service."""
+    if address:
+        found = f"to {host}:{port}"
+    else:
+        # Ask MagicDNS directly: the edge's tailscaled runs with --accept-dns=false
+        # so the system resolver of the box that runs Headscale is never rewritten.
+        found = (
+            "dynamic a {\n"
+            + _indent(f"name {host}\nport {port}\nresolvers {runtime.magicdns}\nrefresh 1m")
+            + "\n}"
+        )
+    return [found, f"import {TAILNET_SNIPPET}"]
+
+
+def _tailnet_snippet() -> str:
+    # reverse_proxy sets X-Forwarded-For/-Proto/-Host itself and, with no
+    # trusted_proxies, drops what the visitor sent in them (reverseproxy.go,
+    # addForwardedHeaders). X-Real-IP and Forwarded it would pass on as sent.
+    body = (
+        "# Keep dialing while the tailnet path moves (direct -> relay): Tailscale trusts a\n"
+        "# lost direct path for 6.5 s, and each dial waits 3 s.\n"
+        f"lb_try_duration {LB_TRY_DURATION}\n"
+        "# Reloads keep websockets open this long.\n"
+        f"stream_close_delay {STREAM_CLOSE_DELAY}\n"
+        "# The visitor's address: X-Forwarded-For, which Caddy sets (dropping what the visitor\n"
+        "# sent in it), and X-Real-IP; a Forwarded header the visitor sent is removed.\n"
+        "header_up X-Real-IP {remote_host}\n"
+        "header_up -Forwarded"
+    )
+    return (
+        "# What every proxy to the homelab does (each site's reverse_proxy and forward_auth).\n"
+        f"({TAILNET_SNIPPET}) {{\n" + _indent(body) + "\n}\n"
+    )
+
+
+def _policy(config: TunnelConfig, site: Site, runtime: CaddyRuntime) -> list[str]:
+    """The site's checks, in the order they run, before the request is proxied."""
+    checks: list[str] = []
+    if site.allow_cidrs:
+        checks.append(
+            "# allow_cidrs: any other source gets 403 and the homelab never sees it.\n"
+            f"@outside not remote_ip {' '.join(site.allow_cidrs)}\n"
+            "respond @outside 403"
+        )
+    if site.crawlers == "block-ai":
+        checks.append(f'# crawlers = "block-ai"\nimport {SNIPPET}')
+    if site.auth and site.auth.basic:
+        logins = "\n".join(f"{login.user} {login.password_hash}" for login in site.auth.basic)
+        checks.append(
+            "# Basic auth: bcrypt hashes; Caddy caches each checked password in memory.\n"
+            "basic_auth {\n" + _indent(logins) + "\n}"
+        )
+    if site.auth and site.auth.forward:
+        if site.auth.forward.copy_headers:
+            checks.append(_dropped(site.auth.forward.copy_headers))
+        checks.append(_forward_auth(config, site.auth.forward, runtime))
+    return checks
+
+
+def _dropped(headers: list[str]) -> str:
+    # forward_auth drops them itself since Caddy 2.11.2 (GHSA-7r4p-vjf4-gxv4); saying so
+    # here keeps that true on an edge whose Caddy is older.
+    return "# What the auth server may say, never the visitor.\n" + "\n".join(
+        f"request_header -{header}" for header in headers
+    )
+
+
+def _forward_auth(config: TunnelConfig, forward: ForwardAuth, runtime: CaddyRuntime) -> str:
+    host = config.machine_host(forward.upstream)
+    directives = [
+        *_upstream(host, forward.port, runtime, address=False),
+        f"uri {forward.path}",
+        *(
+            [
+                "# Copied from a 2xx answer; the visitor's own values of these are dropped.\n"
+                f"copy_headers {' '.join(forward.copy_headers)}"
+            ]
+            if forward.copy_headers
+            else []
+        ),
+    ]
+    return (
+        f"# Forward auth: {host}:{forward.port}{forward.path} answers 2xx to let the\n"
+        "# request on; any other answer (a redirect to its login, 401) goes to the visitor.\n"
+        "forward_auth {\n" + _indent("\n".join(directives)) + "\n}"
+    )
 
 
 def _headscale(config: TunnelConfig, runtime: CaddyRuntime) -> str:

@@ -14,39 +14,48 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from homelab_tunnel.config import TunnelConfig
 from homelab_tunnel.edge.channel import FORMAT
 from homelab_tunnel.render.caddyfile import render_caddyfile
+from homelab_tunnel.render.crawlers import AiCrawlers
 from homelab_tunnel.render.edge_env import render_health_env, render_metrics_env
 from homelab_tunnel.render.policy import render_policy
 from homelab_tunnel.render.sites import site_documents
 
 
-def edge_config_document(config: TunnelConfig) -> dict[str, Any]:
-    """The document, version included."""
-    document: dict[str, Any] = {
-        "format": FORMAT,
-        "edge": config.name,
-        "sites": site_documents(config),
-        "machines": config.upstream_machines,
-        "metrics": {"port": config.metrics.port, "scrapers": list(config.metrics.scrapers)},
-        "files": {
-            "Caddyfile": render_caddyfile(config),
-            "policy.hujson": render_policy(config),
-            "health.env": render_health_env(config),
-            "metrics.env": render_metrics_env(config),
-        },
-    }
-    canonical = json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
-    return {"version": hashlib.sha256(canonical).hexdigest()[:12], **document}
+def edge_config_document(config: TunnelConfig, crawlers: AiCrawlers) -> dict[str, Any]:
+    """The document, version included; `crawlers`: the AI crawler list (crawlers.py)."""
+    return with_version(
+        {
+            "format": FORMAT,
+            "edge": config.name,
+            "sites": site_documents(config),
+            "machines": config.upstream_machines,
+            "metrics": {"port": config.metrics.port, "scrapers": list(config.metrics.scrapers)},
+            "files": {
+                "Caddyfile": render_caddyfile(config, crawlers),
+                "policy.hujson": render_policy(config),
+                "health.env": render_health_env(config),
+                "metrics.env": render_metrics_env(config),
+            },
+        }
+    )
 
 
-def render_edge_config(config: TunnelConfig) -> str:
+def with_version(document: Mapping[str, Any]) -> dict[str, Any]:
+    """`document` with the version its other fields make (a `version` in it is replaced)."""
+    rest = {key: value for key, value in document.items() if key != "version"}
+    canonical = json.dumps(rest, sort_keys=True, separators=(",", ":")).encode()
+    return {"version": hashlib.sha256(canonical).hexdigest()[:12], **rest}
+
+
+def edge_config_body(document: Mapping[str, Any]) -> str:
     """The object's body: indented, so a plan shows a change line by line."""
-    return json.dumps(edge_config_document(config), indent=1) + "\n"
+    return json.dumps(document, indent=1) + "\n"
 
 
-def config_version(config: TunnelConfig) -> str:
-    return str(edge_config_document(config)["version"])
+def render_edge_config(config: TunnelConfig, crawlers: AiCrawlers) -> str:
+    return edge_config_body(edge_config_document(config, crawlers))

@@ -105,7 +105,8 @@ def rendered_files(config: TunnelConfig, software_sha256: str) -> list[EdgeFile]
         files.append(EdgeFile(CA_ROOTS_PATH, config.tls.ca_roots))
     if config.backup.enabled:
         files.append(EdgeFile(f"{CONF}/backup.env", render_backup_env(config), 0o600))
-        files.append(EdgeFile(f"{CONF}/litestream.yml", render_litestream_config(config)))
+        # Litestream's config holds the bucket's key pair literally: root's only.
+        files.append(EdgeFile(f"{CONF}/litestream.yml", render_litestream_config(config), 0o600))
     return files
 
 

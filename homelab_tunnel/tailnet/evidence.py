@@ -22,7 +22,7 @@ from homelab_tunnel.edge.versions import HEADSCALE_VERSION
 from homelab_tunnel.errors import InputError
 from homelab_tunnel.findings import Finding, note, warning
 from homelab_tunnel.inputs import label, read_text
-from homelab_tunnel.render.edge_config import config_version
+from homelab_tunnel.payload import edge_config_object
 from homelab_tunnel.tailnet.ssh import ssh_runner
 
 T = TypeVar("T")
@@ -74,7 +74,7 @@ def examine(
 def _config_versions(run: Runner, config: TunnelConfig | None, now: datetime) -> list[Finding]:
     """Which config version the edge runs, which one Terraform wrote, and this file's."""
     text = run([STATUS_COMMAND], 10.0).stdout
-    expected = config_version(config) if config is not None else None
+    expected = edge_config_object(config).version if config is not None else None
     return config_findings(read_status(text), now, expected=expected)
 
 

@@ -57,7 +57,8 @@ def ssh_runner(target: str) -> Runner:
         except subprocess.TimeoutExpired:
             return Result(124, "", f"ssh {target}: no answer within {timeout + CONNECT_TIMEOUT:g}s")
         if done.returncode == 255:
-            return Result(255, "", unreachable(target, done.stderr))
+            # what came before the connection failed is kept
+            return Result(255, done.stdout, unreachable(target, done.stderr))
         return Result(done.returncode, done.stdout, done.stderr)
 
     return run

@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 
 from homelab_tunnel.cli import app
 from homelab_tunnel.config import TunnelConfig
+from homelab_tunnel.crawlers import ai_crawlers
 
 runner = CliRunner(env={"COLUMNS": "120", "NO_COLOR": "1"})
 
@@ -27,6 +28,35 @@ def test_check_shows_what_the_config_describes() -> None:
     assert "http://homelab.tail.example.net:8080" in result.stdout
     assert "SSH (TCP 22): closed" in result.stdout
     assert "is valid" in result.stdout
+
+
+def test_check_prints_each_sites_policy_in_its_table() -> None:
+    wide = CliRunner(env={"COLUMNS": "220", "NO_COLOR": "1"})
+    result = wide.invoke(app, ["check", "--config", str(EXAMPLE.parent / "private-sites.toml")])
+    assert result.exit_code == 0, result.output
+    rows = {
+        line.split("│")[1].strip(): line.split("│")[3].strip()
+        for line in result.stdout.splitlines()
+        if line.startswith("│")
+    }
+    assert rows == {
+        "blog.example.com": "AI crawlers blocked; HSTS",
+        "photos.example.com": "AI crawlers blocked; basic auth (alice)",
+        "wiki.example.com": "forward auth (auth.tail.example.net:9091/api/authz/forward-auth)",
+        "login.example.com": "open to everyone",
+        "nas.example.com": "only 198.51.100.0/24, 2001:db8:1::/48",
+        "headscale.example.com": "its own logins",
+    }
+
+
+def test_check_json_lists_the_sites_without_password_hashes() -> None:
+    path = EXAMPLE.parent / "private-sites.toml"
+    result = runner.invoke(app, ["check", "--config", str(path), "--json"])
+    assert result.exit_code == 0, result.output
+    sites = json.loads(result.stdout)["sites"]
+    assert sites[1]["auth"] == {"kind": "basic", "users": ["alice"]}
+    assert "$2a$" in path.read_text()
+    assert "$2a$" not in result.stdout
 
 
 def test_synth_writes_the_stack_and_summarises_it(
@@ -110,7 +140,7 @@ def test_render_prints_the_file_the_edge_gets(example_config: TunnelConfig) -> N
 
     result = runner.invoke(app, ["render", "caddyfile", "--config", str(EXAMPLE)])
     assert result.exit_code == 0, result.output
-    assert result.stdout == render_caddyfile(example_config)
+    assert result.stdout == render_caddyfile(example_config, ai_crawlers())
 
 
 def test_render_rejects_an_unknown_file() -> None:

@@ -22,7 +22,7 @@ from support.terminal import Terminal
 
 from homelab_tunnel.edge.frame import frame
 from homelab_tunnel.edge.observe import Observer, Settings
-from homelab_tunnel.render.edge_config import config_version
+from homelab_tunnel.payload import edge_config_object
 
 CLI = Path(sys.executable).parent / "homelab-tunnel"
 
@@ -99,7 +99,7 @@ def _run(env: dict[str, str], *args: str) -> Any:
     )  # fmt: skip
 
 
-MATCHING = config_version(config_with())
+MATCHING = edge_config_object(config_with()).version
 
 
 def test_json_is_the_edges_frame_judged_against_this_config(

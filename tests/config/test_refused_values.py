@@ -7,6 +7,7 @@ a table cannot pass because the config was broken in some other way.
 from __future__ import annotations
 
 import copy
+import re
 import types
 import typing
 from pathlib import Path
@@ -21,6 +22,7 @@ from homelab_tunnel.cli import app
 from homelab_tunnel.config import TunnelConfig, parse_config
 
 runner = CliRunner()
+BCRYPT = "$2a$14$ajq8Q7fbtFRQvXpdCq7Jcuy.Rx1h/L4J60Otx.gyNLbAYctGMJ9tK"
 
 # Every string field of the config with a good value; the base config below has
 # all of them set, so each can be spoiled on its own.
@@ -55,6 +57,14 @@ GOOD: dict[str, str] = {
     "sites.0.upstream": "homelab",
     "sites.0.scheme": "http",
     "metrics.scrapers.0": "monitor",
+    "sites.0.allow_cidrs.0": "198.51.100.0/24",
+    "sites.0.crawlers": "block-ai",
+    "sites.0.auth.basic.0.user": "alice",
+    "sites.0.auth.basic.0.password_hash": BCRYPT,
+    # A site has one gate: forward auth is on the second site.
+    "sites.1.auth.forward.upstream": "auth",
+    "sites.1.auth.forward.path": "/api/authz/forward-auth",
+    "sites.1.auth.forward.copy_headers.0": "Remote-User",
 }
 
 
@@ -65,26 +75,28 @@ MULTILINE: dict[str, str] = {
 
 
 def _set(raw: dict[str, Any], path: str, value: Any) -> None:
-    *parents, last = path.split(".")
+    """`raw[path] = value`, making the tables and arrays on the way (`a.0.b`)."""
+    parts = path.split(".")
     target: Any = raw
-    for part, after in zip(parents, [*parents[1:], last], strict=False):
-        if part.isdigit():
-            target = target[int(part)]
+    for part, after in zip(parts, [*parts[1:], None], strict=True):
+        key: Any = int(part) if part.isdigit() else part
+        if isinstance(target, list):
+            target.extend(None for _ in range(key + 1 - len(target)))
+        if after is None:
+            target[key] = value
+        elif isinstance(target, list):
+            if target[key] is None:
+                target[key] = [] if after.isdigit() else {}
+            target = target[key]
         else:
-            target = target.setdefault(part, [] if after.isdigit() else {})
-    if last.isdigit():
-        index = int(last)
-        while len(target) <= index:
-            target.append(None)
-        target[index] = value
-    else:
-        target[last] = value
+            target = target.setdefault(key, [] if after.isdigit() else {})
 
 
 def _base() -> dict[str, Any]:
     raw = copy.deepcopy(example_raw())
     for path, value in {**GOOD, **MULTILINE}.items():
         _set(raw, path, value)
+    raw["sites"][1]["auth"]["forward"]["port"] = 9091
     return raw
 
 
@@ -137,7 +149,9 @@ def _strings_in(annotation: Any, path: str) -> set[str]:
 
 
 def test_the_tables_cover_every_string_field() -> None:
-    assert _string_fields(TunnelConfig) == set(GOOD) | set(MULTILINE)
+    # Field paths name a list's items `.0`; the second site is one of them.
+    covered = {re.sub(r"^sites\.\d+\.", "sites.0.", path) for path in {*GOOD, *MULTILINE}}
+    assert _string_fields(TunnelConfig) == covered
 
 
 @pytest.mark.parametrize(
@@ -409,3 +423,131 @@ def test_distinct_values_are_accepted(tmp_path: Path) -> None:
     raw["ssh_allowed_cidrs"] = ["203.0.113.7/32", "203.0.113.8/32", "2001:db8::/64"]
     raw["ssh_keys"] = ["homelab-admin", "homelab-admin-2"]
     assert _check(tmp_path, raw)[0] == 0
+
+
+# ---------------------------------------------------------------------------
+# Class 8: site policy, one line each for what makes no sense
+# ---------------------------------------------------------------------------
+
+POLICY_REFUSALS: list[tuple[str, Any, tuple[str, ...]]] = [
+    ("sites.0.allow_cidrs.0", "198.51.100.0/33", ("not an IPv4 or IPv6 network",)),
+    ("sites.0.allow_cidrs.0", "198.51.100.7/24", ("host bits set", "198.51.100.0/24")),
+    ("sites.0.allow_cidrs.0", "office", ("not an IPv4 or IPv6 network",)),
+    ("sites.0.crawlers", "block", ("'allow' or 'block-ai'",)),
+    ("sites.0.auth.basic.0.password_hash", "hunter2", ("not a bcrypt hash", "caddy hash-password")),
+    ("sites.0.auth.basic.0.password_hash", "{SHA}5en6G6MezRroT3XKqkdPOmY/BfQ=", ("not a bcrypt hash",)),
+    ("sites.0.auth.basic.0.password_hash", "$argon2id$v=19$m=47104,t=1,p=1$c2FsdA$aGFzaA", ("not a bcrypt hash",)),
+    ("sites.0.auth.basic.0.password_hash", BCRYPT[:-1], ("not a bcrypt hash",)),
+    ("sites.0.auth.basic.0.password_hash", BCRYPT.replace("$14$", "$03$"), ("not a bcrypt hash",)),
+    ("sites.0.auth.basic.0.user", "al ice", ("user name for basic auth",)),
+    ("sites.0.auth.basic.0.user", "al:ice", ("user name for basic auth",)),
+    ("sites.0.auth.basic.0.user", "{http.request.uri}", ("user name for basic auth",)),
+    ("sites.1.auth.forward.upstream", "100.64.0.9", ("not a tailnet machine name", "MagicDNS")),
+    ("sites.1.auth.forward.upstream", "auth.example.com", ("not a tailnet machine name",)),
+    ("sites.1.auth.forward.upstream", "1auth", ("Headscale refuses user names",)),
+    ("sites.1.auth.forward.path", "api/verify", ("check endpoint", "starts with '/'")),
+    ("sites.1.auth.forward.path", "/api/{http.request.uri}", ("check endpoint",)),
+    ("sites.1.auth.forward.path", "/api/verify?rd=a b", ("check endpoint",)),
+    ("sites.1.auth.forward.copy_headers.0", "Remote User", ("HTTP header name",)),
+    ("sites.1.auth.forward.copy_headers.0", "Remote-User>X", ("HTTP header name",)),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "expected"),
+    [pytest.param(*case, id=f"{case[0]}={case[1]!r}") for case in POLICY_REFUSALS],
+)
+def test_nonsense_in_a_sites_policy_is_refused(
+    tmp_path: Path, field: str, value: Any, expected: tuple[str, ...]
+) -> None:
+    _refused(tmp_path, field, value, *expected)
+
+
+def test_a_hash_that_is_not_bcrypt_is_never_shown(tmp_path: Path) -> None:
+    """What was pasted may be the password itself: the error line must not carry it."""
+    raw = _base()
+    raw["sites"][0]["auth"]["basic"][0]["password_hash"] = "hunter2-my-real-password"
+    code, stderr, _ = _check(tmp_path, raw)
+    assert code == 2
+    assert "hunter2" not in stderr
+
+
+def test_a_plain_password_is_refused_with_how_to_make_a_hash(tmp_path: Path) -> None:
+    raw = _base()
+    raw["sites"][0]["auth"]["basic"][0] = {"user": "alice", "password": "hunter2"}
+    code, stderr, path = _check(tmp_path, raw)
+    assert code == 2
+    assert stderr == (
+        f"{path}: sites.0.auth.basic.0: password: a plain password is not accepted (and not "
+        "shown); give its bcrypt hash as password_hash: `caddy hash-password` prints one (or "
+        "`htpasswd -nB USER`, the part after the colon)\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("auth", "message"),
+    [
+        (
+            {"basic": [{"user": "alice", "password_hash": BCRYPT}], "forward": {"upstream": "auth", "port": 9091, "path": "/x"}},
+            "sites.0.auth: give basic or forward, not both: a site has one gate",
+        ),
+        ({}, "sites.0.auth: give basic = [{ user, password_hash }, ...] or forward"),
+        ({"basic": []}, "sites.0.auth: basic: list at least one user, or drop [sites.auth]"),
+        (
+            {"basic": [{"user": "bob", "password_hash": BCRYPT}, {"user": "bob", "password_hash": BCRYPT}]},
+            "sites.0.auth.basic.1.user: 'bob' is already listed as sites.0.auth.basic.0",
+        ),
+        (
+            {"forward": {"upstream": "edge", "port": 9091, "path": "/x"}},
+            "sites.0.auth.forward.upstream: 'edge' is the edge itself",
+        ),
+        (
+            {"forward": {"upstream": "auth", "port": 9091, "path": "/x", "copy_headers": ["Remote-User", "remote-user"]}},
+            "sites.0.auth.forward.copy_headers.1: 'remote-user' is already listed",
+        ),
+    ],
+)  # fmt: skip
+def test_a_gate_that_makes_no_sense_is_refused(
+    tmp_path: Path, auth: dict[str, Any], message: str
+) -> None:
+    raw = _base()
+    raw["sites"][0]["auth"] = auth
+    code, stderr, path = _check(tmp_path, raw)
+    assert code == 2
+    assert f"{path}: {message}" in stderr
+
+
+def test_an_allow_cidrs_network_listed_twice_is_refused(tmp_path: Path) -> None:
+    raw = _base()
+    raw["sites"][0]["allow_cidrs"] = ["198.51.100.0/24", "2001:db8::/32", "198.51.100.0/24"]
+    code, stderr, path = _check(tmp_path, raw)
+    assert code == 2
+    assert (
+        f"{path}: sites.0.allow_cidrs.2: '198.51.100.0/24' is already listed as "
+        "sites.0.allow_cidrs.0" in stderr
+    )
+
+
+def test_every_gate_and_key_of_a_good_policy_is_accepted(tmp_path: Path) -> None:
+    """The twin of the refusals: each shape above with sensible values passes."""
+    raw = _base()
+    raw["sites"][0] |= {
+        "allow_cidrs": ["198.51.100.0/24", "203.0.113.7/32", "2001:db8::/32"],
+        "crawlers": "allow",
+        "hsts": True,
+    }
+    raw["sites"][0]["auth"]["basic"] = [
+        {"user": "alice", "password_hash": BCRYPT},
+        {
+            "user": "bob.smith+home@example.com",
+            "password_hash": BCRYPT.replace("$2a$14$", "$2y$05$"),
+        },
+    ]
+    raw["sites"][1]["auth"]["forward"] = {
+        "upstream": "auth",
+        "port": 9091,
+        "path": "/api/verify?rd=https://login.example.com/&x=1",
+        "copy_headers": ["Remote-User", "Remote-Groups", "X-Auth-Request-Email"],
+    }
+    code, stderr, _ = _check(tmp_path, raw)
+    assert code == 0, stderr

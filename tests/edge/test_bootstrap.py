@@ -11,35 +11,27 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import sqlite3
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 import pytest
-from support.channel import EDGE_SECRET, channel_env, publish_config
+from support.bootstrap_sandbox import EDGE_SECRET, Sandbox, make_sandbox
 from support.config import ROOT, config_with
-from support.fake_system import AGE_HEADER, fake_system
+from support.fake_system import AGE_HEADER
 from support.headscale_db import shaped_database
 from support.moto_s3 import S3Server
 from support.units import install_package_units, needs_systemd_analyze, verify
 
 from homelab_tunnel.config import TunnelConfig
 from homelab_tunnel.edge import s3
-from homelab_tunnel.payload import BOOTSTRAP_STEPS, fixed_files
-from homelab_tunnel.render.edge_config import edge_config_document
-from homelab_tunnel.render.user_data import CONF, EDGE_SECRET_PATH, rendered_files, software_sha256
+from homelab_tunnel.edge.derive import sign
+from homelab_tunnel.edge.seal import digest
+from homelab_tunnel.payload import BOOTSTRAP_STEPS, edge_config_object
+from homelab_tunnel.render.user_data import CONF
 
-FAKED_COMMANDS = (
-    "blkid", "mkfs.ext4", "mount", "mountpoint", "findmnt", "curl", "gpg", "systemctl",
-    "apt-get", "dpkg-query", "dpkg", "headscale", "tailscale", "chown", "caddy", "sleep",
-    "update-ca-certificates", "litestream", "age", "age-keygen", "nft", "iptables", "setpriv",
-)  # fmt: skip
 # Calls that change a machine. A second run must make none of them.
 MUTATING = {
     "mkfs.ext4": None,
@@ -52,128 +44,6 @@ MUTATING = {
     "tailscale": {"up"},
     "litestream": {"restore"},
 }
-LIB = "usr/local/lib/homelab-tunnel"
-
-
-@dataclass
-class Sandbox:
-    root: Path
-    state: Path
-    env: dict[str, str]
-    backup: dict[str, str]
-
-    def run(self, scenario: str = "") -> subprocess.CompletedProcess[str]:
-        env = {**self.env, "FAKE_SCENARIO": scenario}
-        return subprocess.run(
-            ["bash", str(self.root / LIB / "bootstrap.sh")],  # as shipped
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-
-    def calls(self) -> list[list[str]]:
-        path = self.state / "calls.jsonl"
-        if not path.exists():
-            return []
-        return [json.loads(line) for line in path.read_text().splitlines()]
-
-    def reset_calls(self) -> None:
-        (self.state / "calls.jsonl").unlink(missing_ok=True)
-
-    def step(self, name: str) -> str:
-        """What bootstrap step `name` did, as it recorded it; '' if it did not run."""
-        path = self.root / "run/homelab-tunnel/bootstrap" / name
-        return path.read_text().strip() if path.exists() else ""
-
-    def status(self) -> str:
-        """What the health agent reads: "ready: ..." or "failed: why"."""
-        return (self.root / "var/lib/homelab-tunnel/bootstrap-status").read_text()
-
-    def machine(self) -> dict[str, object]:
-        return dict(json.loads((self.state / "state.json").read_text()))
-
-    def tree(self) -> dict[str, str]:
-        # Not the steps' records under /run: they say what this run did.
-        steps = self.root / "run/homelab-tunnel/bootstrap"
-        return {
-            str(path.relative_to(self.root)): hashlib.sha256(path.read_bytes()).hexdigest()
-            for path in sorted(self.root.rglob("*"))
-            if path.is_file() and steps not in path.parents
-        }
-
-
-def _write_edge_files(root: Path, config: TunnelConfig) -> None:
-    """What cloud-init's write_files and the software loader leave behind."""
-    for file in [*rendered_files(config, software_sha256(fixed_files())), *fixed_files()]:
-        target = root / file.path.lstrip("/")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(file.content)
-        target.chmod(file.mode)
-    (root / EDGE_SECRET_PATH.lstrip("/")).write_text(EDGE_SECRET + "\n")
-
-
-def _point_channel_at(root: Path, config: TunnelConfig, s3: S3Server) -> None:
-    """channel.env pointed at a fresh bucket on the loopback S3, the config published there."""
-    bucket = s3.new_bucket()
-    values = channel_env(
-        config, endpoint=s3.endpoint, region="ams3", bucket=bucket,
-        access_key=s3.access_key, secret_key=s3.secret_key,
-    )  # fmt: skip
-    path = root / CONF.lstrip("/") / "channel.env"
-    path.write_text("".join(f"{key}={value}\n" for key, value in values.items()))
-    publish_config(s3.client(), bucket, config)
-
-
-def _point_backups_at(root: Path, s3: S3Server) -> dict[str, str]:
-    """backup.env as Terraform fills it, but for a fresh bucket on the loopback S3."""
-    path = root / CONF.lstrip("/") / "backup.env"
-    values = dict(
-        line.split("=", 1) for line in path.read_text().splitlines() if not line.startswith("#")
-    )
-    values.update(s3.env(s3.new_bucket(), prefix=values["BACKUP_PREFIX"]))
-    path.write_text("".join(f"{key}={value}\n" for key, value in values.items()))
-    assert "digitaloceanspaces.com" not in path.read_text()
-    return values
-
-
-@contextmanager
-def make_sandbox(
-    tmp_path: Path,
-    config: TunnelConfig,
-    *,
-    s3: S3Server,
-    volume: bool = True,
-) -> Iterator[Sandbox]:
-    root = tmp_path / "root"
-    state = tmp_path / "fake-state"
-    bin_dir = tmp_path / "bin"
-    for directory in (root, state, bin_dir, root / "usr/share/keyrings", root / "etc/caddy"):
-        directory.mkdir(parents=True, exist_ok=True)
-    # bootstrap parses JSON with python3; a version manager's shim on PATH would
-    # cost a fifth of a second per call.
-    (bin_dir / "python3").symlink_to(sys.executable)
-    (root / "etc/os-release").write_text('NAME="Ubuntu"\nID=ubuntu\nVERSION_CODENAME=noble\n')
-    (root / "var/lib/apt/lists/partial").mkdir(parents=True)
-    if volume:
-        device = root / "dev/disk/by-id" / f"scsi-0DO_Volume_{config.volume_name}"
-        device.parent.mkdir(parents=True)
-        device.write_text("")
-    _write_edge_files(root, config)
-    _point_channel_at(root, config, s3)
-    backup: dict[str, str] = {}
-    if config.backup.enabled:
-        backup = _point_backups_at(root, s3)
-    env = {
-        "PATH": f"{bin_dir}:{os.environ['PATH']}",
-        "HOME": str(tmp_path),
-        "TMPDIR": str(tmp_path),
-        "HOMELAB_TUNNEL_ROOT": str(root),
-        "HOMELAB_TUNNEL_RESERVED_IP_WAIT": "30",
-    }
-    with fake_system(state, root, bin_dir, FAKED_COMMANDS):
-        yield Sandbox(root, state, env, backup)
 
 
 def _mutations(calls: list[list[str]]) -> list[list[str]]:
@@ -356,7 +226,7 @@ def test_rendered_configs_are_installed_where_services_read_them(
 ) -> None:
     assert sandbox.run().returncode == 0
     conf = sandbox.root / CONF.lstrip("/")
-    files = edge_config_document(example_config)["files"]
+    files = json.loads(edge_config_object(example_config).body)["files"]
     assert (sandbox.root / "etc/caddy/Caddyfile").read_text() == files["Caddyfile"]
     assert (sandbox.root / "etc/headscale/policy.hujson").read_text() == files["policy.hujson"]
     assert (conf / "health.env").read_text() == files["health.env"]
@@ -557,20 +427,30 @@ def _starts_headscale(call: list[str]) -> bool:
 
 
 def _seed_backup(sandbox: Sandbox, tmp_path: Path) -> Path:
-    """What an earlier edge left in the bucket: the database replica and both key files."""
+    """What an earlier edge with the same secret left in the bucket: the database replica
+    (sealed) and both key files under a signed manifest."""
     replica = shaped_database(sandbox.state / "replica.sqlite", "0.29.2")
     settings = s3.Settings.from_env(sandbox.backup)
     prefix = sandbox.backup["BACKUP_PREFIX"]
-    manifest = tmp_path / "manifest.sha256"
-    manifest.write_text(
-        "".join(f"{hashlib.sha256(d).hexdigest()}  {n}\n" for n, d in KEY_FILES.items())
-    )
-    s3.put(settings, f"{prefix}/keys/manifest.sha256", manifest)
+    lines = []
     for name, data in KEY_FILES.items():
         encrypted = tmp_path / f"{name}.age"
         encrypted.write_bytes(AGE_HEADER + data)
         s3.put(settings, f"{prefix}/keys/{name}.age", encrypted)
+        lines += [f"{_sha256(data)}  {name}\n", f"{_sha256(encrypted.read_bytes())}  {name}.age\n"]
+    manifest = tmp_path / "manifest.sha256"
+    manifest.write_bytes(sign(EDGE_SECRET, "keys", "".join(lines).encode()))
+    s3.put(settings, f"{prefix}/keys/manifest.sha256", manifest)
+    found = digest(replica)
+    seal = tmp_path / "seal"
+    body = f"homelab-tunnel database seal v1\ndigest {found}\ntime 2026-11-29T21:00:00Z\n"
+    seal.write_bytes(sign(EDGE_SECRET, "seal", body.encode()))
+    s3.put(settings, f"{prefix}/seals/20261129T210000Z-{found}", seal)
     return replica
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 def test_a_blank_volume_is_restored_before_headscale_is_touched(
@@ -650,8 +530,8 @@ def test_a_failed_restore_stops_before_headscale_and_is_retried(
     result = sandbox.run("blank-volume")
     assert result.returncode == 1
     assert (
-        "FAILED: restore from the backup bucket: noise_private.key.age is not encrypted "
-        "to this edge's key"
+        "FAILED: restore from the backup bucket: homelab-edge/keys/noise_private.key.age is not "
+        "the one this edge's manifest names"
     ) in result.stderr
     assert sandbox.status().startswith("failed: restore from the backup bucket")
     assert "headscale" not in sandbox.machine()["packages"]

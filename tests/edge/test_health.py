@@ -92,6 +92,7 @@ def edge(tmp_path: Path, edge_lib: Path) -> dict[str, str]:
         "BOOTSTRAP_STATUS_FILE": str(_status_file(tmp_path, "ready: edge ready: homelab-edge")),
         "RESTORED_FILE": str(tmp_path / "restored"),
         "CONFIG_STATUS_FILE": str(_config_status(tmp_path)),
+        "RESTORING_FILE": str(tmp_path / "restoring"),
     }
 
 
@@ -550,6 +551,23 @@ def test_the_webhook_hears_of_a_restore_once(
     assert message["warnings"] == [
         f"backup: restored from backup: database noise_private.key at {when}"
     ]
+
+
+def test_a_restore_left_half_done_is_a_problem(edge: dict[str, str]) -> None:
+    Path(edge["RESTORING_FILE"]).write_text("homelab-tunnel-restore-x since 2026-11-29T21:00:00Z\n")
+    done = _health(edge)
+    assert done.returncode == 1
+    assert done.stdout.splitlines()[0] == (
+        "problem: backup: a restore did not finish (homelab-tunnel-restore-x since "
+        "2026-11-29T21:00:00Z): Headscale stays stopped until you act (restore-state.sh "
+        "--status says what to do)"
+    )
+
+
+def test_without_the_mark_no_unfinished_restore_is_told(edge: dict[str, str]) -> None:
+    done = _health(edge)
+    assert done.returncode == 0, done.stdout
+    assert "did not finish" not in done.stdout
 
 
 def test_a_stopped_litestream_is_a_problem_when_backups_are_on(edge: dict[str, str]) -> None:

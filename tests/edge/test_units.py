@@ -19,7 +19,11 @@ LITESTREAM = UNITS / "homelab-tunnel-litestream.service"
 KEYS_SERVICE = UNITS / "homelab-tunnel-backup-keys.service"
 KEYS_PATH = UNITS / "homelab-tunnel-backup-keys.path"
 KEYS_TIMER = UNITS / "homelab-tunnel-backup-keys.timer"
+SEAL_SERVICE = UNITS / "homelab-tunnel-seal.service"
+SEAL_TIMER = UNITS / "homelab-tunnel-seal.timer"
+MID_RESTORE = UNITS / "headscale-not-mid-restore.conf"
 MARKER = "/var/lib/headscale/.homelab-tunnel-initialized"
+RESTORING = "/var/lib/headscale/.homelab-tunnel-restoring"
 
 
 @pytest.fixture
@@ -46,7 +50,8 @@ def test_every_shipped_unit_and_drop_in_passes_systemd_analyzeverify(
     root, names = unit_root
     shipped = {name for name in names if name.startswith("homelab-tunnel-")}
     assert {SERVICE.name, TIMER.name, BOOTSTRAP.name, LITESTREAM.name, KEYS_PATH.name} <= shipped
-    assert len(list(root.glob("*.service.d/*.conf"))) == 4
+    assert {SEAL_SERVICE.name, SEAL_TIMER.name} <= shipped
+    assert len(list(root.glob("*.service.d/*.conf"))) == 5
     assert verify(root, names) == "exit 0\n"
 
 
@@ -127,18 +132,51 @@ def test_bootstrap_is_retried_forever_and_runs_at_every_boot() -> None:
 # ---------------------------------------------------------------------------
 
 
-def test_litestream_runs_as_headscale_only_on_a_volume_restore_has_seen() -> None:
+def _values(path: Path, section: str, key: str) -> list[str]:
+    """Every value of a key that may repeat (configparser keeps only the last)."""
+    found, current = [], ""
+    for line in path.read_text().splitlines():
+        if line.startswith("["):
+            current = line.strip("[]")
+        elif current == section and line.startswith(f"{key}="):
+            found.append(line.removeprefix(f"{key}="))
+    return found
+
+
+def test_litestream_runs_as_root_with_only_the_file_capabilities() -> None:
+    """Root, so the key pair in its 0600 config is nothing the headscale user can read."""
     unit = _unit(LITESTREAM)
     assert unit["Unit"]["ConditionPathExists"] == MARKER
+    assert unit["Unit"]["AssertPathExists"] == f"!{RESTORING}"
     assert "headscale.service" in unit["Unit"]["After"].split()
     service = unit["Service"]
-    assert service["User"] == "headscale"
+    assert "User" not in service and "EnvironmentFile" not in service
+    assert service["CapabilityBoundingSet"].split() == [
+        "CAP_DAC_OVERRIDE",
+        "CAP_CHOWN",
+        "CAP_FOWNER",
+    ]
+    assert (service["ProtectSystem"], service["ReadWritePaths"]) == ("strict", "/var/lib/headscale")
     assert service["UnsetEnvironment"] == "AWS_CA_BUNDLE"
-    assert service["EnvironmentFile"] == "/etc/homelab-tunnel/backup.env"
     assert service["ExecStart"] == (
-        "/usr/bin/litestream replicate -config /etc/homelab-tunnel/litestream.yml"
+        "/usr/bin/litestream replicate -config /etc/homelab-tunnel/litestream.yml -no-expand-env"
     )
     assert service["Restart"] == "always"
+
+
+def test_headscale_never_starts_on_a_volume_a_restore_left_half_done() -> None:
+    assert _unit(MID_RESTORE)["Unit"]["AssertPathExists"] == f"!{RESTORING}"
+
+
+def test_the_database_is_sealed_every_30_seconds_and_after_the_key_backup() -> None:
+    timer = _unit(SEAL_TIMER)["Timer"]
+    assert (timer["OnActiveSec"], timer["OnUnitActiveSec"]) == ("10s", "30s")
+    service = _unit(SEAL_SERVICE)["Service"]
+    assert service["ExecStart"] == "/usr/bin/python3 -m homelab_tunnel.edge.seal"
+    assert _values(SEAL_SERVICE, "Unit", "ConditionPathExists") == [MARKER, f"!{RESTORING}"]
+    assert _unit(KEYS_SERVICE)["Service"]["ExecStartPost"] == (
+        "-/usr/bin/systemctl start --no-block homelab-tunnel-seal.service"
+    )
 
 
 def test_key_files_are_backed_up_on_change_and_daily() -> None:
@@ -153,7 +191,7 @@ def test_key_files_are_backed_up_on_change_and_daily() -> None:
     ]
     timer = _unit(KEYS_TIMER)["Timer"]
     assert (timer["OnActiveSec"], timer["OnUnitActiveSec"]) == ("1min", "1d")
-    assert _unit(KEYS_SERVICE)["Unit"]["ConditionPathExists"] == MARKER
+    assert _values(KEYS_SERVICE, "Unit", "ConditionPathExists") == [MARKER, f"!{RESTORING}"]
     assert _unit(KEYS_SERVICE)["Service"]["ExecStart"] == (
-        "/usr/local/lib/homelab-tunnel/backup-keys.sh"
+        "/usr/bin/python3 -m homelab_tunnel.edge.keybackup"
     )

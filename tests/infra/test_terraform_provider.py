@@ -117,6 +117,7 @@ def expected_addresses(config: TunnelConfig) -> set[str]:
         addresses |= {f"digitalocean_monitor_alert.{alert}" for alert in ALERTS}
     if config.backup.enabled:
         addresses |= {"digitalocean_spaces_bucket.backup", "digitalocean_spaces_key.backup"}
+        addresses.add("digitalocean_spaces_key.edge_secret")
     kinds = ["a", "caa", *(["aaaa"] if config.reserved_ipv6 else [])]
     for domain in config.domains:
         addresses |= {f"digitalocean_record.{kind}_{_label(config, domain)}" for kind in kinds}

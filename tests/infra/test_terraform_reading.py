@@ -26,9 +26,8 @@ from homelab_tunnel.config import TunnelConfig
 from homelab_tunnel.edge.channel import PURPOSE, mac
 from homelab_tunnel.edge.derive import derived_key
 from homelab_tunnel.infra.terraform_literal import terraform_literal
+from homelab_tunnel.payload import edge_config_object, user_data_size
 from homelab_tunnel.payload import user_data as render_user_data
-from homelab_tunnel.payload import user_data_size
-from homelab_tunnel.render.edge_config import render_edge_config
 from homelab_tunnel.render.secrets import (
     BACKUP_ACCESS_KEY,
     BACKUP_SECRET_KEY,
@@ -133,7 +132,7 @@ def test_user_data_size_holds_for_the_longest_keys_terraform_fills(
 def test_terraform_writes_the_config_object_exactly_as_rendered(
     workdir: Path, example_config: TunnelConfig
 ) -> None:
-    assert _as_terraform_reads_it(workdir, "config_body") == render_edge_config(example_config)
+    assert _as_terraform_reads_it(workdir, "config_body") == edge_config_object(example_config).body
 
 
 @pytest.mark.parametrize("webhook", ["", "https://hooks.example.com/services/T000/B000/XXXX"])
@@ -142,7 +141,7 @@ def test_terraforms_mac_is_the_one_the_edge_checks(
 ) -> None:
     """The HCL the stack writes and edge/channel.py compute the same MAC, by the real Terraform."""
     secret = KEY_VALUE["secret_key"]
-    body = render_edge_config(example_config).encode()
+    body = edge_config_object(example_config).body.encode()
     expected = mac(derived_key(secret, PURPOSE), body, webhook)
     assert _as_terraform_reads_it(workdir, "config_mac", webhook) == expected
     assert _as_terraform_reads_it(workdir, "config_webhook", webhook) == webhook
@@ -151,7 +150,7 @@ def test_terraforms_mac_is_the_one_the_edge_checks(
 def test_negative_twin_another_webhook_gives_another_mac(
     workdir: Path, example_config: TunnelConfig
 ) -> None:
-    body = render_edge_config(example_config).encode()
+    body = edge_config_object(example_config).body.encode()
     signed_for_empty = mac(derived_key(KEY_VALUE["secret_key"], PURPOSE), body, "")
     assert _as_terraform_reads_it(workdir, "config_mac", "https://x.example.com/") != (
         signed_for_empty

@@ -8,12 +8,12 @@ import json
 from typing import Any
 
 from support.config import resources
+from support.shapes import BY_NAME, Synth
 
 from homelab_tunnel.config import TunnelConfig
 from homelab_tunnel.infra.terraform_literal import terraform_literal
-from homelab_tunnel.payload import software
+from homelab_tunnel.payload import edge_config_object, software
 from homelab_tunnel.payload import user_data as render_user_data
-from homelab_tunnel.render.edge_config import render_edge_config
 from homelab_tunnel.render.secrets import (
     BACKUP_ACCESS_KEY,
     BACKUP_SECRET_KEY,
@@ -196,7 +196,7 @@ def test_the_config_object_carries_the_rendered_config_and_its_mac(
     stack: dict[str, Any], example_config: TunnelConfig
 ) -> None:
     config = resources(stack, "digitalocean_spaces_bucket_object")["config"]
-    assert config["content"] == terraform_literal(render_edge_config(example_config))
+    assert config["content"] == terraform_literal(edge_config_object(example_config).body)
     assert config["key"] == "homelab-edge/edge-config.json"
     assert config["bucket"] == "${digitalocean_spaces_bucket.config.name}"
     assert config["acl"] == "private"
@@ -250,17 +250,18 @@ def test_droplet_runs_exactly_the_rendered_user_data(
     stack: dict[str, Any], example_config: TunnelConfig
 ) -> None:
     user_data = resources(stack, "digitalocean_droplet")["edge"]["user_data"]
-    # The only interpolations: the keys, filled at plan time, all sensitive.
+    # The only interpolations: the keys, filled at plan time, all sensitive (the
+    # backup pair twice: backup.env and litestream.yml).
     references = {
-        CHANNEL_ACCESS_KEY.placeholder: "${digitalocean_spaces_key.config.access_key}",
-        CHANNEL_SECRET_KEY.placeholder: "${digitalocean_spaces_key.config.secret_key}",
-        EDGE_SECRET.placeholder: "${digitalocean_spaces_key.edge_secret.secret_key}",
-        BACKUP_ACCESS_KEY.placeholder: "${digitalocean_spaces_key.backup.access_key}",
-        BACKUP_SECRET_KEY.placeholder: "${digitalocean_spaces_key.backup.secret_key}",
+        CHANNEL_ACCESS_KEY.placeholder: ("${digitalocean_spaces_key.config.access_key}", 1),
+        CHANNEL_SECRET_KEY.placeholder: ("${digitalocean_spaces_key.config.secret_key}", 1),
+        EDGE_SECRET.placeholder: ("${digitalocean_spaces_key.edge_secret.secret_key}", 1),
+        BACKUP_ACCESS_KEY.placeholder: ("${digitalocean_spaces_key.backup.access_key}", 2),
+        BACKUP_SECRET_KEY.placeholder: ("${digitalocean_spaces_key.backup.secret_key}", 2),
     }
     expected = terraform_literal(render_user_data(example_config))
-    for placeholder, reference in references.items():
-        assert user_data.count(reference) == 1
+    for placeholder, (reference, count) in references.items():
+        assert user_data.count(reference) == count
         expected = expected.replace(placeholder, reference)
     assert user_data == expected
 
@@ -377,3 +378,31 @@ def test_the_backup_key_reaches_the_edge_only_as_a_terraform_reference(
     user_data = resources(stack, "digitalocean_droplet")["edge"]["user_data"]
     assert "BACKUP_SECRET_ACCESS_KEY=${digitalocean_spaces_key.backup.secret_key}" in user_data
     assert "secret_key" not in json.dumps(resources(stack, "digitalocean_spaces_key"))
+
+
+def test_the_edge_secret_is_a_key_of_its_own_that_can_only_read(stack: dict[str, Any]) -> None:
+    """Not the bucket's key pair: its secret half alone goes to the edge, in a 0600 file."""
+    key = resources(stack, "digitalocean_spaces_key")["edge_secret"]
+    assert key["name"] == "homelab-edge-edge-secret"
+    assert key["grant"] == [
+        {"bucket": "${digitalocean_spaces_bucket.config.name}", "permission": "read"}
+    ]
+    user_data = resources(stack, "digitalocean_droplet")["edge"]["user_data"]
+    assert "digitalocean_spaces_key.edge_secret.access_key" not in user_data
+    entry = user_data[user_data.index("path: /etc/homelab-tunnel/edge-secret") :]
+    assert entry.split("\n")[1:3] == [
+        '    permissions: "0600"',
+        "    content: |",
+    ]
+    assert entry.split("\n")[3] == "      ${digitalocean_spaces_key.edge_secret.secret_key}"
+
+
+def test_without_backups_the_edge_secret_stays_and_no_key_reaches_a_backup(
+    synthesized: Synth,
+) -> None:
+    """The edge secret keys the config object's MAC too: every edge has one."""
+    stack = synthesized(BY_NAME["base"])  # backups off
+    assert set(resources(stack, "digitalocean_spaces_key")) == {"config", "edge_secret"}
+    user_data = resources(stack, "digitalocean_droplet")["edge"]["user_data"]
+    assert "path: /etc/homelab-tunnel/edge-secret" in user_data
+    assert "backup" not in json.dumps(resources(stack, "digitalocean_spaces_key"))

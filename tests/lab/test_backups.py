@@ -8,15 +8,23 @@ signature checks (support/lab/store.py). In order, on one lab: the key files
 land in the bucket at boot, readable with the owner's identity and no other;
 a laptop joins while Litestream streams; the laptop's node is deleted and the
 database restored to a moment before, as `homelab-tunnel backups restore --at`
-does it; then the droplet and its whole volume are gone and a new droplet
-restores from the bucket alone, and the tailnet carries on without a new key.
+does it, the operator's ssh connection dropped half-way (the restore goes on
+on the edge, and `backups status` tells how it ended); then the droplet and
+its whole volume are gone, key files planted by someone holding only the
+bucket's key pair are refused (the blank volume stays blank and bootstrap
+says why), and once the edge's own objects are back a new droplet restores
+from the bucket alone, and the tailnet carries on without a new key.
 How much a backup can lose and how long a restore takes are bench/backups.py's.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import signal
 import sqlite3
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
@@ -29,7 +37,7 @@ import pytest
 from support.lab.addresses import LAPTOP, RESERVED_IP
 from support.lab.bootstrap import BootstrapRun
 from support.lab.lab import Lab
-from support.lab.shell import wait_for
+from support.lab.shell import LabError, wait_for
 from support.lab.shims import calls
 from support.lab.store import age_decrypt, age_identity
 from support.monitoring import (
@@ -40,6 +48,8 @@ from support.monitoring import (
     rule_queries,
     unknown,
 )
+
+from homelab_tunnel.edge.agekey import identity_from_secret
 
 PREFIX = "lab-edge"
 KEY_FILES = ("noise_private.key", "derp_server_private.key")
@@ -71,6 +81,8 @@ class FirstBoot:
     timer_first: float  # the timer's OnActiveSec: when it would have started it
     owner: dict[str, bool]
     stranger: dict[str, bool]
+    bucket_key_holder: dict[str, bool]  # an identity derived from the bucket's key pair
+    edge: dict[str, bool]  # the identity derived from the edge secret
 
 
 @pytest.fixture(scope="module")
@@ -82,14 +94,20 @@ def first_boot(backup_lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Fir
     keys = sorted(item["key"] for item in store.objects(f"{PREFIX}/keys/"))
     directory = lab.directory / "downloads"  # the store box sees the host's /tmp
     directory.mkdir()
-    stranger_key = tmp_path_factory.mktemp("stranger") / "stranger.key"
+    identities = tmp_path_factory.mktemp("identities")
+    stranger_key = identities / "stranger.key"
     age_identity(stranger_key)
-    owner, stranger = {}, {}
+    guessed, edge_key = identities / "from-bucket-secret.key", identities / "edge.key"
+    guessed.write_text(identity_from_secret(store.secret_key) + "\n")
+    edge_key.write_text(identity_from_secret(lab.edge_secret) + "\n")
+    owner, stranger, holder, edge = {}, {}, {}, {}
     for name in KEY_FILES:
         plain = (lab.edge.volume / "headscale-lib" / name).read_bytes()
         encrypted = store.get(f"{PREFIX}/keys/{name}.age", directory / f"{name}.age")
         owner[name] = age_decrypt(encrypted, lab.owner_key) == plain
         stranger[name] = age_decrypt(encrypted, stranger_key) is not None
+        holder[name] = age_decrypt(encrypted, guessed) is not None
+        edge[name] = age_decrypt(encrypted, edge_key) == plain
     return FirstBoot(
         bootstrap=lab.edge.bootstrap,
         keys=keys,
@@ -97,6 +115,8 @@ def first_boot(backup_lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Fir
         timer_first=lab.edge.systemd.unit(KEYS_TIMER).on_active or 0,
         owner=owner,
         stranger=stranger,
+        bucket_key_holder=holder,
+        edge=edge,
     )
 
 
@@ -131,6 +151,12 @@ def test_the_owner_can_decrypt_the_key_files_and_a_stranger_cannot(first_boot: F
     assert first_boot.stranger == dict.fromkeys(KEY_FILES, False)
 
 
+def test_the_bucket_key_pair_alone_decrypts_no_key_file(first_boot: FirstBoot) -> None:
+    """The edge's identity comes from the edge secret, which backup.env does not hold."""
+    assert first_boot.bucket_key_holder == dict.fromkeys(KEY_FILES, False)
+    assert first_boot.edge == dict.fromkeys(KEY_FILES, True)
+
+
 # ---------------------------------------------------------------------------
 # Streaming: a node joins, and its node is in the bucket
 # ---------------------------------------------------------------------------
@@ -147,7 +173,13 @@ def streamed(backup_lab: Lab, first_boot: FirstBoot) -> Streamed:
     lab = backup_lab
     lab.join_machine("laptop", LAPTOP)
     laptop = next(node for node in lab.edge.nodes() if node["name"] == "laptop")
-    return Streamed(laptop, lab.edge.backups("shipped", _node_count(laptop["id"]), "1"))
+    shipped = lab.edge.backups("shipped", _node_count(laptop["id"]), "1")
+    sealed = lab.edge.run_unit("homelab-tunnel-seal.service")  # as its timer does every 30 s
+    assert sealed.returncode == 0, sealed.stdout + sealed.stderr
+    # Litestream may ship the last of it a moment after the seal read it: a point in
+    # time is restorable once the bucket holds the state the seal names.
+    assert lab.edge.backups("sealed", "60")["sealed"]
+    return Streamed(laptop, shipped)
 
 
 def test_a_node_that_joins_is_in_the_bucket(streamed: Streamed) -> None:
@@ -227,7 +259,9 @@ class PointInTime:
     at: str
     laptop: dict[str, Any]
     after_delete: list[str]
-    restore: Any
+    dropped: subprocess.CompletedProcess[str]  # the CLI, its session killed half-way
+    healthy_when_dropped: bool
+    status: subprocess.CompletedProcess[str]
     nodes: list[dict[str, Any]]
     aside: list[str]
     aside_laptop: int
@@ -245,8 +279,28 @@ def point_in_time(backup_lab: Lab, streamed: Streamed) -> PointInTime:
     edge.backups("shipped", _node_count(laptop["id"]), "0")
     when = at.strftime("%Y-%m-%dT%H:%M:%SZ")
     ssh = f"root@{RESERVED_IP}"
-    restore = lab.cli("backups", "restore", "--ssh", ssh, "--at", when, "--force", check=False)
-    wait_for("Headscale after the restore", edge.healthy, 30, 0.1)
+    cli = lab.cli_session("backups", "restore", "--ssh", ssh, "--at", when, "--force")
+    # Half-way: the restore has stopped Headscale. Then the connection drops.
+    wait_for(
+        "the restore stopping Headscale",
+        lambda: cli.poll() is not None or not edge.healthy(),
+        120,
+        0.05,
+    )
+    if cli.poll() is not None:
+        raise LabError(f"the restore ended before it stopped Headscale: {cli.communicate()}")
+    healthy_when_dropped = edge.healthy()
+    os.killpg(cli.pid, signal.SIGKILL)
+    out, err = cli.communicate(timeout=10)
+    dropped = subprocess.CompletedProcess(cli.args, cli.returncode, out, err)
+    wait_for("Headscale after the restore", edge.healthy, 60, 0.1)
+    wait_for(
+        "the restore's outcome",
+        lambda: "restored the database" in lab.cli("backups", "status", "--ssh", ssh).stdout,
+        30,
+        0.2,
+    )
+    status = lab.cli("backups", "status", "--ssh", ssh, check=False)
     aside = sorted((edge.volume / "headscale-lib/pre-restore").glob("*/*"))
     edge.headscale("users", "create", "after-restore")
     later = edge.backups("shipped", "SELECT count(*) FROM users WHERE name = 'after-restore'", "1")
@@ -254,7 +308,9 @@ def point_in_time(backup_lab: Lab, streamed: Streamed) -> PointInTime:
         at=when,
         laptop=laptop,
         after_delete=after_delete,
-        restore=restore,
+        dropped=dropped,
+        healthy_when_dropped=healthy_when_dropped,
+        status=status,
         nodes=edge.nodes(),
         aside=[path.name for path in aside],
         aside_laptop=_count_in(aside, _node_count(laptop["id"])),
@@ -270,13 +326,23 @@ def _count_in(files: list[Path], sql: str) -> int:
     return count
 
 
-def test_the_operator_restores_a_point_in_time_over_ssh(point_in_time: PointInTime) -> None:
-    done = point_in_time.restore
+def test_a_restore_over_ssh_finishes_though_the_connection_dropped(
+    point_in_time: PointInTime,
+) -> None:
+    assert point_in_time.dropped.returncode == -signal.SIGKILL
+    assert not point_in_time.healthy_when_dropped  # it was half-way: Headscale stopped
+    assert "laptop" not in point_in_time.after_delete
+
+
+def test_backups_status_tells_how_the_restore_ended(point_in_time: PointInTime) -> None:
+    done = point_in_time.status
     assert done.returncode == 0, done.stdout + done.stderr
     guard, said = done.stdout.splitlines()
-    assert guard == "Headscale 0.29.2 (database_versions says v0.29.2) -> 0.29.2: allowed"
+    assert guard == (
+        "restore-state: upgrade guard: Headscale 0.29.2 (database_versions says v0.29.2) -> "
+        "0.29.2: allowed"
+    )
     assert said.startswith(f"restore-state: restored the database as of {point_in_time.at}; ")
-    assert "laptop" not in point_in_time.after_delete
 
 
 def test_the_deleted_node_is_back(point_in_time: PointInTime) -> None:
@@ -336,24 +402,76 @@ def _snapshot(lab: Lab) -> Snapshot:
 class Restored:
     before: Snapshot
     after: Snapshot
+    planted: BootstrapRun  # a boot with key files planted by a bucket-key holder
+    planted_volume: list[str]
     bootstrap: BootstrapRun
     page: str  # a site through the new edge, once the homelab is back online
     health: Any
 
 
+def _plant_keys(lab: Lab, directory: Path) -> dict[str, Path]:
+    """With the bucket's key pair only: a noise key of the attacker's, and a manifest naming it.
+
+    Returns the edge's own objects, to put back."""
+    store = lab.store
+    assert store is not None
+    saved = {
+        name: store.get(f"{PREFIX}/keys/{name}", directory / f"saved-{name}")
+        for name in ("manifest.sha256", "noise_private.key.age")
+    }
+    planted = directory / "planted.key"
+    planted.write_bytes(os.urandom(32))
+    encrypted = directory / "planted.age"
+    subprocess.run(
+        ["age", "-r", age_identity(directory / "attacker.key"), "-o", str(encrypted), str(planted)],
+        check=True,
+    )
+    manifest = directory / "planted-manifest"
+    manifest.write_text(
+        f"{hashlib.sha256(planted.read_bytes()).hexdigest()}  noise_private.key\n"
+        f"{hashlib.sha256(encrypted.read_bytes()).hexdigest()}  noise_private.key.age\n"
+    )
+    store.put(f"{PREFIX}/keys/noise_private.key.age", encrypted)
+    store.put(f"{PREFIX}/keys/manifest.sha256", manifest)
+    return saved
+
+
 @pytest.fixture(scope="module")
 def restored(backup_lab: Lab, point_in_time: PointInTime) -> Restored:
     lab = backup_lab
+    assert lab.store is not None
+    sealed = lab.edge.run_unit("homelab-tunnel-seal.service")  # the newest state, as the timer
+    assert sealed.returncode == 0, sealed.stdout + sealed.stderr
     before = _snapshot(lab)
-    run = lab.replace_edge(blank_volume=True)
+    directory = lab.directory / "planted"  # the store box sees the host's /tmp
+    directory.mkdir()
+    saved = _plant_keys(lab, directory)
+    planted = lab.replace_edge(blank_volume=True, check=False)
+    planted_volume = sorted(p.name for p in (lab.edge.volume / "headscale-lib").iterdir())
+    for name, path in saved.items():
+        lab.store.put(f"{PREFIX}/keys/{name}", path)
+    run = lab.edge.start()  # bootstrap's next attempt, on the same droplet
     wait_for("the homelab online", lambda: lab.home.node.peer(lab.config.name).get("Online"), 60)
+    page = lab.page_once_up(BLOG)
+    lab.edge.node.wait_direct("homelab")  # the health agent judges the path: direct first
     return Restored(
         before=before,
         after=_snapshot(lab),
+        planted=planted,
+        planted_volume=planted_volume,
         bootstrap=run,
-        page=lab.page_once_up(BLOG),
+        page=page,
         health=lab.edge.run_unit("homelab-tunnel-health.service"),
     )
+
+
+def test_key_files_planted_with_the_bucket_key_alone_are_refused(restored: Restored) -> None:
+    assert restored.planted.returncode == 1
+    assert restored.planted.failure() == (
+        "restore from the backup bucket: lab-edge/keys/manifest.sha256 was not written by this "
+        "edge (it carries no MAC); no key file restored"
+    )
+    assert restored.planted_volume == []  # blank: the next attempt starts over
 
 
 def test_restore_state_says_what_it_restored(restored: Restored) -> None:

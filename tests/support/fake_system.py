@@ -206,14 +206,17 @@ def age(name: str, args: list[str]) -> int:
         print("age1" + hashlib.sha256(identity).hexdigest()[:58])
         return 0
     data = Path(args[-1]).read_bytes()
-    out = Path(option(args, "-o") or "/dev/null")
+    out = option(args, "-o")
     if "-d" not in args:
-        out.write_bytes(AGE_HEADER + data)
+        Path(out or "/dev/null").write_bytes(AGE_HEADER + data)
         return 0
     if not data.startswith(AGE_HEADER):
         print("age: error: no identity matched any of the recipients", file=sys.stderr)
         return 1
-    out.write_bytes(data.removeprefix(AGE_HEADER))
+    if out:
+        Path(out).write_bytes(data.removeprefix(AGE_HEADER))
+    else:  # to stdout: the tests' key files are text
+        print(data.removeprefix(AGE_HEADER).decode(), end="")
     return 0
 
 
@@ -294,9 +297,9 @@ class FakeSystem:
     def _dispatch(
         self, name: str, args: list[str], stdin: bytes, state: dict[str, Any], scenario: set[str]
     ) -> int:
-        if name == "blkid":
+        if name == "blkid":  # `blkid -p -o export DEVICE`, as bootstrap probes
             if state["formatted"]:
-                print("ext4")
+                print(f"DEVNAME={args[-1]}\nTYPE=ext4")
             return 0 if state["formatted"] else 2
         if name == "mkfs.ext4":
             state["formatted"] = True

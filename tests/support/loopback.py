@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from homelab_tunnel.config import TunnelConfig
+from homelab_tunnel.crawlers import ai_crawlers
 from homelab_tunnel.render.caddyfile import CaddyRuntime, render_caddyfile
 
 WEBSOCKET_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -121,6 +122,7 @@ class _EchoHandler(BaseHTTPRequestHandler):
         pass
 
     def do_GET(self) -> None:
+        self.server.requests.append(self.path)  # type: ignore[attr-defined]
         if self.headers.get("Upgrade", "").lower() == "websocket":
             self._websocket()
             return
@@ -157,11 +159,14 @@ class _EchoHandler(BaseHTTPRequestHandler):
 
 
 class Upstream:
-    """An HTTP service on 127.0.0.1 that says who it is and what it was sent."""
+    """An HTTP service on 127.0.0.1 that says who it is and what it was sent;
+    `requests` lists the paths that reached it."""
 
     def __init__(self, name: str, port: int = 0) -> None:
         self.server = ThreadingHTTPServer(("127.0.0.1", port), _EchoHandler)
         self.server.name = name  # type: ignore[attr-defined]
+        self.requests: list[str] = []
+        self.server.requests = self.requests  # type: ignore[attr-defined]
         self.server.daemon_threads = True
         self.port = int(self.server.server_address[1])
         self._thread = threading.Thread(
@@ -197,7 +202,7 @@ class RunningCaddy:
     https_port: int
     root_ca: Path
     caddyfile: str
-    pid: int = 0
+    pid: int = 0  # bench/policy.py reads its CPU time
 
     def tls_context(self) -> ssl.SSLContext:
         return ssl.create_default_context(cafile=str(self.root_ca))
@@ -276,7 +281,7 @@ def running_caddy(
         storage_dir=str(workdir / "caddy-data"),
         admin=admin,
     )
-    caddyfile = edit(render_caddyfile(config, runtime))
+    caddyfile = edit(render_caddyfile(config, ai_crawlers(), runtime))
     path = workdir / "Caddyfile"
     path.write_text(caddyfile)
     log = (workdir / "caddy.log").open("w")

@@ -13,7 +13,7 @@ from typer.testing import CliRunner, Result
 
 from homelab_tunnel.cli import app
 from homelab_tunnel.config import load_config
-from homelab_tunnel.render.edge_config import config_version
+from homelab_tunnel.payload import edge_config_object
 
 runner = CliRunner(env={"COLUMNS": "200", "NO_COLOR": "1"})
 TAILSCALE = DATA / "tailscale"
@@ -221,7 +221,7 @@ def fake_ssh(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return log
 
 
-EXAMPLE_VERSION = config_version(load_config(EXAMPLE))
+EXAMPLE_VERSION = edge_config_object(load_config(EXAMPLE)).version
 
 
 def _config_status(directory: Path, applied: str, **more: object) -> Path:

@@ -1,4 +1,4 @@
-"""`check --ssh` and `backups list|restore`: the edge's own answers, asked over ssh.
+"""`check --ssh` and `backups list|restore|status`: the edge's own answers, asked over ssh.
 
 A stand-in `ssh` on PATH records what it was asked to run and answers as the
 edge's upgrade guard and restore-state.sh would.
@@ -175,6 +175,37 @@ def test_a_refused_restore_exits_1_with_the_edges_reason(edge: dict[str, str]) -
     result = _cli(edge, *args, EDGE_EXIT="1", EDGE_STDERR=reason)
     assert result.exit_code == 1
     assert result.stdout.endswith(f"ssh root@203.0.113.10: {reason.strip()}\n")
+
+
+def test_a_dropped_connection_points_at_backups_status(edge: dict[str, str]) -> None:
+    """ssh exits 255 when the connection drops: the restore goes on on the edge."""
+    args = ["backups", "restore", "--ssh", "root@203.0.113.10", "--at", "2026-11-29T21:00:00Z"]
+    started = "restore-state: running as homelab-tunnel-restore-x; ...\n"
+    result = _cli(edge, *args, EDGE_STDOUT=started, EDGE_EXIT="255",
+                  EDGE_STDERR="Connection to 203.0.113.10 closed by remote host.")  # fmt: skip
+    assert result.exit_code == 1
+    assert result.stdout.splitlines()[0] == started.strip()
+    assert result.stdout.splitlines()[-1] == (
+        "The restore goes on on the edge whatever happened to the connection: "
+        "`homelab-tunnel backups status --ssh root@203.0.113.10` tells how it ended."
+    )
+
+
+def test_a_refusal_from_the_edge_does_not_speak_of_the_connection(edge: dict[str, str]) -> None:
+    """The twin: exit 1 is the restore's own answer, not a dropped connection."""
+    args = ["backups", "restore", "--ssh", "root@203.0.113.10", "--at", "2026-11-29T21:00:00Z"]
+    result = _cli(edge, *args, EDGE_EXIT="1", EDGE_STDOUT="restore-state: FAILED: no seal\n")
+    assert result.exit_code == 1
+    assert "whatever happened to the connection" not in result.stdout
+
+
+def test_backups_status_relays_the_last_restores_outcome(edge: dict[str, str]) -> None:
+    outcome = "restore-state: restored the database as of 2026-11-29T21:00:00Z; ...\n"
+    result = _cli(edge, "backups", "status", "--ssh", "root@203.0.113.10", EDGE_STDOUT=outcome)
+    assert (result.exit_code, result.stdout) == (0, outcome)
+    assert _calls(edge)[0].endswith(
+        "root@203.0.113.10 /usr/local/lib/homelab-tunnel/restore-state.sh --status"
+    )
 
 
 @pytest.mark.parametrize(

@@ -167,11 +167,11 @@ guard() {
 }
 
 # upload_copy NAME: the pre-upgrade copy off the box too, with backup.env's settings.
+# The bucket's settings come from backup.env through its one parser (edge/envfile.py).
 upload_copy() (
-  while IFS='=' read -r name value; do
-    case "$name" in BACKUP_*) export "$name=$value" ;; esac
-  done <"$CONF/backup.env"
-  export PYTHONPATH="$ROOT/usr/local/lib/homelab-tunnel"
+  export PYTHONPATH="$ROOT/usr/local/lib/homelab-tunnel" HOMELAB_TUNNEL_BACKUP_ENV="$CONF/backup.env"
+  prefix="$(python3 -m homelab_tunnel.edge.envfile export "$CONF/backup.env" BACKUP_PREFIX)" || exit 1
+  eval "$prefix"
   key="$BACKUP_PREFIX/pre-upgrade/$1"
   python3 -m homelab_tunnel.edge.s3 head "$key" >/dev/null 2>&1 ||
     python3 -m homelab_tunnel.edge.s3 put "$key" "$HS/pre-upgrade/$1"

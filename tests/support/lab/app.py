@@ -6,12 +6,17 @@ GET /big?bytes=N   N bytes (default 5 MB), for throughput
 GET /status/N  the small page with status N (a known load's 404s)
 GET /slow?ms=N the small page after N milliseconds (a known load's slow requests)
 GET /ws        a websocket that echoes every text frame as "echo: <text>"
+GET /whoami    JSON: the app, the peer, and every header it received
+
+Every request it gets is one JSON line on stdout (the box's "app" log): what
+reached the homelab, which the policy scenario reads to show what did not.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import socket
 import struct
 import sys
@@ -24,6 +29,7 @@ from urllib.parse import parse_qs, urlsplit
 WEBSOCKET_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 BIG = 5_000_000
 CHUNK = b"x" * 65536
+_LOG = threading.Lock()
 
 
 def read_exact(stream: BinaryIO, size: int) -> bytes:
@@ -66,10 +72,23 @@ class App(BaseHTTPRequestHandler):
         # body until the proxy's delayed ACK (40 ms) on every small page.
         self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
+    def received(self) -> dict[str, object]:
+        return {
+            "app": self.name,
+            "peer": self.client_address[0],
+            "path": self.path,
+            "headers": {key.lower(): value for key, value in self.headers.items()},
+        }
+
     def do_GET(self) -> None:
         url = urlsplit(self.path)
+        with _LOG:
+            sys.stdout.write(json.dumps(self.received()) + "\n")
+            sys.stdout.flush()
         if url.path == "/ws" and self.headers.get("Upgrade", "").lower() == "websocket":
             self.websocket()
+        elif url.path == "/whoami":
+            self.reply(json.dumps(self.received()).encode(), "application/json")
         elif url.path == "/big":
             size = int(parse_qs(url.query).get("bytes", [str(BIG)])[0])
             self.send_response(200)
@@ -90,11 +109,14 @@ class App(BaseHTTPRequestHandler):
                 f"host {self.headers.get('Host')}; "
                 f"x-forwarded-for {self.headers.get('X-Forwarded-For')}\n"
             ).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "text/plain")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            self.reply(body, "text/plain", status)
+
+    def reply(self, body: bytes, kind: str, status: int = 200) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
 
     def websocket(self) -> None:
         key = self.headers["Sec-WebSocket-Key"]

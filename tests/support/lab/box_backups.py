@@ -13,6 +13,9 @@ lag COUNT                  COUNT committed writes (`headscale users create`), th
 shipped SQL EXPECTED [S]   wait (at most S seconds, default 20) until a restore of
                            the newest backup answers SQL (one value) with EXPECTED:
                            {"in_bucket": true, "seconds": ...}, or {"in_bucket": false}.
+sealed [S]                 wait (at most S seconds, default 20) until the newest
+                           backup is a state a seal in the bucket names (seal.py's
+                           digest): {"sealed": true} or {"sealed": false}.
 """
 
 from __future__ import annotations
@@ -25,17 +28,11 @@ import sys
 import time
 from pathlib import Path
 
-from homelab_tunnel.edge import s3
+from homelab_tunnel.edge import envfile, s3
 
 CONF = Path("/etc/homelab-tunnel")
 OUT = Path("/run/homelab-tunnel-lab/backups-probe.sqlite")
-ENV = {
-    key: value
-    for key, _, value in (
-        line.partition("=") for line in (CONF / "backup.env").read_text().splitlines()
-    )
-    if key.startswith("BACKUP_")
-}
+ENV = envfile.read(CONF / "backup.env")  # the edge's one parser of it
 SETTINGS = s3.Settings.from_env(ENV)
 
 
@@ -105,7 +102,22 @@ def shipped(sql: str, expected: str, limit: str = "20") -> None:
     print(json.dumps({"in_bucket": True, "seconds": seconds}))
 
 
-COMMANDS = {"lag": lag, "shipped": shipped}
+def sealed(limit: str = "20") -> None:
+    from homelab_tunnel.edge.backups import Backup
+    from homelab_tunnel.edge.seal import digest, listed
+
+    backup = Backup.load(Path("/"))
+    deadline = time.monotonic() + float(limit)
+    while time.monotonic() < deadline:
+        restored("SELECT 1")
+        if digest(OUT) in {seal.digest for seal in listed(backup)}:
+            print(json.dumps({"sealed": True}))
+            return
+        time.sleep(0.2)
+    print(json.dumps({"sealed": False}))
+
+
+COMMANDS = {"lag": lag, "shipped": shipped, "sealed": sealed}
 
 if __name__ == "__main__":
     COMMANDS[sys.argv[1]](*sys.argv[2:])  # type: ignore[operator]

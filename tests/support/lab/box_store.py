@@ -1,4 +1,6 @@
-"""The lab's S3 store, from inside its box: `python box_store.py setup | list | get | put | delete`.
+"""The lab's S3 store, from inside its box: `python box_store.py COMMAND ARGS`.
+
+Commands: setup, list, get, head, put, delete.
 
 Run with this virtualenv's Python (boto3, moto) and PYTHONPATH=tests; settings
 come from the environment: STORE_ENDPOINT, STORE_CA, STORE_REGION,
@@ -56,7 +58,8 @@ def setup() -> None:
 
 
 def put(bucket: str, key: str, source: str, metadata: str) -> None:
-    """An object written as Terraform writes it, with the admin (operator's) key."""
+    """An object written with the key in STORE_ACCESS_KEY: the operator's (Terraform's), or
+    a bucket's own key pair (what anyone holding it could write)."""
     _store().put_object(
         Bucket=bucket, Key=key, Body=Path(source).read_bytes(), Metadata=json.loads(metadata)
     )
@@ -66,6 +69,12 @@ def put(bucket: str, key: str, source: str, metadata: str) -> None:
 def delete(bucket: str, key: str) -> None:
     _store().delete_object(Bucket=bucket, Key=key)
     print(json.dumps({"key": key}))
+
+
+def head(key: str) -> None:
+    """An object's ETag and metadata (the config object's MAC), as the edge's HEAD sees them."""
+    answer = _store().head_object(Bucket=os.environ["STORE_BUCKET"], Key=key)
+    print(json.dumps({"etag": answer["ETag"], "metadata": answer["Metadata"]}))
 
 
 def listing(prefix: str) -> None:
@@ -83,7 +92,14 @@ def get(key: str, out: str) -> None:
     print(json.dumps({"key": key, "file": out}))
 
 
-COMMANDS = {"setup": setup, "list": listing, "get": get, "put": put, "delete": delete}
+COMMANDS = {
+    "setup": setup,
+    "list": listing,
+    "get": get,
+    "head": head,
+    "put": put,
+    "delete": delete,
+}
 
 if __name__ == "__main__":
     COMMANDS[sys.argv[1]](*sys.argv[2:])  # type: ignore[operator]

@@ -13,6 +13,7 @@ what systemd would.
 from __future__ import annotations
 
 import base64
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,12 +31,14 @@ from homelab_tunnel.render.secrets import (
     EDGE_SECRET,
     fill,
 )
-from support.channel import EDGE_SECRET as LAB_EDGE_SECRET
-from support.lab.addresses import HOME_ROUTER_WAN, RESERVED_IP
+from support.lab.addresses import HOME_ROUTER_WAN, RESERVED_IP, VISITOR
+from support.lab.gates import AUTH_NAME, AUTH_PORT, policy_sites
 from support.lab.pebble import DIRECTORY_URL
 
 ZONE = "lab.example"
 SITES = (("blog", 8080), ("photos", 2342))
+# The policy lab's sites: each a kind of policy, on the same homelab app.
+POLICY_SITES = policy_sites(ZONE, VISITOR.address)
 LAB_NAME = "lab-edge"
 # The lab store answers as this Spaces region: the config bucket and the backups.
 SPACES_REGION = "ams3"
@@ -48,16 +51,26 @@ def lab_config_document(
     headscale_version: str | None = None,
     backup_recipient: str | None = None,
     sites: list[dict[str, Any]] | None = None,
+    policy: bool = False,
 ) -> dict[str, Any]:
     """The lab's edge: two sites on one homelab, certificates from Pebble.
 
     `headscale_version`: another release than the pinned one; `backup_recipient`:
     backups on, to a bucket in SPACES_REGION, key files encrypted to this owner;
-    `sites`: other sites than the two.
+    `sites`: other sites than the two; `policy`: the POLICY_SITES too, and the auth
+    server's login site.
     """
     document = _base_document(ca_roots)
     if sites is not None:
         document["sites"] = sites
+    if policy:
+        document["sites"] += [
+            {"domain": f"{name}.{ZONE}", "upstream": "homelab", "port": port, **keys}
+            for name, port, keys in POLICY_SITES
+        ]
+        document["sites"].append(
+            {"domain": f"{AUTH_NAME}.{ZONE}", "upstream": "homelab", "port": AUTH_PORT}
+        )
     if headscale_version:
         document["headscale"]["version"] = headscale_version
     if backup_recipient:
@@ -102,15 +115,18 @@ class DeployedFile:
     mode: int
 
 
-def droplet_user_data(config: TunnelConfig, keys: dict[str, tuple[str, str]]) -> str:
+def droplet_user_data(
+    config: TunnelConfig, keys: dict[str, tuple[str, str]], edge_secret: str
+) -> str:
     """user_data as the droplet receives it: rendered, then Terraform's replacements.
 
-    `keys`: the Spaces keys Terraform made, by purpose (`config`, and `backup`).
+    `keys`: the Spaces keys Terraform made, by purpose (`config`, and `backup`);
+    `edge_secret`: a random value of the lab's, as DigitalOcean's would be.
     """
     values = {
         CHANNEL_ACCESS_KEY: keys["config"][0],
         CHANNEL_SECRET_KEY: keys["config"][1],
-        EDGE_SECRET: LAB_EDGE_SECRET,
+        EDGE_SECRET: edge_secret,
     }
     if "backup" in keys:
         values |= {BACKUP_ACCESS_KEY: keys["backup"][0], BACKUP_SECRET_KEY: keys["backup"][1]}
@@ -145,9 +161,14 @@ def volume_directories() -> dict[str, str]:
     return {system: volume for volume, system in pairs}
 
 
-def hosts_file(extra: dict[str, str]) -> str:
-    """/etc/hosts for every box: the edge's public names at the reserved IP, plus `extra`."""
-    names = [f"{name}.{ZONE}" for name, _ in SITES] + [f"headscale.{ZONE}"]
-    lines = ["127.0.0.1 localhost", "::1 localhost", f"{RESERVED_IP} {' '.join(names)}"]
+def hosts_file(domains: Iterable[str], extra: dict[str, str]) -> str:
+    """/etc/hosts for every box: `domains` (the records an apply made) at the reserved IP, then
+    `extra`."""
+    lines = ["127.0.0.1 localhost", "::1 localhost", f"{RESERVED_IP} {' '.join(domains)}"]
     lines += [f"{address} {name}" for name, address in extra.items()]
     return "\n".join(lines) + "\n"
+
+
+def first_domains() -> list[str]:
+    """The names the lab config's first apply makes records for: its sites and Headscale's."""
+    return [f"{name}.{ZONE}" for name, _ in SITES] + [f"headscale.{ZONE}"]

@@ -37,7 +37,7 @@ from homelab_tunnel.config import TunnelConfig
 from homelab_tunnel.edge.versions import HEADSCALE_VERSION
 from homelab_tunnel.payload import edge_config_object, software_object
 from homelab_tunnel.tailnet.join import MINT_KEY
-from support.channel import EDGE_SECRET, config_metadata
+from support.channel import config_metadata
 from support.lab.addresses import (
     ACME,
     ACME_NAME,
@@ -54,14 +54,18 @@ from support.lab.bootstrap import BootstrapRun
 from support.lab.boxes import Box
 from support.lab.deploy import (
     LAB_NAME,
+    POLICY_SITES,
     SITES,
     SPACES_REGION,
+    ZONE,
     droplet_user_data,
+    first_domains,
     hosts_file,
     lab_config_document,
     write_lab_config,
 )
 from support.lab.edge import HOLDER_FILE, WEBHOOK_URL, Edge
+from support.lab.gates import AuthServer
 from support.lab.home import Home
 from support.lab.network import Internet
 from support.lab.nodes import TailscaleNode
@@ -75,6 +79,7 @@ from support.lab.processes import (
     teardown,
 )
 from support.lab.requirements import (
+    auth_server_program,
     backup_programs,
     check_machine,
     find_programs,
@@ -95,9 +100,11 @@ class Lab:
         headscale: Path | None = None,
         release: str | None = None,
         backups: bool = False,
+        policy: bool = False,
     ) -> None:
         """`headscale`: another Headscale binary for the edge than the pinned one; `release`:
-        another Headscale release, set in the config too; `backups`: on, with a store box."""
+        another Headscale release, set in the config too; `backups`: on, with a store box;
+        `policy`: the policy sites too, and a real auth server (oauth2-proxy) on the homelab."""
         check_machine()
         self.programs = find_programs()
         if release is not None:
@@ -106,6 +113,8 @@ class Lab:
             self.programs = dataclasses.replace(self.programs, headscale=headscale)
         self.release = release or HEADSCALE_VERSION
         self.backup_tools = backup_programs() if backups else {}
+        self.policy = policy
+        auth_binary = auth_server_program() if policy else None
         self.state = RunState(prefix or f"hl{secrets.token_hex(2)}")
         self.directory = self.state.directory
         self.internet = Internet(self.state)
@@ -113,6 +122,7 @@ class Lab:
         self.visitor = Box(self.state, "visitor")
         self.roots = self.directory / "ca-roots.pem"
         self.home = Home(self.state, self.roots)
+        self.auth_server = AuthServer(self.home.box, auth_binary, ZONE) if auth_binary else None
         self.pebble = Pebble(self.acme, self.programs.pebble, self.directory / "pki")
         names = {ACME_NAME: ACME.address, RELAY_NAME: RELAY.address}
         # The config bucket always (the in-place channel); the backup bucket with backups.
@@ -124,8 +134,12 @@ class Lab:
         )
         self.backups = backups
         names[spaces_host(SPACES_REGION)] = STORE.address
-        self.hosts = hosts_file(names)
+        self.names = names  # the lab's own names, beside the edge's records
+        self.hosts = hosts_file(first_domains(), names)
+        self.more_boxes: list[Box] = []  # internet boxes added by scenarios
         self.owner_key = self.directory / "owner.key"  # the owner's age identity, off the edge
+        # What DigitalOcean generates for the edge secret's Spaces key: no bucket credential.
+        self.edge_secret = secrets.token_urlsafe(32)
         self.owner_recipient: str | None = None
         self.droplets = 1  # droplets booted so far: the next one gets droplet(n + 1)
         self.shims = self.directory / "shims"
@@ -149,6 +163,8 @@ class Lab:
             self._step("edge up, home tailscaled", self._parallel(self._edge, self.home.node.start))
             self._step("certificate for Headscale's name", self._await_certificate)
             self._step("homelab joined", self._join_home)
+            if self.auth_server:
+                self._step("auth server on the homelab", self._start_auth_server)
             self._step("sites served, path direct", self._await_direct)
         except BaseException:
             self.down()
@@ -188,32 +204,65 @@ class Lab:
         self.visitor.private_mounts(hosts=self.hosts, tools={})
 
     def _home_app(self) -> None:
-        self.home.start_app({port: name for name, port in SITES})
+        sites = [*SITES, *((name, port) for name, port, _ in POLICY_SITES if self.policy)]
+        self.home.start_app({port: name for name, port in sites})
+
+    def _start_auth_server(self) -> None:
+        assert self.auth_server is not None
+        self.auth_server.start(edge_address=self.edge.node.cli("ip", "-4").stdout.strip())
 
     def _document(self, release: str) -> dict[str, Any]:
         version = None if release == HEADSCALE_VERSION else release
         return lab_config_document(
-            self.pebble.roots(), headscale_version=version, backup_recipient=self.owner_recipient
+            self.pebble.roots(),
+            headscale_version=version,
+            backup_recipient=self.owner_recipient,
+            policy=self.policy,
         )
 
     def _user_data(self) -> str:
-        return droplet_user_data(self.config, self.store.keys)
+        return droplet_user_data(self.config, self.store.keys, self.edge_secret)
 
-    def apply(self, document: dict[str, Any] | None = None, *, webhook: str = WEBHOOK_URL) -> str:
-        """`terraform apply` of the lab config (or `document`): the software and the config
-        object written to the config bucket as Terraform writes them. The config's version."""
+    def apply(
+        self,
+        document: dict[str, Any] | None = None,
+        *,
+        webhook: str = WEBHOOK_URL,
+        records: bool = True,
+    ) -> str:
+        """`terraform apply` of the lab config (or `document`): its DNS records, then the
+        software and the config object written to the config bucket as Terraform writes them
+        (the object depends on the records). The config's version.
+
+        `records=False`: the records reach the resolvers only later (`publish_records()`),
+        as when a resolver has not seen them yet.
+        """
         if document is not None:
             self.config = write_lab_config(self.config_path, document)
+        if records:
+            self.publish_records()
         software = software_object(self.config)
-        self.store.put(
-            software.key, base64.b64decode(software.base64), {}, self.store.config_bucket
-        )
+        self.store.publish(software.key, base64.b64decode(software.base64), {})
         edge_config = edge_config_object(self.config)
-        metadata = config_metadata(edge_config.body, secret=EDGE_SECRET, webhook=webhook)
-        self.store.put(
-            edge_config.key, edge_config.body.encode(), metadata, self.store.config_bucket
-        )
+        metadata = config_metadata(edge_config.body, secret=self.edge_secret, webhook=webhook)
+        self.store.publish(edge_config.key, edge_config.body.encode(), metadata)
         return edge_config.version
+
+    def publish_records(self) -> None:
+        """Every box resolves exactly the config's names to the reserved IP, as DNS would once
+        the apply's records are seen: names added resolve, names removed no longer do."""
+        self.hosts = hosts_file(self.config.domains, self.names)
+        if hasattr(self, "edge"):
+            self.edge.hosts = self.hosts  # a droplet booted later gets the same
+        for box in self.boxes():
+            box.write("/etc/hosts", self.hosts)
+
+    def boxes(self) -> list[Box]:
+        """Every box with a resolver of its own (all but the routers)."""
+        boxes = [self.acme, self.visitor, self.store.box, self.home.box, *self.more_boxes]
+        if hasattr(self, "edge"):
+            boxes.append(self.edge.box)
+        return [box for box in boxes if box.holder is not None]
 
     def _edge(self) -> None:
         self.roots.write_text(self.pebble.roots())
@@ -265,11 +314,11 @@ class Lab:
             raise LabError(f"the join script failed:\n{self.join.stdout}{self.join.stderr}")
 
     def _await_direct(self) -> None:
-        for site in self.config.sites:
-            name = site.domain.split(".")[0]
+        for name, _ in SITES:  # the open ones: a policy site may refuse this visitor
+            domain = f"{name}.{ZONE}"
             wait_for(
-                f"{site.domain} through the edge",
-                lambda d=site.domain, n=name: f"{n} app" in self.page(d),
+                f"{domain} through the edge",
+                lambda d=domain, n=name: f"{n} app" in self.page(d),
                 30,
                 0.2,
             )
@@ -317,6 +366,19 @@ class Lab:
             timeout=120,
         )
 
+    def cli_session(self, *args: str) -> subprocess.Popen[str]:
+        """`homelab-tunnel ARGS` started in a session of its own, to be killed like a dropped
+        connection kills ssh (`os.killpg`)."""
+        path = f"{self.shims}:/usr/local/bin:/usr/bin:/bin"
+        return subprocess.Popen(
+            [self.programs.cli, *args],
+            env={"PATH": path, "COLUMNS": "200", "NO_COLOR": "1"},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+
     def doctor(self) -> subprocess.CompletedProcess[str]:
         """`homelab-tunnel doctor --ssh root@<reserved IP>`, as an operator runs it."""
         ssh = f"root@{RESERVED_IP}"
@@ -340,6 +402,7 @@ class Lab:
         box.create()
         self.internet.attach(box, host, f"{role}0")
         box.private_mounts(hosts=self.hosts, tools=tools)
+        self.more_boxes.append(box)
         return box
 
     @contextlib.contextmanager

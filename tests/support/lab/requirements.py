@@ -76,6 +76,11 @@ def headscale_release(release: str) -> Path:
     raise LabUnavailable(f"tools/binaries.toml builds no Headscale {release}")
 
 
+def auth_server_program() -> Path:
+    """oauth2-proxy, the policy lab's forward-auth server."""
+    return _built("oauth2-proxy", ".")
+
+
 def backup_programs() -> dict[str, Path]:
     """What backups add on the edge (Litestream; age and age-keygen from Debian)."""
     found = {"litestream": _built("litestream", "cmd/litestream")}

@@ -113,14 +113,30 @@ class Store:
         self._script("get", key, str(target), bucket=bucket)
         return target
 
-    def put(self, key: str, data: bytes, metadata: dict[str, str], bucket: str) -> None:
-        """Write an object with the operator's key, as `terraform apply` does."""
-        source = self.directory / "upload"
-        source.write_bytes(data)
-        self._script("put", bucket, key, str(source), json.dumps(metadata))
+    def publish(self, key: str, data: bytes, metadata: dict[str, str]) -> None:
+        """Write to the config bucket with the operator's key, as `terraform apply` does."""
+        self._upload(key, data, metadata, self.config_bucket, (self.access_key, self.secret_key))
+
+    def put(self, key: str, source: Path) -> None:
+        """Upload `source` to the backup bucket with its own key pair, as anyone holding it
+        could (a leaked key)."""
+        assert self.bucket is not None, "no backup bucket in this lab"
+        self._upload(key, source.read_bytes(), {}, self.bucket, self.keys["backup"])
+
+    def head(self, key: str, bucket: str) -> dict[str, Any]:
+        """{"etag": ..., "metadata": {...}} of one object."""
+        return dict(self._script("head", key, bucket=bucket))
 
     def delete(self, key: str, bucket: str) -> None:
         self._script("delete", bucket, key)
+
+    def _upload(
+        self, key: str, data: bytes, metadata: dict[str, str], bucket: str, as_key: tuple[str, str]
+    ) -> None:
+        source = self.directory / "upload"
+        source.write_bytes(data)
+        credentials = {"STORE_ACCESS_KEY": as_key[0], "STORE_SECRET_KEY": as_key[1]}
+        self._script("put", bucket, key, str(source), json.dumps(metadata), env=credentials)
 
     def _script(
         self, *args: str, bucket: str | None = None, env: dict[str, str] | None = None

@@ -6,12 +6,14 @@ arguments into /run/homelab-tunnel-lab/systemctl/ and waits for the answer,
 which a thread of the harness (`Systemd.serve`) gives after doing what systemd
 would: a service runs its ExecStart in the box with its User=, Environment=,
 EnvironmentFile=, drop-ins' Environment=, WorkingDirectory=, UMask=,
-RuntimeDirectory= and ConditionPathExists=; a oneshot is waited for unless
---no-block; a path unit (PathChanged=) and a timer (OnActiveSec=,
+RuntimeDirectory=, ConditionPathExists= and AssertPathExists= (with `!`); a
+oneshot is waited for unless --no-block; a path unit (PathChanged=) and a timer (OnActiveSec=,
 OnUnitActiveSec=) are small daemons in the box that `systemctl start` their
-service, as systemd does. The packages' own units (Headscale's .deb, Debian's
-caddy.service) are written out below, as shipped, minus what the lab does not
-honour: sandboxing (ProtectSystem=, PrivateTmp=, capabilities), Restart= and
+service, as systemd does. `systemd-run --unit=NAME [--setenv=K=V] -- CMD` (a
+shim too) starts CMD as a daemon of that name, detached from its caller.
+The packages' own units (Headscale's .deb, Debian's caddy.service) are
+written out below, as shipped, minus what the lab does not honour:
+sandboxing (ProtectSystem=, PrivateTmp=, capabilities), Restart= and
 ordering; Caddy runs as root (binding 443 as user caddy needs a capability).
 The health timer is recorded, not run: tests run the health agent when they
 ask for it.
@@ -71,6 +73,11 @@ rm -f "$dir/$id".*
 exit "$code"
 """
 
+# In the edge box, /usr/local/bin/systemd-run: the same request, marked as a transient unit.
+SYSTEMD_RUN = SYSTEMCTL.replace("printf '%s\\n' \"$@\"", "printf '%s\\n' __run__ \"$@\"").replace(
+    "# homelab-tunnel lab: systemctl asks", "# homelab-tunnel lab: systemd-run asks"
+)
+
 # In the edge box, /usr/local/bin/dpkg-query: the versions of the programs the lab installed.
 DPKG_QUERY = f"""#!/bin/sh
 # homelab-tunnel lab: `dpkg-query -W [--showformat=...] PACKAGE` from {PACKAGES}.
@@ -79,6 +86,10 @@ version="$(awk -v p="$package" '$1 == p {{ print $2 }}' {PACKAGES} 2>/dev/null)"
 [ -n "$version" ] || {{ echo "dpkg-query: no packages found matching $package" >&2; exit 1; }}
 printf '%s' "$version"
 """
+
+
+class LabUnitError(Exception):
+    """What systemctl would print when a start fails (an assertion)."""
 
 
 @dataclass
@@ -97,6 +108,7 @@ class Unit:
     runtime_directory: str | None = None
     state_directory: str | None = None
     conditions: list[str] = field(default_factory=list)
+    assertions: list[str] = field(default_factory=list)
     path_changed: list[str] = field(default_factory=list)
     target: str | None = None  # Unit= of a path unit or a timer
     on_active: float | None = None
@@ -129,6 +141,8 @@ def read_unit(text: str, name: str = "unit.service") -> Unit:
             unit.runtime_directory = f"/run/{value}"
         elif key == "ConditionPathExists":
             unit.conditions.append(value)
+        elif key == "AssertPathExists":
+            unit.assertions.append(value)
         elif key == "PathChanged":
             unit.path_changed.append(value)
         elif key in ("OnActiveSec", "OnUnitActiveSec"):
@@ -247,10 +261,13 @@ class Systemd:
         if unit.name in RECORDED_ONLY:
             self.recorded.add(unit.name)
             return None
-        missing = [path for path in unit.conditions if not self.box.path(path).exists()]
-        if missing:
-            self.events.append((time.time(), unit.name, f"condition failed: {missing[0]}"))
-            return None
+        for kind, paths in (("assertion", unit.assertions), ("condition", unit.conditions)):
+            unmet = [path for path in paths if not self._holds(path)]
+            if unmet:
+                self.events.append((time.time(), unit.name, f"{kind} failed: {unmet[0]}"))
+                if kind == "assertion":
+                    raise LabUnitError(f"Assertion failed on job for {unit.name}.")
+                return None
         if unit.target:  # a path unit or a timer: a daemon that starts its service
             daemon = self.box.spawn(unit.name, self._trigger(unit))
         else:
@@ -261,6 +278,22 @@ class Systemd:
             daemon = self.box.spawn(daemon_name(unit.name), self.command(unit), env=env)
         self.events.append((time.time(), unit.name, "started"))
         return daemon
+
+    def _holds(self, path: str) -> bool:
+        """`PATH` exists, or `!PATH` does not."""
+        return self.box.path(path.lstrip("!")).exists() != path.startswith("!")
+
+    def run_transient(self, args: list[str]) -> int:
+        """`systemd-run --unit=NAME [--setenv=K=V ...] -- CMD...`: CMD as a daemon NAME."""
+        split = args.index("--")
+        options, argv = args[:split], args[split + 1 :]
+        name = next(o.removeprefix("--unit=") for o in options if o.startswith("--unit="))
+        env = dict(o.removeprefix("--setenv=").split("=", 1) for o in options
+                   if o.startswith("--setenv="))  # fmt: skip
+        with self._lock:
+            self.box.spawn(daemon_name(full_name(name)), argv, env=env)
+            self.events.append((time.time(), full_name(name), "started"))
+        return 0
 
     def _trigger(self, unit: Unit) -> list[str]:
         assert unit.target is not None
@@ -327,6 +360,8 @@ class Systemd:
     def _answer(self, request: Path, args: list[str]) -> None:
         try:
             code, output = self.systemctl(args)
+        except LabUnitError as exc:
+            code, output = 1, f"{exc}\n"
         except Exception as exc:  # reported to the caller, as systemctl would
             code, output = 1, f"lab systemd: {exc}\n"
         base = str(request).removesuffix(".request")
@@ -337,6 +372,8 @@ class Systemd:
 
     def systemctl(self, args: list[str]) -> tuple[int, str]:
         """One `systemctl ARGS` call: its exit code and output."""
+        if args[:1] == ["__run__"]:
+            return self.run_transient(args[1:]), ""
         options = {arg for arg in args if arg.startswith("-")}
         words = [arg for arg in args if not arg.startswith("-")]
         command, names = (words[0], words[1:]) if words else ("", [])

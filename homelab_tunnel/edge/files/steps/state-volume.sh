@@ -7,10 +7,26 @@ for _ in $(seq 1 30); do
 done
 [ -e "$device" ] || fail "state volume ${STATE_VOLUME} is not attached ($device missing); refusing to run without persistent state"
 
-if [ -z "$(blkid -o value -s TYPE "$device" || true)" ]; then
-  log "state volume is blank: formatting ext4"
+# Formatted only when proven blank: readable, and no signature in blkid's
+# low-level probe. blkid exits 2 both for "nothing found" and for "cannot
+# open", and 8 when two signatures contradict each other (util-linux
+# misc-utils/blkid.c): an empty answer alone proves nothing.
+read_bytes="$(head -c 65536 "$device" 2>/dev/null | wc -c)" || read_bytes=0
+[ "$read_bytes" = 65536 ] ||
+  fail "cannot read the state volume $device; refusing to format or mount it (dmesg; the volume in the control panel)"
+probed=0
+signature="$(blkid -p -o export "$device" 2>&1)" || probed=$?
+volume_type="$(sed -n 's/^TYPE=//p; s/^PTTYPE=/partition table /p' <<<"$signature" | head -n1)"
+case "$probed:$volume_type" in
+2:)
+  log "state volume is blank (readable, no signature): formatting ext4"
   mkfs.ext4 -q -L edge-state "$device"
-fi
+  ;;
+0:ext4) ;;
+0:*) fail "state volume $device holds ${volume_type:-something blkid cannot name}, not the edge's ext4; refusing to format or mount it" ;;
+8:*) fail "state volume $device carries more than one signature (wipefs -n $device lists them); refusing to format or mount it" ;;
+*) fail "blkid cannot probe the state volume $device (exit $probed: ${signature##*$'\n'}); refusing to format or mount it" ;;
+esac
 # DigitalOcean may have mounted it already (under /mnt/<name with underscores>).
 state="$(findmnt -n -o TARGET --first-only --source "$device" || true)"
 if [ -z "$state" ]; then
