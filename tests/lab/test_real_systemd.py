@@ -381,7 +381,9 @@ def _bootstrap_starts(edge: Container, *, drop_in: str = "", wait: float = 15) -
     except LabError:
         return False
     finally:
-        edge.systemctl("stop", BOOTSTRAP, *STARTED_BY_BOOTSTRAP, check=False)
+        # ... and what they pulled in: the endpoint wants tailscaled, which wants Headscale.
+        pulled_in = ("tailscaled.service", "headscale.service")
+        edge.systemctl("stop", BOOTSTRAP, *STARTED_BY_BOOTSTRAP, *pulled_in, check=False)
         edge.run("rm", "-rf", f"/run/systemd/system/{BOOTSTRAP}.d",
                  "/run/systemd/system/homelab-tunnel-metrics.service.d")  # fmt: skip
         edge.daemon_reload()
