@@ -226,6 +226,10 @@ def watched(backup_lab: Lab, streamed: Streamed) -> Watched:
         "status: the new change is in the bucket too",
         lambda: _caught_up(lab, settled["bucket_txid"]), 30, 1,
     )  # fmt: skip
+    # Sealed too, as the timer would: the point in time below restores only a sealed state.
+    sealed = lab.edge.run_unit("homelab-tunnel-seal.service")
+    assert sealed.returncode == 0, sealed.stdout + sealed.stderr
+    assert lab.edge.backups("sealed", "60")["sealed"]
     address = lab.edge.node.cli("ip", "-4").stdout.split()[0]
     page = lab.home.box.run(["curl", "-sS", "--max-time", "10", f"http://{address}:9180/metrics"])
     # What tests/data/edge-metrics.prom is copied from when the names change.
