@@ -50,12 +50,14 @@ format: $(VENV)/.synced
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-bench: $(VENV)/.synced bench-tools ## Benchmarks (not tests): synth time vs a floor app; proxy overhead; policy, Traefik, nginx
+bench: $(VENV)/.synced bench-tools ## Benchmarks (not tests): synth time vs a floor app; proxy overhead; policy, Traefik, nginx; Caddy's metrics
 	$(BIN)/python bench/synth.py
 	$(BIN)/python bench/proxy.py
 	$(BIN)/python bench/policy.py
+	$(BIN)/python bench/metrics.py
 
-# What bench/policy.py compares the edge with and loads it with: Debian's
+# What bench/policy.py compares the edge with and loads it with (h2load also
+# loads bench/metrics.py): Debian's
 # nginx-light and nghttp2-client (h2load), installed when missing and possible,
 # and Traefik, built from the Go module proxy (tools/binaries.toml).
 bench-tools: $(VENV)/.synced
