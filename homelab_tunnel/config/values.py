@@ -21,6 +21,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BeforeValidator, Field
 
+from homelab_tunnel.config.ports import parse_ports
 from homelab_tunnel.edge.agekey import is_recipient
 
 # Regions as of 2026 (`doctl compute region list`); preflight asks the API
@@ -376,6 +377,27 @@ def _check_https_url(value: str) -> str:
     return value
 
 
+def _check_public_ports(value: Any) -> Any:
+    """A port as a TOML integer, a range as a string; stored as the text a firewall rule takes."""
+    allowed = 'a port number (port = 27015) or a range in quotes (port = "27015-27020")'
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ValueError(f"must be {allowed}")
+    if isinstance(value, int):
+        if not 1 <= value <= 65535:
+            raise ValueError(f"{value} is not a port: {allowed}, within 1-65535")
+        return str(value)
+    _single_line(value)
+    if "-" not in value:
+        raise ValueError(f"{value!r}: write a single port unquoted; {allowed}")
+    try:
+        first, last = parse_ports(value)
+    except ValueError:
+        raise ValueError(
+            f"{value!r} is not a port range: FIRST-LAST, both within 1-65535, FIRST below LAST"
+        ) from None
+    return f"{first}-{last}"
+
+
 # Control characters are refused first (before any normalising could hide them).
 _Line = BeforeValidator(_single_line)
 Fqdn = Annotated[str, BeforeValidator(_domain), AfterValidator(_check_fqdn)]
@@ -398,3 +420,4 @@ HttpsUrl = Annotated[str, _Line, AfterValidator(_check_https_url)]
 PemCertificates = Annotated[str, AfterValidator(_check_pem_certificates)]
 SshKey = Annotated[str, _Line, AfterValidator(_check_ssh_key)]
 Port = Annotated[int, Field(ge=1, le=65535)]
+PublicPorts = Annotated[str, BeforeValidator(_check_public_ports)]

@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from homelab_tunnel.plan.edge_config import describe, edge_config
+from homelab_tunnel.plan.edge_config import describe, edge_config, opened_ports
 from homelab_tunnel.plan.firewall import has_true, inbound_unknown, opens_ssh, widened_inbound
 from homelab_tunnel.plan.model import Action, Change, Danger
 from homelab_tunnel.plan.spaces import (
@@ -346,6 +346,10 @@ def _bucket_object(change: Change, values: Values, volume_lost: bool) -> tuple[D
     before = edge_config(values.before.get("content"))
     after = edge_config(values.after.get("content"))
     if change.action is Action.UPDATE and before is not None and after not in (None, before):
+        if opened_ports(before, after):
+            # The port reaches a homelab machine from the whole internet: exposure, not
+            # just a change, though the running edge takes it without downtime.
+            return Danger.EXPOSURE, describe(before, after)
         return Danger.IN_PLACE, describe(before, after)
     if change.action is Action.UPDATE and after is not None:
         return Danger.IN_PLACE, (

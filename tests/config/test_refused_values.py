@@ -54,6 +54,9 @@ GOOD: dict[str, str] = {
     "sites.0.domain": "blog.example.com",
     "sites.0.upstream": "homelab",
     "sites.0.scheme": "http",
+    "ports.0.protocol": "udp",
+    "ports.0.port": "27015-27020",
+    "ports.0.upstream": "homelab",
 }
 
 
@@ -79,6 +82,7 @@ def _set(raw: dict[str, Any], path: str, value: Any) -> None:
 
 def _base() -> dict[str, Any]:
     raw = copy.deepcopy(example_raw())
+    raw["ports"] = [{}]  # the example forwards none; GOOD fills one in
     for path, value in {**GOOD, **MULTILINE}.items():
         _set(raw, path, value)
     return raw

@@ -198,6 +198,7 @@ case "$last" in
   *"tailscale whois"*) cat "$FAKE_WHOIS" ;;
   *journalctl*) cat "$FAKE_JOURNAL" ;;
   *config/status.json*) cat "$FAKE_CONFIG_STATUS" ;;
+  *ports.json*) [ -n "$FAKE_PORTS" ] && cat "$FAKE_PORTS" "$FAKE_PORTS_STATUS" ;;
   *"tailscale ping"*) echo "pong from homelab (100.64.0.2) via 198.51.100.22:41641 in 9ms" ;;
   *) echo "unexpected: $last" >&2; exit 9 ;;
 esac
@@ -248,6 +249,7 @@ def test_ssh_warms_each_upstream_then_reads_status_whois_and_journal(fake_ssh: P
         "tailscale whois --json 100.64.0.2",
         "journalctl -u headscale --since -1h -o cat --no-pager",
         "cat /var/lib/homelab-tunnel/config/status.json",
+        "cat /etc/homelab-tunnel/ports.json /run/homelab-tunnel/ports-status.json",
     ]
     for call in calls:
         assert call[:-1] == ["-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "root@203.0.113.10"]
