@@ -45,6 +45,14 @@ def _config_table(config: TunnelConfig) -> Table:
             escape(site.domain), escape(f"{site.scheme}://{config.upstream_host(site)}:{site.port}")
         )
     table.add_row(escape(config.headscale.domain), "Headscale on the edge (127.0.0.1:8080)")
+    for forward in config.ports:
+        ports = f"{forward.upstream_first}" + (
+            f"-{forward.upstream_last}" if forward.upstream_last != forward.upstream_first else ""
+        )
+        table.add_row(
+            escape(f"{forward.protocol.upper()} {forward.port} (reserved IPv4)"),
+            escape(f"{config.upstream_host(forward)}:{ports}, forwarded in the kernel"),
+        )
     return table
 
 
