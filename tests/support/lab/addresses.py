@@ -62,6 +62,8 @@ STORE = Host("192.0.2.82", "192.0.2.81")
 LAPTOP = Host("203.0.113.66", "203.0.113.65")
 # The operator's machine, the one address a config's ssh_allowed_cidrs lets in.
 OPERATOR = Host("203.0.113.82", "203.0.113.81")
+# A second machine on the tailnet behind a forwarded port, joining after the config names it.
+GAMEBOX = Host("203.0.113.98", "203.0.113.97")
 
 # Behind the home router's masquerade.
 HOME_LAN = Host("198.51.100.66", "198.51.100.65", prefix=26)

@@ -14,6 +14,7 @@ import socket
 import ssl
 import struct
 import sys
+import threading
 import time
 import zlib
 from urllib.parse import urlsplit
@@ -88,6 +89,64 @@ def tcp(address: str, *ports: str) -> None:
         except OSError as exc:
             results[port] = f"no answer ({exc})"
     print(json.dumps(results))
+
+
+def exchange(protocol: str, address: str, port: str, message: str) -> None:
+    """One message to a peer echo (box_services.py) and its answer, or why there is none.
+
+    UDP from an unconnected socket, so the answer's source address is seen.
+    """
+    try:
+        if protocol == "udp":
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+                sock.settimeout(2)
+                sock.sendto(message.encode(), (address, int(port)))
+                reply, source = sock.recvfrom(65535)
+        else:
+            with socket.create_connection((address, int(port)), timeout=2) as sock:
+                sock.sendall(message.encode())
+                reply, source = sock.recv(65535), sock.getpeername()
+    except OSError as exc:
+        print(json.dumps({"reply": None, "error": f"{type(exc).__name__}: {exc}"}))
+        return
+    print(json.dumps({"reply": reply.decode(errors="replace"), "from": f"{source[0]}:{source[1]}"}))
+
+
+def udp_flow(address: str, port: str, interval_ms: str, count: str) -> None:
+    """`count` numbered datagrams, one every `interval_ms`, from one socket (one flow, as a
+    game client keeps); for each answer its number, when it was sent and when it came back.
+
+    Prints `{"started": ...}` at once, then the whole record when done.
+    """
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("0.0.0.0", 0))
+    sock.settimeout(0.2)
+    sent: dict[int, float] = {}
+    answers: list[tuple[int, float, float]] = []
+    done = threading.Event()
+
+    def receive() -> None:
+        while not done.is_set():
+            try:
+                data = sock.recv(2048)
+            except TimeoutError:
+                continue
+            number = int(data.split()[-1])
+            answers.append((number, sent.get(number, 0.0), time.time()))
+
+    reader = threading.Thread(target=receive, daemon=True)
+    reader.start()
+    print(json.dumps({"started": time.time()}), flush=True)
+    step = int(interval_ms) / 1000
+    start = time.monotonic()
+    for number in range(int(count)):
+        time.sleep(max(start + number * step - time.monotonic(), 0))
+        sent[number] = time.time()
+        sock.sendto(f"seq {number}".encode(), (address, int(port)))
+    time.sleep(2)
+    done.set()
+    reader.join()
+    print(json.dumps({"sent": sent, "answers": answers}), flush=True)
 
 
 def tls(address: str, name: str, cafile: str) -> None:
@@ -172,7 +231,15 @@ def fetch(url: str, cafile: str, count: str = "1") -> None:
     print(json.dumps({"status": status, "bytes": size, "seconds": seconds}))
 
 
-PROBES = {"udp": udp, "tcp": tcp, "tls": tls, "websocket": websocket, "fetch": fetch}
+PROBES = {
+    "udp": udp,
+    "tcp": tcp,
+    "exchange": exchange,
+    "udp-flow": udp_flow,
+    "tls": tls,
+    "websocket": websocket,
+    "fetch": fetch,
+}
 
 if __name__ == "__main__":
     PROBES[sys.argv[1]](*sys.argv[2:])  # type: ignore[operator]

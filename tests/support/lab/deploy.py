@@ -48,16 +48,19 @@ def lab_config_document(
     headscale_version: str | None = None,
     backup_recipient: str | None = None,
     sites: list[dict[str, Any]] | None = None,
+    ports: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The lab's edge: two sites on one homelab, certificates from Pebble.
 
     `headscale_version`: another release than the pinned one; `backup_recipient`:
     backups on, to a bucket in SPACES_REGION, key files encrypted to this owner;
-    `sites`: other sites than the two.
+    `sites`: other sites than the two; `ports`: `[[ports]]` entries.
     """
     document = _base_document(ca_roots)
     if sites is not None:
         document["sites"] = sites
+    if ports:
+        document["ports"] = ports
     if headscale_version:
         document["headscale"]["version"] = headscale_version
     if backup_recipient:
