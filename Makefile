@@ -52,8 +52,9 @@ bench: $(VENV)/.synced ## Benchmarks (not tests): synth time vs a floor app; pro
 	$(BIN)/python bench/synth.py
 	$(BIN)/python bench/proxy.py
 
-bench-lab: $(VENV)/.synced test-tools test-binaries test-rootfs ## As root: the lab's paths, direct vs relayed; backups' RPO and restore; droplet boots
+bench-lab: $(VENV)/.synced test-tools test-binaries test-rootfs ## As root: the lab's paths, direct vs relayed; forwarded ports vs the raw tailnet; backups' RPO and restore; droplet boots
 	$(BIN)/python bench/lab.py
+	$(BIN)/python bench/ports.py
 	$(BIN)/python bench/backups.py
 	$(BIN)/python bench/droplet.py
 
@@ -63,8 +64,8 @@ bench-lab: $(VENV)/.synced test-tools test-binaries test-rootfs ## As root: the 
 # edge's key backups), and for the lab (tests/lab, as root): iproute2 (namespaces, veths, tc), nftables (the
 # routers), iptables (tailscaled's firewall rules), conntrack and curl;
 # systemd-container (systemd-nspawn: the edge's units under a real systemd, and
-# the droplet box); mmdebstrap (the droplet box's Debian root filesystem) and
-# openssh-client (ssh into the droplet box).
+# the droplet box); mmdebstrap (the droplet box's Debian root filesystem),
+# openssh-client (ssh into the droplet box) and iperf3 (bench/ports.py).
 # Installed when missing and possible; tests skip, saying why, if not.
 test-tools:
 	@missing=""; \
@@ -81,6 +82,7 @@ test-tools:
 	command -v systemd-nspawn >/dev/null || missing="$$missing systemd-container"; \
 	command -v mmdebstrap >/dev/null || missing="$$missing mmdebstrap"; \
 	command -v ssh-keygen >/dev/null || missing="$$missing openssh-client"; \
+	command -v iperf3 >/dev/null || missing="$$missing iperf3"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=""; elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then SUDO="sudo -n"; else SUDO=none; fi; \
 	  if [ "$$SUDO" = none ] || ! command -v apt-get >/dev/null; then \

@@ -112,6 +112,26 @@ def exchange(protocol: str, address: str, port: str, message: str) -> None:
     print(json.dumps({"reply": reply.decode(errors="replace"), "from": f"{source[0]}:{source[1]}"}))
 
 
+def round_trips(protocol: str, address: str, port: str, count: str) -> None:
+    """`count` small messages to a peer echo, one at a time on one socket: each round trip's
+    seconds (bench/ports.py's latency)."""
+    seconds = []
+    if protocol == "udp":
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.connect((address, int(port)))
+    else:
+        sock = socket.create_connection((address, int(port)), timeout=5)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.settimeout(2)
+    for number in range(int(count)):
+        start = time.perf_counter()
+        sock.send(f"ping {number}".encode())
+        while not sock.recv(2048).endswith(f" {number}".encode()):
+            pass
+        seconds.append(time.perf_counter() - start)
+    print(json.dumps({"seconds": seconds}))
+
+
 def udp_flow(address: str, port: str, interval_ms: str, count: str) -> None:
     """`count` numbered datagrams, one every `interval_ms`, from one socket (one flow, as a
     game client keeps); for each answer its number, when it was sent and when it came back.
@@ -236,6 +256,7 @@ PROBES = {
     "tcp": tcp,
     "exchange": exchange,
     "udp-flow": udp_flow,
+    "round-trips": round_trips,
     "tls": tls,
     "websocket": websocket,
     "fetch": fetch,
