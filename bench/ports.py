@@ -1,15 +1,22 @@
 """Benchmark: forwarded ports against the raw tailnet path, one lab, one run (as root; not a test).
 
-For TCP and UDP, throughput (iperf3, 5 s, the median of three) and the p50 of
-small round trips (300 after 20 to warm up, to the homelab's echo), on:
+For TCP and UDP, throughput (iperf3 -R, 5 s: the homelab sends, as when it
+serves) and the p50 of small round trips (to the homelab's echo), on:
   (a) the visitor through the reserved IP: the cloud's NAT, the edge's nftables
       DNAT and masquerade, then the tailnet to the homelab;
   (b) the edge itself straight to the homelab's tailnet address: the same
-      tailnet hop without the public leg and the kernel forwarding.
-Goals, on the direct path: (a)/(b) throughput >= 0.8 and p50 <= 1.2x. UDP is
-sent as fast as iperf3 can (1200-byte datagrams fit tailscale0's 1280 MTU);
-its throughput is what arrives. The kernel here has no netem: no added
-delay, so latency differences are processing and queueing only.
+      tailnet hop without the public leg and the kernel forwarding;
+  (c) latency only: the visitor to an echo on the edge itself, at the
+      droplet's own address (a UDP socket on the edge answers the reserved IP
+      from there): the public leg alone. (a) - (b) - (c) is about what the
+      forwarding itself adds.
+The paths take turns, three rounds of one iperf3 run and 100 round trips each
+(after 20 to warm up), and the medians are compared, so the load of a shared
+machine falls on both alike. Goals, on the direct path: (a)/(b) throughput
+>= 0.8 and p50 <= 1.2x. UDP is sent as fast as iperf3 can (1200-byte
+datagrams fit tailscale0's 1280 MTU); its throughput is what arrives. The
+kernel here has no netem: no added delay, so latency differences are
+processing and queueing only.
 
     sudo .venv/bin/python bench/ports.py [--round-trips 300] [--home-uplink 100mbit]
 """
@@ -38,6 +45,7 @@ from support.lab.shell import wait_for  # noqa: E402
 
 IPERF = 5201
 ECHO = {"tcp": 25566, "udp": 27015}  # the homelab's peer echoes
+EDGE_ECHO = {"tcp": 28016, "udp": 28015}  # (c): on the edge, not forwarded
 PORTS = [
     {"protocol": "tcp", "port": IPERF, "upstream": "homelab"},  # iperf3's control and TCP data
     {"protocol": "udp", "port": IPERF, "upstream": "homelab"},
@@ -48,50 +56,58 @@ THROUGHPUT = 0.8
 LATENCY = 1.2
 
 
-def iperf_mbps(box: Box, address: str, protocol: str, rounds: int = 3) -> float:
-    """What arrives at the homelab, in Mbit/s: the median of `rounds` 5 s runs."""
+def iperf_mbps(box: Box, address: str, protocol: str) -> float:
+    """What arrives from the homelab in one 5 s run, in Mbit/s."""
     udp = ["-u", "-b", "0", "-l", "1200"] if protocol == "udp" else []
-    rates = []
-    for _ in range(rounds):
-        done = box.run(
-            ["iperf3", "-c", address, "-p", str(IPERF), "-t", "5", "--json", *udp], timeout=60
-        )
-        end = json.loads(done.stdout)["end"]
-        rates.append(end["sum_received"]["bits_per_second"] / 1e6)
-    return statistics.median(rates)
+    done = box.run(
+        ["iperf3", "-c", address, "-p", str(IPERF), "-R", "-t", "5", "--json", *udp], timeout=60
+    )
+    return float(json.loads(done.stdout)["end"]["sum_received"]["bits_per_second"]) / 1e6
 
 
-def p50_ms(box: Box, address: str, protocol: str, count: int) -> float:
-    seen = probe(box, "round-trips", protocol, address, ECHO[protocol], count + 20, timeout=300)
-    return statistics.median(seen["seconds"][20:]) * 1000
+def round_trips_ms(box: Box, address: str, port: int, protocol: str, count: int) -> list[float]:
+    seen = probe(box, "round-trips", protocol, address, port, count + 20, timeout=300)
+    return [seconds * 1000 for seconds in seen["seconds"][20:]]
 
 
-def measure(lab: Lab, count: int) -> dict[str, dict[str, float]]:
+def measure(lab: Lab, count: int, rounds: int = 3) -> dict[str, dict[str, float]]:
+    """Both paths in turn, `rounds` times: the machine's load falls on both alike."""
     homelab = str(lab.edge.node.peer("homelab")["TailscaleIPs"][0])
     paths = {"a": (lab.visitor, RESERVED_IP), "b": (lab.edge.box, homelab)}
     results: dict[str, dict[str, float]] = {}
-    for path, (box, address) in paths.items():
-        for protocol in ("tcp", "udp"):
+    for protocol in ("tcp", "udp"):
+        rates: dict[str, list[float]] = {path: [] for path in paths}
+        trips: dict[str, list[float]] = {path: [] for path in (*paths, "c")}
+        for _ in range(rounds):
             lab.edge.node.wait_direct("homelab")
+            for path, (box, address) in paths.items():
+                rates[path].append(iperf_mbps(box, address, protocol))
+                trips[path] += round_trips_ms(
+                    box, address, ECHO[protocol], protocol, count // rounds
+                )
+            trips["c"] += round_trips_ms(
+                lab.visitor, lab.edge.droplet.own, EDGE_ECHO[protocol], protocol, count // rounds
+            )
+        for path in trips:
             key = f"{path}/{protocol}"
-            results[key] = {
-                "mbps": iperf_mbps(box, address, protocol),
-                "p50_ms": p50_ms(box, address, protocol, count),
-            }
-            print(f"({key}) {results[key]['mbps']:.0f} Mbit/s, p50 "
-                  f"{results[key]['p50_ms']:.3f} ms", flush=True)  # fmt: skip
+            results[key] = {"p50_ms": statistics.median(trips[path])}
+            if path in rates:
+                results[key]["mbps"] = statistics.median(rates[path])
+            rate = f"{results[key]['mbps']:.0f} Mbit/s, " if path in rates else ""
+            print(f"({key}) {rate}p50 {results[key]['p50_ms']:.3f} ms", flush=True)
     return results
 
 
 def report(results: dict[str, dict[str, float]]) -> None:
     for protocol in ("tcp", "udp"):
-        a, b = results[f"a/{protocol}"], results[f"b/{protocol}"]
+        a, b, c = (results[f"{path}/{protocol}"] for path in "abc")
         throughput, latency = a["mbps"] / b["mbps"], a["p50_ms"] / b["p50_ms"]
         ok = (throughput >= THROUGHPUT, latency <= LATENCY)
         print(
             f"{protocol.upper()} (a)/(b): throughput {throughput:.2f} (goal >= {THROUGHPUT}: "
             f"{'ok' if ok[0] else 'missed'}), p50 {latency:.2f}x (goal <= {LATENCY}: "
-            f"{'ok' if ok[1] else 'missed'})"
+            f"{'ok' if ok[1] else 'missed'}); the forwarding's own p50, (a) - (b) - (c): "
+            f"{a['p50_ms'] - b['p50_ms'] - c['p50_ms']:+.3f} ms"
         )
 
 
@@ -106,6 +122,8 @@ def start(lab: Lab) -> None:
     home.spawn("iperf3", ["iperf3", "-s", "-p", str(IPERF)])
     for protocol, port in ECHO.items():
         home.spawn(f"{protocol}-echo", [sys.executable, SERVICES, "peer-echo", protocol, port])
+        echo = [sys.executable, SERVICES, "peer-echo", protocol, EDGE_ECHO[protocol]]
+        lab.edge.box.spawn(f"{protocol}-echo", echo)
     lab.apply_in_place(lab.document(ports=PORTS))
     wait_for(
         "the forwarded echo",

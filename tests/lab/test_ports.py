@@ -1,4 +1,4 @@
-"""Scenario: raw TCP and UDP ports through the reserved IP into the tailnet, applied in place.
+"""Scenario 11: raw TCP and UDP ports through the reserved IP into the tailnet, applied in place.
 
 One sequence, observed once. The homelab runs peer echoes (each answer starts
 with the address the service saw the packet come from). The lab's config gets
