@@ -274,10 +274,7 @@ def main(argv: Sequence[str], env: Mapping[str, str]) -> int:
                 print(agent.apply())
         else:
             agent.watch()
-    except Refused as exc:
-        print(f"ports: {exc}", file=sys.stderr)
-        return 1
-    except OSError as exc:
+    except (Refused, OSError) as exc:
         print(f"ports: {exc}", file=sys.stderr)
         return 1
     return 0

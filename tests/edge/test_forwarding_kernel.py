@@ -16,7 +16,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -136,6 +136,15 @@ class Lab:
 
     def agent(self) -> PortAgent:
         return PortAgent(root=self.root, run=self.edge_run, tailnet=lambda: self.status)
+
+    def moving_to(self, agent: PortAgent, address: str) -> Callable[[], None]:
+        """What happens when tailscaled starts saying gtr6 is at `address`."""
+
+        def moved() -> None:
+            self.learn(address)
+            agent.apply()
+
+        return moved
 
     def learn(self, address: str | None) -> None:
         """What tailscaled's status says of gtr6 from now on."""
@@ -269,11 +278,7 @@ def test_a_flow_begun_before_the_upstream_was_known_is_forwarded_once_it_is(lab:
     agent = lab.agent()
     agent.apply()
 
-    def joined() -> None:
-        lab.learn(FIRST)
-        agent.apply()
-
-    seen = lab.flow(2.5, joined)
+    seen = lab.flow(2.5, lab.moving_to(agent, FIRST))
     assert not [reply for at, reply in seen if at < 0]
     assert [reply for at, reply in seen if at > 0.5] and all(
         reply.startswith(FIRST) for at, reply in seen if at > 0
@@ -288,13 +293,8 @@ def test_negative_twin_tracked_while_waiting_the_flow_stays_dead(lab: Lab) -> No
     for line in untracked:
         waiting = waiting.replace(line + "\n", "")
     assert lab.run("edge", ["nft", "-f", "-"], waiting).returncode == 0
-    agent = lab.agent()
-
-    def joined() -> None:
-        lab.learn(FIRST)
-        agent.apply()
-
-    assert lab.flow(2.5, joined) == []  # its conntrack entry keeps it on the edge itself
+    seen = lab.flow(2.5, lab.moving_to(lab.agent(), FIRST))
+    assert seen == []  # its conntrack entry keeps it on the edge itself
 
 
 def test_a_flow_follows_its_upstream_to_a_new_address(lab: Lab) -> None:
@@ -302,11 +302,7 @@ def test_a_flow_follows_its_upstream_to_a_new_address(lab: Lab) -> None:
     agent = lab.agent()
     agent.apply()
 
-    def registered_anew() -> None:
-        lab.learn(SECOND)
-        agent.apply()
-
-    seen = lab.flow(2.5, registered_anew)
+    seen = lab.flow(2.5, lab.moving_to(agent, SECOND))
     assert {reply.split()[0] for at, reply in seen if at < 0} == {FIRST}
     assert {reply.split()[0] for at, reply in seen if at > 0.2} == {SECOND}
 
@@ -317,11 +313,7 @@ def test_negative_twin_without_forgetting_the_flow_stays_on_the_old_address(lab:
     agent = lab.agent()
     agent.apply()
 
-    def registered_anew() -> None:
-        lab.learn(SECOND)
-        agent.apply()
-
-    seen = lab.flow(2.5, registered_anew)
+    seen = lab.flow(2.5, lab.moving_to(agent, SECOND))
     assert {reply.split()[0] for _, reply in seen} == {FIRST}
 
 

@@ -133,8 +133,9 @@ def round_trips(protocol: str, address: str, port: str, count: str) -> None:
 
 
 def udp_flow(address: str, port: str, interval_ms: str, count: str) -> None:
-    """`count` numbered datagrams, one every `interval_ms`, from one socket (one flow, as a
-    game client keeps); for each answer its number, when it was sent and when it came back.
+    """Numbered datagrams, one every `interval_ms`, from one socket (one flow, as a game
+    client keeps): `count` of them, or with count 0 until a line arrives on stdin. For each
+    answer its number, when it was sent and when it came back.
 
     Prints `{"started": ...}` at once, then the whole record when done.
     """
@@ -143,7 +144,7 @@ def udp_flow(address: str, port: str, interval_ms: str, count: str) -> None:
     sock.settimeout(0.2)
     sent: dict[int, float] = {}
     answers: list[tuple[int, float, float]] = []
-    done = threading.Event()
+    done, stop = threading.Event(), threading.Event()
 
     def receive() -> None:
         while not done.is_set():
@@ -154,18 +155,20 @@ def udp_flow(address: str, port: str, interval_ms: str, count: str) -> None:
             number = int(data.split()[-1])
             answers.append((number, sent.get(number, 0.0), time.time()))
 
-    reader = threading.Thread(target=receive, daemon=True)
-    reader.start()
+    threading.Thread(target=receive, daemon=True).start()
+    if int(count) == 0:
+        threading.Thread(target=lambda: (sys.stdin.readline(), stop.set()), daemon=True).start()
     print(json.dumps({"started": time.time()}), flush=True)
     step = int(interval_ms) / 1000
     start = time.monotonic()
-    for number in range(int(count)):
+    number = 0
+    while not stop.is_set() and (int(count) == 0 or number < int(count)):
         time.sleep(max(start + number * step - time.monotonic(), 0))
         sent[number] = time.time()
         sock.sendto(f"seq {number}".encode(), (address, int(port)))
+        number += 1
     time.sleep(2)
     done.set()
-    reader.join()
     print(json.dumps({"sent": sent, "answers": answers}), flush=True)
 
 
