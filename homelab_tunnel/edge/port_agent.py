@@ -9,8 +9,8 @@ An upstream named by machine is found by its MagicDNS name in tailscaled's
 status, asked over the LocalAPI socket (no process per look), every few
 seconds while any port needs a name: a machine that joins after the config,
 or comes back with a new address, is forwarded to within seconds. A status
-that cannot be read keeps the addresses recorded last, so a tailscaled restart
-never drops forwarding. The table is replaced in one nft transaction, and only
+that cannot be read, or of a tailscaled not Running, keeps the addresses
+recorded last, so a tailscaled restart never drops forwarding. The table is replaced in one nft transaction, and only
 when it would change. The status lives in /run: it is rebuilt at every boot.
 
 NAT is decided at a connection's first packet and kept in its conntrack
@@ -143,8 +143,8 @@ class PortAgent:
         if all(forward.upstream_address for forward in forwards):
             return {}
         current = self.tailnet()
-        if current is None:
-            return known_addresses(self.status() or {})
+        if current is None or current.get("BackendState") != "Running":
+            return known_addresses(self.status() or {})  # restarting, logged out: no news
         return tailnet_addresses(current)
 
     # -- the three verbs -------------------------------------------------------

@@ -136,6 +136,9 @@ def test_with_tailscaled_silent_the_addresses_recorded_last_keep_forwarding(edge
     agent = edge.agent()  # a new process: the reload's
     agent.apply()
     assert "dnat to 100.64.0.7" in edge.scripts()[-1]
+    edge.tailnet = {"BackendState": "Starting", "Peer": {}}  # up again, no netmap yet
+    edge.agent().apply()
+    assert "dnat to 100.64.0.7" in edge.scripts()[-1]
     assert edge.forgotten() == []
 
 
