@@ -10,8 +10,9 @@ status, asked over the LocalAPI socket (no process per look), every few
 seconds while any port needs a name: a machine that joins after the config,
 or comes back with a new address, is forwarded to within seconds. A status
 that cannot be read, or of a tailscaled not Running, keeps the addresses
-recorded last, so a tailscaled restart never drops forwarding. The table is replaced in one nft transaction, and only
-when it would change. The status lives in /run: it is rebuilt at every boot.
+recorded last, so a tailscaled restart never drops forwarding. The table is
+replaced in one nft transaction, and only when it would change. The status
+lives in /run: it is rebuilt at every boot.
 
 NAT is decided at a connection's first packet and kept in its conntrack
 entry, which a steady UDP stream keeps alive for ever: when a port's upstream
