@@ -2,8 +2,9 @@
 
 Everything a user changes day to day and the edge can take without a new
 droplet: the Caddyfile, Headscale's ACL policy, the health agent's settings,
-the Headscale users the upstream machines join as, and the site list (data,
-for plan-summary and doctor). The edge agent (edge/config_agent.py) installs
+the Headscale users the upstream machines join as, the forwarded ports (a
+file the edge's port agent reads), and the site and port lists (data, for
+plan-summary and doctor). The edge agent (edge/config_agent.py) installs
 it in place. Its version is the first 12 hex digits of the SHA-256 of the rest
 of the document: the same config always has the same version, and `doctor`
 can say whether the edge runs the config in front of it.
@@ -22,6 +23,7 @@ from homelab_tunnel.render.caddyfile import render_caddyfile
 from homelab_tunnel.render.crawlers import AiCrawlers
 from homelab_tunnel.render.edge_env import render_health_env
 from homelab_tunnel.render.policy import render_policy
+from homelab_tunnel.render.ports import port_documents, render_ports
 from homelab_tunnel.render.sites import site_documents
 
 
@@ -32,11 +34,13 @@ def edge_config_document(config: TunnelConfig, crawlers: AiCrawlers) -> dict[str
             "format": FORMAT,
             "edge": config.name,
             "sites": site_documents(config),
+            "ports": port_documents(config),
             "machines": config.upstream_machines,
             "files": {
                 "Caddyfile": render_caddyfile(config, crawlers),
                 "policy.hujson": render_policy(config),
                 "health.env": render_health_env(config),
+                "ports.json": render_ports(config),
             },
         }
     )

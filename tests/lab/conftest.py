@@ -29,6 +29,7 @@ ORDER = (
     "test_direct",
     "test_reserved_ip",
     "test_udp_block",
+    "test_ports",
     "test_old_client",
     "test_replacement",
     "test_upgrade",
