@@ -27,7 +27,6 @@ answer are counted, and the health agent hears at the third in a row.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import socket
@@ -36,8 +35,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -55,6 +53,7 @@ from homelab_tunnel.edge.channel import (
 from homelab_tunnel.edge.config_status import UNREACHABLE_POLLS, bucket_unreachable
 from homelab_tunnel.edge.derive import read_secret
 from homelab_tunnel.edge.envfile import EnvFileError, read
+from homelab_tunnel.edge.filelock import locked
 
 STATE_DIR = "/var/lib/homelab-tunnel/config"  # on the state volume (bootstrap's bind mount)
 APPLIED = "applied.json"
@@ -450,15 +449,6 @@ class Agent:
 
 def _changed(names: list[str]) -> str:
     return f"changed: {', '.join(names)}" if names else "nothing changed"
-
-
-@contextmanager
-def locked(path: Path) -> Iterator[None]:
-    """One writer at a time: bootstrap's step and the agent."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        yield
 
 
 def _read(path: Path) -> str | None:

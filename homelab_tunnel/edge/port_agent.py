@@ -22,7 +22,6 @@ address are deleted (`conntrack -D`), so the next packet takes the new rule.
 
 from __future__ import annotations
 
-import fcntl
 import http.client
 import json
 import os
@@ -30,12 +29,12 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from homelab_tunnel.edge.filelock import locked
 from homelab_tunnel.edge.forwards import (
     PLACEHOLDER,
     Forward,
@@ -238,15 +237,6 @@ def summary(chosen: Sequence[tuple[Forward, str | None]]) -> str:
 def _last_line(done: subprocess.CompletedProcess[str]) -> str:
     lines = (done.stderr or done.stdout or "").strip().splitlines()
     return lines[0][:300] if lines else f"exit code {done.returncode}"
-
-
-@contextmanager
-def locked(path: Path) -> Iterator[None]:
-    """One writer of the table at a time: the watch loop and a reload."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        yield
 
 
 def _write(path: Path, content: str) -> None:
