@@ -65,12 +65,13 @@ class _Model(BaseModel):
 class BasicLogin(_Model):
     """One user of a site's basic-auth gate: a name and a bcrypt hash, never a password."""
 
-    user: BasicUser
+    user: BasicUser = Field(description="the name the visitor logs in with")
     password_hash: BcryptHash = Field(description="bcrypt hash of the password")
 
     @model_validator(mode="before")
     @classmethod
     def _no_plain_password(cls, data: object) -> object:
+        """- `password` (a plain password) is refused, and never shown: give `password_hash`."""
         if isinstance(data, dict) and "password" in data:
             raise ValueError(
                 "password: a plain password is not accepted (and not shown); give its bcrypt "
@@ -84,7 +85,7 @@ class ForwardAuth(_Model):
     oauth2-proxy...): Caddy asks it about every request before the site sees it."""
 
     upstream: MachineName = Field(description="tailnet machine the auth server runs on")
-    port: Port
+    port: Port = Field(description="port of the auth server on that machine")
     path: AuthPath = Field(description="its check endpoint, e.g. /api/authz/forward-auth")
     copy_headers: list[HeaderName] = Field(
         default_factory=list,
@@ -95,11 +96,16 @@ class ForwardAuth(_Model):
 class SiteAuth(_Model):
     """A login in front of a site: basic auth at the edge, or forward auth. One of them."""
 
-    basic: list[BasicLogin] | None = None
-    forward: ForwardAuth | None = None
+    basic: list[BasicLogin] | None = Field(
+        default=None, description="a login at the edge: users and their bcrypt hashes"
+    )
+    forward: ForwardAuth | None = Field(
+        default=None, description="your own auth server on the tailnet decides (forward_auth)"
+    )
 
     @model_validator(mode="after")
     def _exactly_one(self) -> SiteAuth:
+        """- Exactly one of `basic` and `forward`; `basic` lists at least one user."""
         if self.basic is not None and self.forward is not None:
             raise ValueError("give basic or forward, not both: a site has one gate")
         if self.basic is None and self.forward is None:
@@ -119,10 +125,12 @@ class SiteAuth(_Model):
 class Site(_Model):
     """One allowlisted domain, the tailnet service behind it, and who may reach it."""
 
-    domain: Fqdn
+    domain: Fqdn = Field(description="public name of the site, inside the DNS zone")
     upstream: Upstream = Field(description="tailnet machine name (MagicDNS label) or address")
-    port: Port
-    scheme: Literal["http", "https"] = "http"
+    port: Port = Field(description="port the site listens on, on that machine")
+    scheme: Literal["http", "https"] = Field(
+        default="http", description="how the edge talks to the site over the tailnet"
+    )
     allow_cidrs: list[Cidr] = Field(
         default_factory=list,
         description="only these sources reach the site (403 for others); empty: everyone",
@@ -131,7 +139,9 @@ class Site(_Model):
         default="allow",
         description="block-ai: known AI crawlers get 403 and a robots.txt that disallows them",
     )
-    auth: SiteAuth | None = None
+    auth: SiteAuth | None = Field(
+        default=None, description="a login in front of the site; none: the site is open"
+    )
     hsts: bool = Field(default=False, description="send Strict-Transport-Security (one year)")
 
     @property
@@ -148,7 +158,7 @@ class DnsConfig(_Model):
     create_zone: bool = Field(
         default=False, description="true: the stack creates the zone; false: it must exist"
     )
-    ttl: int = Field(default=300, ge=30, le=86400)
+    ttl: int = Field(default=300, ge=30, le=86400, description="TTL of every record, in seconds")
 
 
 class HeadscaleConfig(_Model):
@@ -197,6 +207,10 @@ class TlsConfig(_Model):
 
     @model_validator(mode="after")
     def _one_ca(self) -> TlsConfig:
+        """- `staging` and `acme_ca` exclude each other.
+        - `ca_roots` needs `acme_ca`.
+        - With `acme_ca`, `caa_issuer` must name that CA (not the default letsencrypt.org).
+        """
         if self.acme_ca and self.staging:
             raise ValueError("tls.staging and tls.acme_ca exclude each other: pick one CA")
         if self.ca_roots and not self.acme_ca:
@@ -236,6 +250,7 @@ class BackupConfig(_Model):
 
     @model_validator(mode="after")
     def _complete_when_enabled(self) -> BackupConfig:
+        """- With `enabled = true`, `region` and at least one of `recipients` are required."""
         if self.enabled and self.region is None:
             raise ValueError(
                 "backup.region: required when backups are enabled; a Spaces region, ideally "
@@ -268,20 +283,22 @@ class ChannelConfig(_Model):
 
 
 class VolumeConfig(_Model):
-    size_gb: int = Field(default=5, ge=1, le=16384)
+    size_gb: int = Field(default=5, ge=1, le=16384, description="size of the state volume, in GiB")
 
 
 class LocalBackend(_Model):
-    type: Literal["local"] = "local"
+    """Terraform state in a file beside the config."""
+
+    type: Literal["local"] = Field(default="local", description="state in a local file")
 
 
 class SpacesBackend(_Model):
     """Terraform state in a DigitalOcean Spaces bucket (S3 API)."""
 
-    type: Literal["spaces"]
-    bucket: Bucket
+    type: Literal["spaces"] = Field(description="state in a Spaces bucket")
+    bucket: Bucket = Field(description="the state bucket (private, created by you)")
     key: StateKey = Field(description="object key of the state file, e.g. 'edge/terraform.tfstate'")
-    region: SpacesRegion
+    region: SpacesRegion = Field(description="Spaces region of the state bucket")
 
 
 Backend = Annotated[LocalBackend | SpacesBackend, Field(discriminator="type")]
@@ -296,28 +313,48 @@ class TunnelConfig(_Model):
     """The whole edge, as one user describes it."""
 
     name: Name = Field(description="stack name; also names the droplet, volume and project")
-    region: Region
+    region: Region = Field(description="DigitalOcean region of the droplet")
     size: Slug = Field(default="s-1vcpu-1gb", description="droplet size slug")
     image: Image = Field(default="ubuntu-24-04-x64", description="droplet image slug")
-    ssh_keys: list[SshKey] = Field(default_factory=list)
+    ssh_keys: list[SshKey] = Field(
+        default_factory=list, description="SSH keys in your account, by fingerprint or name"
+    )
     ssh_allowed_cidrs: list[Cidr] = Field(
         default_factory=list, description="sources allowed on TCP 22; empty keeps SSH closed"
     )
-    reserved_ipv6: bool = False
-    egress_via_reserved_ip: bool = False
-    alert_email: Email | None = None
-    dns: DnsConfig
-    headscale: HeadscaleConfig
-    volume: VolumeConfig = VolumeConfig()
-    homelab: HomelabConfig = HomelabConfig()
-    tls: TlsConfig = TlsConfig()
-    backend: Backend = LocalBackend()
-    backup: BackupConfig = BackupConfig()
-    channel: ChannelConfig = ChannelConfig()
-    sites: list[Site] = Field(min_length=1)
+    reserved_ipv6: bool = Field(
+        default=False, description="also reserve an IPv6 address and publish AAAA records"
+    )
+    egress_via_reserved_ip: bool = Field(
+        default=False, description="outbound traffic leaves from the reserved IPv4"
+    )
+    alert_email: Email | None = Field(
+        default=None, description="CPU, memory and disk alerts go here; none: no alerts"
+    )
+    dns: DnsConfig = Field(description="where the edge's names live")
+    headscale: HeadscaleConfig = Field(description="the tailnet's control server on the edge")
+    volume: VolumeConfig = Field(default=VolumeConfig(), description="the state volume")
+    homelab: HomelabConfig = Field(default=HomelabConfig(), description="the homelab machine")
+    tls: TlsConfig = Field(default=TlsConfig(), description="certificates for the edge's names")
+    backend: Backend = Field(default=LocalBackend(), description="where Terraform keeps state")
+    backup: BackupConfig = Field(default=BackupConfig(), description="off-box backups")
+    channel: ChannelConfig = Field(
+        default=ChannelConfig(), description="the bucket the edge reads its config from"
+    )
+    sites: list[Site] = Field(min_length=1, description="the allowlisted sites, at least one")
 
     @model_validator(mode="after")
     def _cross_checks(self) -> TunnelConfig:
+        """- No SSH key, SSH network, DERP URL, network of a site's `allow_cidrs`, basic-auth
+          user or forward-auth header is listed twice (networks compare normalised:
+          `203.0.113.7` is `203.0.113.7/32`).
+        - Every site's domain and `headscale.domain` lie inside `dns.zone`; no two sites
+          share a domain, and no site uses `headscale.domain`.
+        - `headscale.base_domain` neither equals nor contains `headscale.domain`.
+        - A site's `upstream` and a forward-auth `upstream` are not the edge itself (the
+          stack `name`, or `edge`).
+        - With backups on, `channel.bucket` is not the backup bucket.
+        """
         problems = list(self._problems())
         if problems:
             raise ValueError("\n".join(problems))
