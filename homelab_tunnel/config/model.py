@@ -133,16 +133,20 @@ class Site(_Model):
     )
     allow_cidrs: list[Cidr] = Field(
         default_factory=list,
-        description="only these sources reach the site (403 for others); empty: everyone",
+        description="only these sources reach the site; others get 403 from the edge and the "
+        "homelab never sees them; empty: everyone",
     )
     crawlers: Literal["allow", "block-ai"] = Field(
         default="allow",
-        description="block-ai: known AI crawlers get 403 and a robots.txt that disallows them",
+        description="block-ai: known AI crawlers get 403 and the edge answers /robots.txt, "
+        "disallowing them; allow: the homelab's own robots.txt",
     )
     auth: SiteAuth | None = Field(
         default=None, description="a login in front of the site; none: the site is open"
     )
-    hsts: bool = Field(default=False, description="send Strict-Transport-Security (one year)")
+    hsts: bool = Field(
+        default=False, description="send Strict-Transport-Security: max-age=31536000 (a year)"
+    )
 
     @property
     def upstream_is_address(self) -> bool:
@@ -198,7 +202,8 @@ class TlsConfig(_Model):
     )
     ca_roots: PemCertificates | None = Field(
         default=None,
-        description="PEM roots trusted for tls.acme_ca: its directory's TLS and what it issues",
+        description="PEM roots trusted for tls.acme_ca (its directory's TLS and what it issues); "
+        "written to /etc/homelab-tunnel/ca-roots.pem, Caddy's acme_ca_root and the system store",
     )
     caa_issuer: Fqdn = Field(
         default=LETS_ENCRYPT_CAA,
@@ -238,11 +243,15 @@ class BackupConfig(_Model):
         default=None, description="Spaces region of the bucket; another region than the edge's"
     )
     retention_days: int = Field(
-        default=30, ge=1, le=3650, description="how far back a restore can go"
+        default=30,
+        ge=1,
+        le=3650,
+        description="how far back a restore can go (old object versions, Litestream's history)",
     )
     recipients: list[AgeRecipient] = Field(
         default_factory=list,
-        description="age public keys of the owner: the key files are encrypted to them too",
+        description="age public keys of the owner (`age-keygen -o owner.key` prints one): the key "
+        "files are encrypted to them too",
     )
     snapshots_keep: int = Field(
         default=3, ge=1, le=50, description="volume snapshots kept by `homelab-tunnel snapshot`"
@@ -312,9 +321,14 @@ Backend = Annotated[LocalBackend | SpacesBackend, Field(discriminator="type")]
 class TunnelConfig(_Model):
     """The whole edge, as one user describes it."""
 
-    name: Name = Field(description="stack name; also names the droplet, volume and project")
+    name: Name = Field(
+        description="stack name; also names the droplet, its <name>-state volume and the project"
+    )
     region: Region = Field(description="DigitalOcean region of the droplet")
-    size: Slug = Field(default="s-1vcpu-1gb", description="droplet size slug")
+    size: Slug = Field(
+        default="s-1vcpu-1gb",
+        description="droplet size slug; the default has 1 vCPU and 1 GiB ($6/month)",
+    )
     image: Image = Field(default="ubuntu-24-04-x64", description="droplet image slug")
     ssh_keys: list[SshKey] = Field(
         default_factory=list, description="SSH keys in your account, by fingerprint or name"
