@@ -75,10 +75,11 @@ bench-tools: $(VENV)/.synced
 	$(call install_missing,bench/policy.py skips what needs them)
 	$(BIN)/python tools/build_binaries.py traefik
 
-bench-lab: $(VENV)/.synced test-tools test-binaries test-rootfs ## As root: the lab's paths, direct vs relayed; backups' RPO and restore; droplet boots
+bench-lab: $(VENV)/.synced test-tools test-binaries test-rootfs ## As root: the lab's paths, direct vs relayed; backups' RPO and restore; droplet boots; a site added in place vs a new droplet
 	$(BIN)/python bench/lab.py
 	$(BIN)/python bench/backups.py
 	$(BIN)/python bench/droplet.py
+	$(BIN)/python bench/inplace.py
 
 # Installs the Debian packages a recipe put in $$missing, when apt-get may run as
 # root (directly or by sudo -n); otherwise, or when it fails, says $(1).

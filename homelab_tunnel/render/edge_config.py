@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from homelab_tunnel.config import TunnelConfig
@@ -26,21 +27,32 @@ from homelab_tunnel.render.sites import site_documents
 
 def edge_config_document(config: TunnelConfig, crawlers: AiCrawlers) -> dict[str, Any]:
     """The document, version included; `crawlers`: the AI crawler list (crawlers.py)."""
-    document: dict[str, Any] = {
-        "format": FORMAT,
-        "edge": config.name,
-        "sites": site_documents(config),
-        "machines": config.upstream_machines,
-        "files": {
-            "Caddyfile": render_caddyfile(config, crawlers),
-            "policy.hujson": render_policy(config),
-            "health.env": render_health_env(config),
-        },
-    }
-    canonical = json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
-    return {"version": hashlib.sha256(canonical).hexdigest()[:12], **document}
+    return with_version(
+        {
+            "format": FORMAT,
+            "edge": config.name,
+            "sites": site_documents(config),
+            "machines": config.upstream_machines,
+            "files": {
+                "Caddyfile": render_caddyfile(config, crawlers),
+                "policy.hujson": render_policy(config),
+                "health.env": render_health_env(config),
+            },
+        }
+    )
+
+
+def with_version(document: Mapping[str, Any]) -> dict[str, Any]:
+    """`document` with the version its other fields make (a `version` in it is replaced)."""
+    rest = {key: value for key, value in document.items() if key != "version"}
+    canonical = json.dumps(rest, sort_keys=True, separators=(",", ":")).encode()
+    return {"version": hashlib.sha256(canonical).hexdigest()[:12], **rest}
+
+
+def edge_config_body(document: Mapping[str, Any]) -> str:
+    """The object's body: indented, so a plan shows a change line by line."""
+    return json.dumps(document, indent=1) + "\n"
 
 
 def render_edge_config(config: TunnelConfig, crawlers: AiCrawlers) -> str:
-    """The object's body: indented, so a plan shows a change line by line."""
-    return json.dumps(edge_config_document(config, crawlers), indent=1) + "\n"
+    return edge_config_body(edge_config_document(config, crawlers))

@@ -14,6 +14,7 @@ import socket
 import ssl
 import struct
 import sys
+import threading
 import time
 import zlib
 from urllib.parse import urlsplit
@@ -172,7 +173,118 @@ def fetch(url: str, cafile: str, count: str = "1") -> None:
     print(json.dumps({"status": status, "bytes": size, "seconds": seconds}))
 
 
-PROBES = {"udp": udp, "tcp": tcp, "tls": tls, "websocket": websocket, "fetch": fetch}
+class _Counts:
+    """What the load's clients saw, shared between their threads."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.requests = self.failed = self.retried = 0
+        self.errors: list[str] = []
+        self.last_ok = time.monotonic()
+        self.longest_gap = 0.0
+
+    def ok(self) -> None:
+        with self.lock:
+            self.requests += 1
+            now = time.monotonic()
+            self.longest_gap = max(self.longest_gap, now - self.last_ok)
+            self.last_ok = now
+
+    def retry(self) -> None:
+        with self.lock:
+            self.retried += 1
+
+    def failure(self, error: str) -> None:
+        with self.lock:
+            self.requests += 1
+            self.failed += 1
+            if len(self.errors) < 10:
+                self.errors.append(error)
+
+
+def _connection(host: str, context: ssl.SSLContext) -> http.client.HTTPSConnection:
+    return http.client.HTTPSConnection(host, timeout=10, context=context)
+
+
+def _get(connection: http.client.HTTPConnection, path: str, expect: str) -> None:
+    connection.request("GET", path)
+    response = connection.getresponse()
+    body = response.read().decode(errors="replace")
+    if response.status != 200 or not body.startswith(expect):
+        raise ValueError(f"HTTP {response.status}: {body[:80]!r}")
+
+
+def _client(
+    url: str, context: ssl.SSLContext, expect: str, interval: float, keep: bool,
+    counts: _Counts, stop: threading.Event,
+) -> None:  # fmt: skip
+    """Requests every `interval` s until `stop`: each on a new connection, or (`keep`) on one
+    kept alive, sent again once on a new connection when the server had closed the kept one
+    before answering (what browsers and curl do for a GET: RFC 9112, section 9.3.1)."""
+    parts = urlsplit(url)
+    connection: http.client.HTTPSConnection | None = None
+    while not stop.wait(interval):
+        reused = keep and connection is not None
+        try:
+            connection = connection if reused and connection else _connection(parts.netloc, context)
+            try:
+                _get(connection, parts.path or "/", expect)
+            except (ConnectionError, ssl.SSLError, http.client.RemoteDisconnected):
+                # Closed by the server before any answer (a reload closes idle connections):
+                # only a kept connection is sent again, a new one has failed for good.
+                if not reused:
+                    raise
+                counts.retry()
+                connection.close()
+                connection = _connection(parts.netloc, context)
+                _get(connection, parts.path or "/", expect)
+            counts.ok()
+        except (OSError, http.client.HTTPException, ValueError) as exc:
+            counts.failure(f"{time.time():.3f} {'kept' if keep else 'new'}: {exc!r}"[:300])
+            if connection is not None:
+                connection.close()
+            connection = None
+        if not keep and connection is not None:
+            connection.close()
+            connection = None
+
+
+def load(url: str, cafile: str, expect: str, interval: str = "0.05") -> None:
+    """GET `url` from two clients, one opening a new connection per request (a new visitor
+    each time), one on a kept-alive connection (a browser), until a line arrives on stdin;
+    then print what they saw. A request fails on any error, or any answer but a 200 whose
+    body starts with `expect`."""
+    context = ssl.create_default_context(cafile=cafile)
+    counts, stop = _Counts(), threading.Event()
+    clients = [
+        threading.Thread(target=_client, args=(url, context, expect, float(interval), keep,
+                                               counts, stop))
+        for keep in (False, True)
+    ]  # fmt: skip
+    started = time.monotonic()
+    for client in clients:
+        client.start()
+    print(json.dumps({"started": True}), flush=True)
+    sys.stdin.readline()
+    stop.set()
+    for client in clients:
+        client.join(timeout=30)
+    counts.longest_gap = max(counts.longest_gap, time.monotonic() - counts.last_ok)
+    print(json.dumps({
+        "seconds": round(time.monotonic() - started, 3), "requests": counts.requests,
+        "failed": counts.failed, "retried": counts.retried, "errors": counts.errors,
+        "longest_gap": round(counts.longest_gap, 3),
+    }), flush=True)  # fmt: skip
+
+
+PROBES = {
+    "udp": udp,
+    "tcp": tcp,
+    "tls": tls,
+    "websocket": websocket,
+    "fetch": fetch,
+    "load": load,
+}
 
 if __name__ == "__main__":
     PROBES[sys.argv[1]](*sys.argv[2:])  # type: ignore[operator]

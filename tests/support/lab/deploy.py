@@ -13,6 +13,7 @@ what systemd would.
 from __future__ import annotations
 
 import base64
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -158,10 +159,14 @@ def volume_directories() -> dict[str, str]:
     return {system: volume for volume, system in pairs}
 
 
-def hosts_file(extra: dict[str, str]) -> str:
-    """/etc/hosts for every box: the edge's public names at the reserved IP, plus `extra`."""
-    sites = [name for name, _ in SITES] + [name for name, _, _ in POLICY_SITES] + [AUTH_NAME]
-    names = [f"{name}.{ZONE}" for name in sites] + [f"headscale.{ZONE}"]
-    lines = ["127.0.0.1 localhost", "::1 localhost", f"{RESERVED_IP} {' '.join(names)}"]
+def hosts_file(domains: Iterable[str], extra: dict[str, str]) -> str:
+    """/etc/hosts for every box: `domains` (the records an apply made) at the reserved IP, then
+    `extra`."""
+    lines = ["127.0.0.1 localhost", "::1 localhost", f"{RESERVED_IP} {' '.join(domains)}"]
     lines += [f"{address} {name}" for name, address in extra.items()]
     return "\n".join(lines) + "\n"
+
+
+def first_domains() -> list[str]:
+    """The names the lab config's first apply makes records for: its sites and Headscale's."""
+    return [f"{name}.{ZONE}" for name, _ in SITES] + [f"headscale.{ZONE}"]

@@ -14,6 +14,7 @@ import hashlib
 import json
 import shutil
 import subprocess
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,8 @@ from support.lab.units import (
     SYSTEMCTL,
     SYSTEMD_RUN,
     Systemd,
+    daemon_name,
+    full_name,
     packages_file,
 )
 
@@ -47,6 +50,8 @@ BACKUPS_PROBE = Path(__file__).resolve().parent / "box_backups.py"
 RUN_AS_USERS = ("headscale", "litestream")
 # In the run's directory: the PID whose namespaces are the edge's (ssh's stand-in enters them).
 HOLDER_FILE = "edge.holder"
+# The kernel's boot_id, as the box sees it: new at every boot, gone with /run.
+BOOT_ID = "/run/homelab-tunnel-lab/boot_id"
 
 
 class Edge:
@@ -81,6 +86,7 @@ class Edge:
         self.volume = state.directory / "volume"
         self.holder_file = state.directory / HOLDER_FILE
         self.bootstrap = BootstrapRun()
+        self.software = ""  # what the loader said at the last boot
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -110,6 +116,7 @@ class Edge:
                 self.box.install_program(name, self.tools[name])
         assert self.box.holder is not None
         self.holder_file.write_text(str(self.box.holder.pid))
+        self.box.write(BOOT_ID, f"{uuid.uuid4()}\n")
         shims = (("systemctl", SYSTEMCTL), ("systemd-run", SYSTEMD_RUN), ("dpkg-query", DPKG_QUERY))
         for name, shim in shims:
             self.box.write(f"/usr/local/bin/{name}", shim, 0o755)
@@ -118,15 +125,20 @@ class Edge:
         self.box.run(unpack_command(self.user_data))
         after_the_skipped_steps(self.box, extra_roots=self.extra_roots)
         self.box.write(PACKAGES, packages_file({"headscale": self.headscale_version}))
+        self._boot_services()
+
+    def _boot_services(self) -> None:
+        """systemd comes up, and the bootstrap unit's ExecStartPre: the software from the
+        config bucket (or, installed before, nothing)."""
         self.systemd = Systemd(self.box, self.python)
         self.systemd.serve()
-        # The bootstrap unit's ExecStartPre: the software from the config bucket.
         software = self.box.run(
             ["python3", "-m", "homelab_tunnel.edge.software", "install"],
             env={"PYTHONPATH": LIB}, check=False, timeout=120,
         )  # fmt: skip
         if software.returncode != 0:
             raise LabError(f"the software loader failed:\n{software.stdout}{software.stderr}")
+        self.software = software.stdout.strip()
 
     def files(self) -> list[DeployedFile]:
         return write_files(self.user_data)
@@ -156,6 +168,28 @@ class Edge:
         self.systemd.close()
         for name in reversed(list(self.box.daemons)):
             self.box.stop(name)
+
+    def reboot(self, *, check: bool = True) -> BootstrapRun:
+        """The same droplet restarts: every daemon stops, /run is emptied, its root disk and
+        volume stay, and the boot runs again (systemd, the loader, bootstrap.sh); its run."""
+        self.stop()
+        self.box.run(["find", "/run", "-mindepth", "1", "-delete"])
+        self.box.write(BOOT_ID, f"{uuid.uuid4()}\n")
+        # dpkg's record of what is installed is on the root disk: it stays.
+        self.box.write(PACKAGES, packages_file({"headscale": self.headscale_version}))
+        self._boot_services()
+        return self.start(check=check)
+
+    def boot_id(self) -> str:
+        """This boot of the droplet: another value after a reboot or on a new droplet."""
+        return self.box.path(BOOT_ID).read_text().strip()
+
+    def main_pid(self, unit: str) -> int:
+        """The PID of a running service's main process (systemctl show -p MainPID)."""
+        daemon = self.box.daemons.get(daemon_name(full_name(unit)))
+        if daemon is None or not daemon.running():
+            raise LabError(f"{unit} is not running")
+        return daemon.pid
 
     def wipe_all_but_volume(self) -> None:
         """The droplet is gone: its namespaces, root disk and link; the volume stays."""
@@ -194,6 +228,13 @@ class Edge:
         env = {"PYTHONPATH": LIB}
         done = self.box.run(["python3", BACKUPS_PROBE, *args], env=env, timeout=timeout)
         return json.loads(done.stdout)
+
+    def config_status(self) -> dict[str, Any]:
+        """The config agent's status (`config_agent status`): applied, latest, refused ..."""
+        done = self.box.run(
+            ["python3", "-m", "homelab_tunnel.edge.config_agent", "status"], env={"PYTHONPATH": LIB}
+        )
+        return dict(json.loads(done.stdout))
 
     def reload_caddy(self) -> None:
         """Debian caddy.service's ExecReload."""

@@ -59,6 +59,7 @@ from support.lab.deploy import (
     SPACES_REGION,
     ZONE,
     droplet_user_data,
+    first_domains,
     hosts_file,
     lab_config_document,
     write_lab_config,
@@ -133,7 +134,9 @@ class Lab:
         )
         self.backups = backups
         names[spaces_host(SPACES_REGION)] = STORE.address
-        self.hosts = hosts_file(names)
+        self.names = names  # the lab's own names, beside the edge's records
+        self.hosts = hosts_file(first_domains(), names)
+        self.more_boxes: list[Box] = []  # internet boxes added by scenarios
         self.owner_key = self.directory / "owner.key"  # the owner's age identity, off the edge
         # What DigitalOcean generates for the edge secret's Spaces key: no bucket credential.
         self.edge_secret = secrets.token_urlsafe(32)
@@ -220,17 +223,46 @@ class Lab:
     def _user_data(self) -> str:
         return droplet_user_data(self.config, self.store.keys, self.edge_secret)
 
-    def apply(self, document: dict[str, Any] | None = None, *, webhook: str = WEBHOOK_URL) -> str:
-        """`terraform apply` of the lab config (or `document`): the software and the config
-        object written to the config bucket as Terraform writes them. The config's version."""
+    def apply(
+        self,
+        document: dict[str, Any] | None = None,
+        *,
+        webhook: str = WEBHOOK_URL,
+        records: bool = True,
+    ) -> str:
+        """`terraform apply` of the lab config (or `document`): its DNS records, then the
+        software and the config object written to the config bucket as Terraform writes them
+        (the object depends on the records). The config's version.
+
+        `records=False`: the records reach the resolvers only later (`publish_records()`),
+        as when a resolver has not seen them yet.
+        """
         if document is not None:
             self.config = write_lab_config(self.config_path, document)
+        if records:
+            self.publish_records()
         software = software_object(self.config)
         self.store.publish(software.key, base64.b64decode(software.base64), {})
         edge_config = edge_config_object(self.config)
         metadata = config_metadata(edge_config.body, secret=self.edge_secret, webhook=webhook)
         self.store.publish(edge_config.key, edge_config.body.encode(), metadata)
         return edge_config.version
+
+    def publish_records(self) -> None:
+        """Every box resolves exactly the config's names to the reserved IP, as DNS would once
+        the apply's records are seen: names added resolve, names removed no longer do."""
+        self.hosts = hosts_file(self.config.domains, self.names)
+        if hasattr(self, "edge"):
+            self.edge.hosts = self.hosts  # a droplet booted later gets the same
+        for box in self.boxes():
+            box.write("/etc/hosts", self.hosts)
+
+    def boxes(self) -> list[Box]:
+        """Every box with a resolver of its own (all but the routers)."""
+        boxes = [self.acme, self.visitor, self.store.box, self.home.box, *self.more_boxes]
+        if hasattr(self, "edge"):
+            boxes.append(self.edge.box)
+        return [box for box in boxes if box.holder is not None]
 
     def _edge(self) -> None:
         self.roots.write_text(self.pebble.roots())
@@ -370,6 +402,7 @@ class Lab:
         box.create()
         self.internet.attach(box, host, f"{role}0")
         box.private_mounts(hosts=self.hosts, tools=tools)
+        self.more_boxes.append(box)
         return box
 
     @contextlib.contextmanager

@@ -109,6 +109,23 @@ class Internet:
         finally:
             self.router.nft("delete table ip block\n")
 
+    @contextlib.contextmanager
+    def unreachable(self, address: str) -> Iterator[None]:
+        """`address` down, as a service that is out: every TCP connection to it refused (a
+        reset), its other traffic dropped; always lifted on exit."""
+        self.router.nft(
+            "table ip down {\n"
+            "  chain forward { type filter hook forward priority filter - 10; policy accept;\n"
+            f"    ip daddr {address} meta l4proto tcp counter reject with tcp reset\n"
+            f"    ip daddr {address} counter drop\n"
+            "  }\n"
+            "}\n"
+        )
+        try:
+            yield
+        finally:
+            self.router.nft("delete table ip down\n")
+
     def _veth(self, box: Box, link: str) -> None:
         self.router.ip(
             "link", "add", link, "type", "veth", "peer", "name", "eth0", "netns", box.netns
