@@ -25,7 +25,7 @@ export UV_PROJECT_ENVIRONMENT := $(VENV)
 export UV_PYTHON_DOWNLOADS := never
 export CHECKPOINT_DISABLE := 1
 
-.PHONY: synth check test lint format unit deploy diff bench bench-tools bench-lab test-tools test-binaries test-rootfs test-packages clean
+.PHONY: synth check test lint format unit docs docs-reference deploy diff bench bench-tools bench-lab test-tools test-binaries test-rootfs test-packages clean
 
 synth: $(VENV)/.synced ## Synthesize $(CONFIG) into $(OUT)/stacks/<name>/cdk.tf.json
 	$(BIN)/homelab-tunnel synth --config "$$CONFIG" --out "$$OUT"
@@ -40,6 +40,16 @@ test: lint test-tools test-binaries test-rootfs test-packages unit ## Lint, then
 # that disturb the shared lab after the ones that read it), not largest first.
 unit: $(VENV)/.synced
 	$(BIN)/python -m pytest -n 3 --dist loadscope --no-loadscope-reorder
+
+# The documentation site (mkdocs.yml, docs/): built with --strict, so a broken link
+# or anchor or a page left out of the navigation fails; `make test` builds it too
+# (tests/test_docs_site.py). MkDocs' banner about its 2.0 is switched off.
+docs: $(VENV)/.synced ## Build the documentation site into site/
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+# The reference pages written from the code: the config model and the CLI.
+docs-reference: $(VENV)/.synced ## Regenerate docs/reference/ (config keys, commands)
+	$(BIN)/python tools/docs_reference.py
 
 lint: $(VENV)/.synced
 	$(BIN)/ruff check .
