@@ -25,7 +25,7 @@ export UV_PROJECT_ENVIRONMENT := $(VENV)
 export UV_PYTHON_DOWNLOADS := never
 export CHECKPOINT_DISABLE := 1
 
-.PHONY: synth check test lint format unit deploy diff bench bench-tools bench-lab test-tools test-binaries test-rootfs test-packages clean
+.PHONY: synth check test lint format unit docs docs-reference deploy diff bench bench-tools bench-lab test-tools test-binaries test-rootfs test-packages clean
 
 synth: $(VENV)/.synced ## Synthesize $(CONFIG) into $(OUT)/stacks/<name>/cdk.tf.json
 	$(BIN)/homelab-tunnel synth --config "$$CONFIG" --out "$$OUT"
@@ -40,6 +40,16 @@ test: lint test-tools test-binaries test-rootfs test-packages unit ## Lint, then
 # that disturb the shared lab after the ones that read it), not largest first.
 unit: $(VENV)/.synced
 	$(BIN)/python -m pytest -n 3 --dist loadscope --no-loadscope-reorder
+
+# The documentation site (mkdocs.yml, docs/): built with --strict, so a broken link
+# or anchor or a page left out of the navigation fails; `make test` builds it too
+# (tests/test_docs_site.py). MkDocs' banner about its 2.0 is switched off.
+docs: $(VENV)/.synced ## Build the documentation site into site/
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+# The reference pages written from the code: the config model and the CLI.
+docs-reference: $(VENV)/.synced ## Regenerate docs/reference/ (config keys, commands)
+	$(BIN)/python tools/docs_reference.py
 
 lint: $(VENV)/.synced
 	$(BIN)/ruff check .
@@ -67,8 +77,9 @@ bench-tools: $(VENV)/.synced
 	$(call install_missing,bench/policy.py skips what needs them)
 	$(BIN)/python tools/build_binaries.py traefik
 
-bench-lab: $(VENV)/.synced test-tools test-binaries test-rootfs ## As root: the lab's paths, direct vs relayed; backups' RPO and restore; droplet boots; a site added in place vs a new droplet
+bench-lab: $(VENV)/.synced test-tools test-binaries test-rootfs ## As root: the lab's paths, direct vs relayed; forwarded ports vs the raw tailnet; backups' RPO and restore; droplet boots; a site added in place vs a new droplet
 	$(BIN)/python bench/lab.py
+	$(BIN)/python bench/ports.py
 	$(BIN)/python bench/backups.py
 	$(BIN)/python bench/droplet.py
 	$(BIN)/python bench/inplace.py
@@ -97,8 +108,8 @@ endef
 # systemd-container (systemd-nspawn: the edge's units under a real systemd, and
 # the droplet box); mmdebstrap (the droplet box's Debian root filesystem and the
 # package mirror's trixie root), openssh-client (ssh into the droplet box),
-# gpg (the package mirror's signing key) and tmux (the live `status` view,
-# driven and read as a terminal shows it).
+# gpg (the package mirror's signing key), iperf3 (bench/ports.py) and tmux
+# (the live `status` view, driven and read as a terminal shows it).
 # Installed when missing and possible; tests skip, saying why, if not.
 test-tools:
 	@missing=""; \
@@ -116,6 +127,7 @@ test-tools:
 	command -v mmdebstrap >/dev/null || missing="$$missing mmdebstrap"; \
 	command -v ssh-keygen >/dev/null || missing="$$missing openssh-client"; \
 	command -v gpg >/dev/null || missing="$$missing gpg"; \
+	command -v iperf3 >/dev/null || missing="$$missing iperf3"; \
 	command -v tmux >/dev/null || missing="$$missing tmux"; \
 	$(call install_missing,their tests will skip)
 

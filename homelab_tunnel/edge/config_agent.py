@@ -7,9 +7,11 @@
 `watch` asks the bucket every few seconds (a HEAD: ETag and MAC) and fetches
 only a version it has not seen. A version is applied whole or not at all:
 every changed file is written beside its target and checked by the real tool
-(`caddy validate`, `headscale policy check` against the running Headscale)
-before any is installed; then the machines' Headscale users are made, Headscale
-re-reads its policy (SIGHUP) and Caddy reloads (open connections stay). A new
+(`caddy validate`, `headscale policy check` against the running Headscale,
+the forwarding table the port list makes through `nft -c`) before any is
+installed; then the machines' Headscale users are made, Headscale re-reads its
+policy (SIGHUP), Caddy reloads (open connections stay) and the port agent
+replaces its nftables table. A new
 site's name must resolve to the reserved IP first, so its first certificate
 request cannot fail against a name that does not point here yet (Let's
 Encrypt allows 5 failures per name and hour); until it does, the version
@@ -25,7 +27,6 @@ answer are counted, and the health agent hears at the third in a row.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import socket
@@ -34,8 +35,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -53,6 +53,7 @@ from homelab_tunnel.edge.channel import (
 from homelab_tunnel.edge.config_status import UNREACHABLE_POLLS, bucket_unreachable
 from homelab_tunnel.edge.derive import read_secret
 from homelab_tunnel.edge.envfile import EnvFileError, read
+from homelab_tunnel.edge.filelock import locked
 
 STATE_DIR = "/var/lib/homelab-tunnel/config"  # on the state volume (bootstrap's bind mount)
 APPLIED = "applied.json"
@@ -79,6 +80,7 @@ class Part:
     # Headscale's policy check asks the running server (0.29: over gRPC); before
     # Headscale first starts, its own start-up is the check.
     needs_running: str = ""
+    tool: str = ""  # what a refusal names; default: the check's first two words
 
 
 PARTS = (
@@ -97,6 +99,13 @@ PARTS = (
     ),
     Part("health.env", "/etc/homelab-tunnel/health.env"),
     Part("metrics.env", "/etc/homelab-tunnel/metrics.env", reload="homelab-tunnel-metrics"),
+    Part(
+        "ports.json",
+        "/etc/homelab-tunnel/ports.json",
+        ("python3", "-m", "homelab_tunnel.edge.port_agent", "check", "{file}"),
+        reload="homelab-tunnel-ports",
+        tool="nft -c",
+    ),
 )
 
 
@@ -254,9 +263,8 @@ class Agent:
         argv = [str(candidate) if word == "{file}" else word for word in part.check]
         done = self.run(argv)
         if done.returncode != 0:
-            raise Refused(
-                f"{part.name} refused by `{' '.join(part.check[:2])}`: {_last_line(done)}"
-            )
+            tool = part.tool or " ".join(part.check[:2])
+            raise Refused(f"{part.name} refused by `{tool}`: {_last_line(done)}")
 
     def _active(self, unit: str) -> bool:
         return self.run(["systemctl", "is-active", "--quiet", unit]).returncode == 0
@@ -442,15 +450,6 @@ class Agent:
 
 def _changed(names: list[str]) -> str:
     return f"changed: {', '.join(names)}" if names else "nothing changed"
-
-
-@contextmanager
-def locked(path: Path) -> Iterator[None]:
-    """One writer at a time: bootstrap's step and the agent."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        yield
 
 
 def _read(path: Path) -> str | None:

@@ -44,6 +44,7 @@ needs_caddy = pytest.mark.skipif(
 )
 RESERVED_IP = "198.51.100.7"
 HEALTH_START = ["systemctl", "start", "--no-block", HEALTH_UNIT]
+PORT_AGENT = "homelab_tunnel.edge.port_agent"
 WEBHOOK = "https://hooks.example.com/services/T000/B000/XXXX"
 
 
@@ -61,6 +62,7 @@ class Commands:
     active: set[str] = field(default_factory=lambda: {"caddy", "headscale"})
     users: list[str] = field(default_factory=lambda: ["edge"])
     refuse_policy: str = ""
+    refuse_ports: str = ""
     calls: list[list[str]] = field(default_factory=list)
 
     def __call__(self, argv: Sequence[str]) -> subprocess.CompletedProcess[str]:
@@ -75,6 +77,8 @@ class Commands:
             return _done(0 if argv[-1] in self.active else 3)
         if argv[:3] == ["headscale", "policy", "check"]:
             return _done(1, stderr=self.refuse_policy) if self.refuse_policy else _done(0)
+        if argv[:4] == ["python3", "-m", "homelab_tunnel.edge.port_agent", "check"]:
+            return _done(1, stderr=self.refuse_ports) if self.refuse_ports else _done(0)
         if argv[:3] == ["headscale", "users", "list"]:
             return _done(0, json.dumps([{"id": i, "name": n} for i, n in enumerate(self.users)]))
         if argv[:3] == ["headscale", "users", "create"]:
@@ -465,3 +469,48 @@ def test_the_applied_version_written_again_clears_a_refusal(edge: Edge) -> None:
     assert (status["refused"], status["latest"]["version"]) == (None, good)
     assert config_findings(status, datetime.now(UTC))[0].severity is Severity.OK
     assert agent.poll() == "unchanged"
+
+
+GAME = {"protocol": "udp", "port": 27015, "upstream": "gtr6"}
+
+
+@needs_caddy
+def test_a_new_port_is_checked_by_nft_then_the_port_agent_reloads_after_the_policy(
+    edge: Edge,
+) -> None:
+    edge.commands.active.add("homelab-tunnel-ports")
+    edge.publish(config_with())
+    agent = edge.agent()
+    agent.boot()
+    edge.commands.calls.clear()
+    version = edge.publish(config_with(ports=[GAME]))
+    said = agent.poll()
+    assert said.startswith(f"applied {version} (policy.hujson, health.env, ports.json)")
+    # The ACL lets the edge in before the table sends the first packet.
+    assert edge.commands.reloads() == ["headscale", "homelab-tunnel-ports"]
+    (check,) = [c for c in edge.commands.calls if c[:3] == ["python3", "-m", PORT_AGENT]]
+    assert check[3] == "check" and ".ports.json." in check[4]  # the candidate, beside the target
+    files = json.loads(edge_config_object(config_with(ports=[GAME])).body)["files"]
+    assert edge.file("/etc/homelab-tunnel/ports.json") == files["ports.json"]
+    created = [c[3] for c in edge.commands.calls if c[:3] == ["headscale", "users", "create"]]
+    assert created == ["gtr6"]
+
+
+@needs_caddy
+def test_a_port_list_nft_refuses_is_never_applied(edge: Edge) -> None:
+    edge.commands.active.add("homelab-tunnel-ports")
+    edge.publish(config_with())
+    agent = edge.agent()
+    agent.boot()
+    before = edge.file("/etc/homelab-tunnel/ports.json"), edge.file("/etc/headscale/policy.hujson")
+    edge.commands.refuse_ports = "ports: nft refuses the table: Error: Could not process rule"
+    edge.commands.calls.clear()
+    bad = edge.publish(config_with(ports=[GAME]))
+    said = agent.poll()
+    assert said == (
+        f"refused {bad}: ports.json refused by `nft -c`: ports: nft refuses the table: "
+        "Error: Could not process rule"
+    )
+    after = edge.file("/etc/homelab-tunnel/ports.json"), edge.file("/etc/headscale/policy.hujson")
+    assert after == before
+    assert edge.commands.reloads() == []

@@ -31,6 +31,7 @@ ORDER = (
     "test_reserved_ip",
     "test_udp_block",
     "test_status",
+    "test_ports",
     "test_old_client",
     "test_replacement",
     "test_upgrade",

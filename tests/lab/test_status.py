@@ -365,7 +365,7 @@ def _in_namespace(netns: str, text: str) -> list[str]:
 
 
 def test_a_frame_of_the_live_view_renders_to_svg(live: Live, lab: Lab) -> None:
-    """The README's picture: this run's screen, as the terminal showed it."""
+    """The status page's picture (docs/operations/status-live.svg): this run's screen."""
     console = Console(record=True, width=150, force_terminal=True, color_system="256")
     console.print(Text.from_ansi(live.ansi.rstrip("\n")))
     svg = lab.directory / "logs" / "status-live.svg"

@@ -68,6 +68,8 @@ LAPTOP = Host("203.0.113.66", "203.0.113.65")
 OPERATOR = Host("203.0.113.82", "203.0.113.81")
 # A visitor from elsewhere, outside a site's allow_cidrs.
 STRANGER = Host("203.0.113.98", "203.0.113.97")
+# A second machine on the tailnet behind a forwarded port, joining after the config names it.
+GAMEBOX = Host("203.0.113.130", "203.0.113.129")
 
 # Behind the home router's masquerade.
 HOME_LAN = Host("198.51.100.66", "198.51.100.65", prefix=26)

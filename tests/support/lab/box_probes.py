@@ -91,6 +91,87 @@ def tcp(address: str, *ports: str) -> None:
     print(json.dumps(results))
 
 
+def exchange(protocol: str, address: str, port: str, message: str) -> None:
+    """One message to a peer echo (box_services.py) and its answer, or why there is none.
+
+    UDP from an unconnected socket, so the answer's source address is seen.
+    """
+    try:
+        if protocol == "udp":
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+                sock.settimeout(2)
+                sock.sendto(message.encode(), (address, int(port)))
+                reply, source = sock.recvfrom(65535)
+        else:
+            with socket.create_connection((address, int(port)), timeout=2) as sock:
+                sock.sendall(message.encode())
+                reply, source = sock.recv(65535), sock.getpeername()
+    except OSError as exc:
+        print(json.dumps({"reply": None, "error": f"{type(exc).__name__}: {exc}"}))
+        return
+    print(json.dumps({"reply": reply.decode(errors="replace"), "from": f"{source[0]}:{source[1]}"}))
+
+
+def round_trips(protocol: str, address: str, port: str, count: str) -> None:
+    """`count` small messages to a peer echo, one at a time on one socket: each round trip's
+    seconds (bench/ports.py's latency)."""
+    seconds = []
+    if protocol == "udp":
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.connect((address, int(port)))
+    else:
+        sock = socket.create_connection((address, int(port)), timeout=5)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.settimeout(2)
+    for number in range(int(count)):
+        start = time.perf_counter()
+        sock.send(f"ping {number}".encode())
+        while not sock.recv(2048).endswith(f" {number}".encode()):
+            pass
+        seconds.append(time.perf_counter() - start)
+    print(json.dumps({"seconds": seconds}))
+
+
+def udp_flow(address: str, port: str, interval_ms: str, count: str) -> None:
+    """Numbered datagrams, one every `interval_ms`, from one socket (one flow, as a game
+    client keeps): `count` of them, or with count 0 until a line arrives on stdin. For each
+    answer its number, when it was sent and when it came back.
+
+    Prints `{"started": ...}` at once, then the whole record when done.
+    """
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("0.0.0.0", 0))
+    sock.settimeout(0.2)
+    sent: dict[int, float] = {}
+    answers: list[tuple[int, float, float]] = []
+    done, stop = threading.Event(), threading.Event()
+
+    def receive() -> None:
+        while not done.is_set():
+            try:
+                data = sock.recv(2048)
+            except TimeoutError:
+                continue
+            number = int(data.split()[-1])
+            answers.append((number, sent.get(number, 0.0), time.time()))
+
+    threading.Thread(target=receive, daemon=True).start()
+    if int(count) == 0:
+        threading.Thread(target=lambda: (sys.stdin.readline(), stop.set()), daemon=True).start()
+    print(json.dumps({"started": time.time()}), flush=True)
+    step = int(interval_ms) / 1000
+    start = time.monotonic()
+    number = 0
+    while not stop.is_set() and (int(count) == 0 or number < int(count)):
+        time.sleep(max(start + number * step - time.monotonic(), 0))
+        sent[number] = time.time()
+        sock.sendto(f"seq {number}".encode(), (address, int(port)))
+        number += 1
+    time.sleep(2)
+    done.set()
+    print(json.dumps({"sent": sent, "answers": answers}), flush=True)
+
+
 def tls(address: str, name: str, cafile: str) -> None:
     """The certificate `address`:443 presents for SNI `name`, verified against `cafile`."""
     context = ssl.create_default_context(cafile=cafile)
@@ -280,6 +361,9 @@ def load(url: str, cafile: str, expect: str, interval: str = "0.05") -> None:
 PROBES = {
     "udp": udp,
     "tcp": tcp,
+    "exchange": exchange,
+    "udp-flow": udp_flow,
+    "round-trips": round_trips,
     "tls": tls,
     "websocket": websocket,
     "fetch": fetch,

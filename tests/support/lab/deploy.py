@@ -52,13 +52,14 @@ def lab_config_document(
     backup_recipient: str | None = None,
     sites: list[dict[str, Any]] | None = None,
     policy: bool = False,
+    ports: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The lab's edge: two sites on one homelab, certificates from Pebble.
 
     `headscale_version`: another release than the pinned one; `backup_recipient`:
     backups on, to a bucket in SPACES_REGION, key files encrypted to this owner;
     `sites`: other sites than the two; `policy`: the POLICY_SITES too, and the auth
-    server's login site.
+    server's login site; `ports`: `[[ports]]` entries.
     """
     document = _base_document(ca_roots)
     if sites is not None:
@@ -71,6 +72,8 @@ def lab_config_document(
         document["sites"].append(
             {"domain": f"{AUTH_NAME}.{ZONE}", "upstream": "homelab", "port": AUTH_PORT}
         )
+    if ports:
+        document["ports"] = ports
     if headscale_version:
         document["headscale"]["version"] = headscale_version
     if backup_recipient:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import dataclasses
+import json
 import secrets
 import subprocess
 import sys
@@ -34,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from homelab_tunnel.config import TunnelConfig
+from homelab_tunnel.edge.config_status import STATUS_PATH as CONFIG_STATUS
 from homelab_tunnel.edge.versions import HEADSCALE_VERSION
 from homelab_tunnel.payload import edge_config_object, software_object
 from homelab_tunnel.tailnet.join import MINT_KEY
@@ -211,14 +213,19 @@ class Lab:
         assert self.auth_server is not None
         self.auth_server.start(edge_address=self.edge.node.cli("ip", "-4").stdout.strip())
 
-    def _document(self, release: str) -> dict[str, Any]:
+    def _document(self, release: str, **changes: Any) -> dict[str, Any]:
         version = None if release == HEADSCALE_VERSION else release
         return lab_config_document(
             self.pebble.roots(),
             headscale_version=version,
             backup_recipient=self.owner_recipient,
             policy=self.policy,
+            **changes,
         )
+
+    def document(self, **changes: Any) -> dict[str, Any]:
+        """The lab's config as the edge runs it, with `changes` (`lab_config_document`'s)."""
+        return self._document(self.release, **changes)
 
     def _user_data(self) -> str:
         return droplet_user_data(self.config, self.store.keys, self.edge_secret)
@@ -263,6 +270,20 @@ class Lab:
         if hasattr(self, "edge"):
             boxes.append(self.edge.box)
         return [box for box in boxes if box.holder is not None]
+
+    def apply_in_place(self, document: dict[str, Any], timeout: float = 45) -> str:
+        """`apply(document)`, then wait until the running edge's config agent applied it."""
+        version = self.apply(document)
+        status = self.edge.box.path(str(CONFIG_STATUS))
+
+        def applied() -> bool:
+            try:
+                return json.loads(status.read_text())["applied"]["version"] == version
+            except (OSError, ValueError, KeyError, TypeError):
+                return False
+
+        wait_for(f"the edge applying config {version} in place", applied, timeout, 0.2)
+        return version
 
     def _edge(self) -> None:
         self.roots.write_text(self.pebble.roots())
@@ -346,13 +367,44 @@ class Lab:
         tools = {"tailscale": self.programs.tailscale, "tailscaled": self.programs.tailscaled}
         node = TailscaleNode(self.internet_box(name, host, tools), str(self.roots))
         node.start()
+        self.log_in(node, name)
+        return node
+
+    def log_in(self, node: TailscaleNode, name: str) -> None:
+        """`tailscale up` on `node` as Headscale user `name`, with a key minted on the edge."""
         key = self.edge.box.run([MINT_KEY, name, "10m"]).stdout.strip()
         node.cli(
             *("up", "--login-server", self.config.headscale_url, "--auth-key", key),
             *("--hostname", name, "--accept-dns=false", "--timeout", "60s"),
             timeout=90,
         )
-        return node
+
+    def rejoin(self, node: TailscaleNode, name: str) -> None:
+        """`name` registered anew: its node deleted in Headscale and its state wiped, so it
+        comes back as a new node, with the next address Headscale hands out."""
+        (ident,) = [str(n["id"]) for n in self.edge.nodes() if n["name"] == name]
+        node.box.stop("tailscaled")
+        node.box.run(["rm", "-rf", "/var/lib/tailscale"])
+        self.edge.headscale("nodes", "delete", "--identifier", ident, "--force")
+        node.start()
+        self.log_in(node, name)
+
+    def default_routing(self) -> None:
+        """DigitalOcean's default routing back after the egress script, the real tailscaled
+        running, a direct path both ways."""
+        edge = self.edge
+        logged = len(edge.box.log("tailscaled"))
+        edge.undo_egress()
+        if "tailscaled" in edge.box.daemons:
+            # A route change tailscaled calls major resets its paths: let it happen before
+            # waiting for one. (One it started under, it does; one it saw made, not always.)
+            changed = lambda: "LinkChange: major" in edge.box.log("tailscaled")[logged:]  # noqa: E731
+            with contextlib.suppress(LabError):
+                wait_for("tailscaled to see the route change", changed, 3)
+        else:
+            edge.node.start()
+        edge.node.wait_direct("homelab", timeout=60)
+        self.home.node.wait_direct(self.config.name, timeout=60)
 
     def cli(
         self, *args: str, env: dict[str, str] | None = None, check: bool = True
