@@ -38,7 +38,7 @@ MUTATING = {
     "mount": None,
     "gpg": None,
     "apt-get": None,
-    "systemctl": {"enable", "start", "restart", "stop", "daemon-reload"},
+    "systemctl": {"enable", "start", "restart", "stop", "daemon-reload", "try-reload-or-restart"},
     "update-ca-certificates": None,
     "headscale": {"create"},
     "tailscale": {"up"},

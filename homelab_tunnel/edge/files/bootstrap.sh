@@ -212,7 +212,10 @@ if [ "${steps[-1]}" != "${order[-1]}" ]; then
   exit 0
 fi
 reserved_ip="${reserved_ip:-$(metadata reserved_ip/ipv4/ip_address)}"
-ready="edge ready: $EDGE_NAME on $reserved_ip, headscale $HEADSCALE_VERSION, tailscale $(tailscale version | sed -n 1p)"
+HOST_KEY="${HOST_KEY:-$(ssh-keygen -l -E sha256 -f "$ROOT/etc/ssh/ssh_host_ed25519_key.pub" | awk '{ print $2 }')}"
+# The host key's fingerprint goes to the console too: what the operator compares
+# with the one the tool trusted at first contact.
+ready="edge ready: $EDGE_NAME on $reserved_ip, headscale $HEADSCALE_VERSION, tailscale $(tailscale version | sed -n 1p), ssh host key $HOST_KEY"
 set_status "ready: $ready"
 [ -z "$ATTEMPTS" ] || rm -f "$ATTEMPTS"
 log "$ready"
