@@ -142,6 +142,25 @@ fetch_keyring() {
   mv -f "$tmp" "$dest" || fail "cannot write $dest"
 }
 
+# install_quietly PACKAGE...: apt-get install, no service started by a package.
+# Their postinst start them through deb-systemd-invoke, which asks policy-rc.d
+# first: Headscale's would start on the package's example config (and make its
+# keys and database with it), Caddy's on its welcome page, tailscaled before
+# the edge's CA roots are trusted. Each step starts its own service once its
+# config is in place; the units stay enabled for the next boot.
+install_quietly() {
+  local policy="$ROOT/usr/sbin/policy-rc.d" held=0 status=0
+  if [ ! -e "$policy" ]; then
+    mkdir -p "$(dirname "$policy")"
+    printf '#!/bin/sh\n# homelab-tunnel bootstrap is installing: no service starts now.\nexit 101\n' >"$policy"
+    chmod 0755 "$policy"
+    held=1
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get install "${APT_OPTS[@]}" "$@" || status=$?
+  [ "$held" = 0 ] || rm -f "$policy"
+  return "$status"
+}
+
 # install_release_deb URL DEB [SHA256]: install DEB from the GitHub release at
 # URL only if it matches the release's checksums.txt (and SHA256, when given).
 install_release_deb() {
@@ -157,7 +176,7 @@ install_release_deb() {
     echo "$3  $download/$2" | sha256sum --check --quiet ||
       fail "$2 does not match headscale.deb_sha256 from the config"
   fi
-  DEBIAN_FRONTEND=noninteractive apt-get install "${APT_OPTS[@]}" "$download/$2"
+  install_quietly "$download/$2"
   rm -rf "$download"
 }
 
