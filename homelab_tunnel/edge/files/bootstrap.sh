@@ -46,7 +46,8 @@ set_status() {
 }
 fail() {
   log "FAILED: $*" >&2
-  set_status "failed: $*" || true
+  # The step too, for the health agent's report: "failed at step packages: ...".
+  set_status "failed${STEP:+ at step $STEP}: $*" || true
   exit 1
 }
 trap 'fail "line $LINENO: $BASH_COMMAND"' ERR
