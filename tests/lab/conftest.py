@@ -22,6 +22,7 @@ from support.lab.requirements import LabUnavailable, check_machine, find_program
 
 HERE = Path(__file__).resolve().parent
 ORDER = (
+    "test_first_boot",
     "test_headscale",
     "test_joins",
     "test_sites",
@@ -29,7 +30,9 @@ ORDER = (
     "test_reserved_ip",
     "test_udp_block",
     "test_old_client",
+    "test_reboot",
     "test_replacement",
+    "test_boot_failures",
     "test_upgrade",
     "test_backups",
     "test_policy",
