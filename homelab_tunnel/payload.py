@@ -79,6 +79,11 @@ FIXED_FILES: tuple[tuple[str, str, int], ...] = (
         f"{UNITS}/headscale.service.d/30-not-mid-restore.conf",
         0o644,
     ),
+    (
+        "headscale-stop-timeout.conf",
+        f"{UNITS}/headscale.service.d/40-stop-timeout.conf",
+        0o644,
+    ),
     ("state-volume.conf", f"{UNITS}/caddy.service.d/10-state-volume.conf", 0o644),
     ("state-volume.conf", f"{UNITS}/tailscaled.service.d/10-state-volume.conf", 0o644),
     (

@@ -22,6 +22,7 @@ KEYS_TIMER = UNITS / "homelab-tunnel-backup-keys.timer"
 SEAL_SERVICE = UNITS / "homelab-tunnel-seal.service"
 SEAL_TIMER = UNITS / "homelab-tunnel-seal.timer"
 MID_RESTORE = UNITS / "headscale-not-mid-restore.conf"
+STOP_TIMEOUT = UNITS / "headscale-stop-timeout.conf"
 MARKER = "/var/lib/headscale/.homelab-tunnel-initialized"
 RESTORING = "/var/lib/headscale/.homelab-tunnel-restoring"
 
@@ -51,7 +52,7 @@ def test_every_shipped_unit_and_drop_in_passes_systemd_analyzeverify(
     shipped = {name for name in names if name.startswith("homelab-tunnel-")}
     assert {SERVICE.name, TIMER.name, BOOTSTRAP.name, LITESTREAM.name, KEYS_PATH.name} <= shipped
     assert {SEAL_SERVICE.name, SEAL_TIMER.name} <= shipped
-    assert len(list(root.glob("*.service.d/*.conf"))) == 5
+    assert len(list(root.glob("*.service.d/*.conf"))) == 6
     assert verify(root, names) == "exit 0\n"
 
 
@@ -166,6 +167,12 @@ def test_litestream_runs_as_root_with_only_the_file_capabilities() -> None:
 
 def test_headscale_never_starts_on_a_volume_a_restore_left_half_done() -> None:
     assert _unit(MID_RESTORE)["Unit"]["AssertPathExists"] == f"!{RESTORING}"
+
+
+def test_headscale_is_killed_soon_when_its_graceful_stop_hangs() -> None:
+    """With nodes online Headscale 0.29 never finishes a graceful stop (the lab's restore
+    waited systemd's default 90 s): every restart would."""
+    assert _unit(STOP_TIMEOUT)["Service"]["TimeoutStopSec"] == "10s"
 
 
 def test_the_database_is_sealed_every_30_seconds_and_after_the_key_backup() -> None:
