@@ -71,7 +71,7 @@ def test_it_booted_twice_as_the_same_droplet(observed: Observed, lab: Lab) -> No
 def test_fstab_brings_the_volume_and_its_bind_mounts_back(observed: Observed, lab: Lab) -> None:
     volume = f"/mnt/{lab.config.volume_name}"
     device = observed.mounts[volume]
-    assert device.startswith("/dev/loop"), "the volume's block device itself"
+    assert device == f"/dev/disk/by-id/scsi-0DO_Volume_{lab.config.volume_name}"
     for system, folder in volume_directories().items():
         assert observed.mounts[system] == f"{device}[/{folder}]", system
 

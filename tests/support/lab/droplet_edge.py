@@ -378,9 +378,10 @@ class DropletEdge:
         return self.box.path(f"/mnt/{self.state_volume.name}")
 
     def run_unit(self, unit: str) -> subprocess.CompletedProcess[str]:
-        """Start a oneshot unit as its timer would and wait for it; its exit code and what
-        that run wrote to the journal (journald may take a moment to store the last lines)."""
-        started = self.systemctl("start", unit, check=False)
+        """Run a oneshot unit now and wait for it; its exit code and what that run wrote to
+        the journal (journald may take a moment to store the last lines). `restart`: a unit
+        that stays active after it ran (RemainAfterExit=, the egress unit) runs again too."""
+        started = self.systemctl("restart", unit, check=False)
         invocation = self.systemctl("show", "-P", "InvocationID", unit).stdout.strip()
         status = self.systemctl("show", "-P", "ExecMainStatus", unit).stdout.strip()
         if not invocation:
