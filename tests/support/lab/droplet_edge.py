@@ -46,6 +46,7 @@ HERE = Path(__file__).resolve().parent
 PROBES = {name: HERE / name for name in ("box_services.py", "box_backups.py", "box_probes.py")}
 PROBE_DIR = "/usr/local/lib/lab-probes"
 WEBHOOK_RECORD = "/var/lib/lab-webhook.jsonl"
+WEBHOOK_UNIT = "lab-webhook.service"
 TRUSTED = "/usr/local/share/ca-certificates"
 TRUST_STORE = "/etc/ssl/certs/ca-certificates.crt"
 DEBIAN_KEYRING = "/usr/share/keyrings/lab-debian-archive.gpg"
@@ -241,6 +242,9 @@ class DropletEdge:
     def reboot(self, *, check: bool = True) -> BootstrapRun:
         """`systemctl reboot`: the same droplet boots again; its bootstrap at boot (cloud-init
         runs nothing once per instance again, the unit runs at every boot)."""
+        box = self.box
+        for name in list(box.daemons):  # entered from outside: no unit of the droplet's stops them
+            box.stop(name)
         self.droplet_box.reboot()
         return self.wait_ready(check=check)
 
@@ -432,14 +436,16 @@ class DropletEdge:
     # -- around it -------------------------------------------------------------
 
     def start_webhook(self) -> Path:
-        """The receiver health.env's webhook points at, in the droplet; its record file."""
+        """The receiver health.env's webhook points at, in the droplet; its record file.
+        A transient unit (systemd-run), so it stops with the droplet's other services at a
+        reboot; started again by the next call, its record kept on the root disk."""
         box = self.box
         record = box.path(WEBHOOK_RECORD)
-        if "webhook" in box.daemons or record.exists():
+        if self.systemctl("is-active", WEBHOOK_UNIT, check=False).stdout.strip() == "active":
             return record
         record.touch()
         argv = ["python3", f"{PROBE_DIR}/box_services.py", "webhook", WEBHOOK_PORT, WEBHOOK_RECORD]
-        box.spawn("webhook", argv)
+        box.run(["systemd-run", f"--unit={WEBHOOK_UNIT}", "--collect", "--quiet", *argv])
         probe = ["curl", "-sS", "-o", "/dev/null", f"http://127.0.0.1:{WEBHOOK_PORT}/"]
         wait_for("webhook receiver", lambda: box.run(probe, check=False).returncode == 0, 10, 0.05)
         return record
