@@ -130,6 +130,7 @@ def apt_get(args: list[str], state: dict[str, Any], root: Path) -> int:
     for index, arg in enumerate(rest):
         if arg.startswith("-") or (index and rest[index - 1] == "-o"):
             continue
+        service = ""
         if Path(arg).name.startswith("litestream-"):
             state["packages"]["litestream"] = Path(arg).name.split("-")[1]
         elif arg.endswith(".deb"):
