@@ -21,9 +21,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
@@ -257,10 +259,15 @@ def point_in_time(backup_lab: Lab, streamed: Streamed) -> PointInTime:
 
 
 def _count_in(files: list[Path], sql: str) -> int:
-    database = next(path for path in files if path.name == "db.sqlite")
-    with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as connection:
-        count = int(connection.execute(sql).fetchone()[0])
-    connection.close()
+    """`sql` on a copy of the database set aside (with its -wal and -shm): Headscale was
+    killed at the stop's timeout, so its WAL needs the recovery a read-only open cannot do."""
+    with tempfile.TemporaryDirectory() as scratch:
+        for path in files:
+            if path.name.startswith("db.sqlite"):
+                shutil.copy2(path, Path(scratch) / path.name)
+        with sqlite3.connect(Path(scratch) / "db.sqlite") as connection:
+            count = int(connection.execute(sql).fetchone()[0])
+        connection.close()
     return count
 
 

@@ -23,6 +23,7 @@ from support.lab.scenario import homelab_back
 from support.lab.shell import wait_for
 
 from homelab_tunnel.render.user_data import BOOTSTRAP_UNIT
+from homelab_tunnel.tailnet.ssh import host_keys
 
 HEALTH = "homelab-tunnel-health.service"
 
@@ -49,6 +50,9 @@ class MirrorDown:
 
 @pytest.fixture(scope="module")
 def no_volume(lab: Lab) -> NoVolume:
+    # The tool has met this edge: its known_hosts holds the key kept on the volume.
+    lab.ssh("true")
+    assert [key.split()[0] for key in host_keys(lab.known_hosts)] == ["ssh-ed25519"]
     lab.edge.destroy()
     lab.edge.create(volume=False)
     failed = lab.edge.wait_ready(check=False, timeout=150)
