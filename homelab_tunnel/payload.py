@@ -51,6 +51,7 @@ BOOTSTRAP_STEPS = tuple(
 # (file in homelab_tunnel/edge/files, path on the edge, mode)
 FIXED_FILES: tuple[tuple[str, str, int], ...] = (
     ("bootstrap.sh", BOOTSTRAP, 0o755),
+    ("helpers.sh", f"{LIB}/helpers.sh", 0o644),
     ("join-edge.sh", f"{LIB}/join-edge.sh", 0o755),
     ("mint-preauth-key.sh", f"{LIB}/mint-preauth-key.sh", 0o755),
     ("reserved-ip-egress.sh", f"{LIB}/reserved-ip-egress.sh", 0o755),

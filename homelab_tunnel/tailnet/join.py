@@ -154,7 +154,8 @@ HOST_KEYS=(-o StrictHostKeyChecking=accept-new)
   KEY="$(ssh -o BatchMode=yes "${{HOST_KEYS[@]}}" root@"$EDGE" {MINT_KEY} "$MACHINE" 1h)"
   known="${{KNOWN_HOSTS:-}}"
   [ -n "$known" ] || known=~/.ssh/known_hosts
-  echo "edge host key: $(ssh-keygen -l -F "$EDGE" -f "$known" | awk '!/^#/ {{ print $3 " (" $2 ")" }}')"
+  echo "edge host key: $(ssh-keygen -l -F "$EDGE" -f "$known" |
+    awk '!/^#/ {{ print $3 " (" $2 ")" }}')"
 fi
 """
 
