@@ -65,10 +65,13 @@ bench-tools: $(VENV)/.synced
 	$(call install_missing,bench/policy.py skips what needs them)
 	$(BIN)/python tools/build_binaries.py traefik
 
-bench-lab: $(VENV)/.synced test-tools test-binaries test-rootfs ## As root: the lab's paths, direct vs relayed; backups' RPO and restore; droplet boots
+bench-lab: $(VENV)/.synced test-tools test-binaries test-rootfs test-packages ## As root: the lab's paths, direct vs relayed; forwarded ports vs the raw tailnet; backups' RPO and restore; droplet boots; the edge from created to served, cold and warm; a site added in place vs a new droplet
 	$(BIN)/python bench/lab.py
+	$(BIN)/python bench/ports.py
 	$(BIN)/python bench/backups.py
 	$(BIN)/python bench/droplet.py
+	$(BIN)/python bench/edge_boot.py
+	$(BIN)/python bench/inplace.py
 
 # Installs the Debian packages a recipe put in $$missing, when apt-get may run as
 # root (directly or by sudo -n); otherwise, or when it fails, says $(1).
@@ -93,8 +96,8 @@ endef
 # routers), iptables (tailscaled's firewall rules), conntrack and curl;
 # systemd-container (systemd-nspawn: the edge's units under a real systemd, and
 # the droplet box); mmdebstrap (the droplet box's Debian root filesystem and the
-# package mirror's trixie root), openssh-client (ssh into the droplet box) and
-# gpg (the package mirror's signing key).
+# package mirror's trixie root), openssh-client (ssh into the droplet box),
+# gpg (the package mirror's signing key) and iperf3 (bench/ports.py).
 # Installed when missing and possible; tests skip, saying why, if not.
 test-tools:
 	@missing=""; \
@@ -112,6 +115,7 @@ test-tools:
 	command -v mmdebstrap >/dev/null || missing="$$missing mmdebstrap"; \
 	command -v ssh-keygen >/dev/null || missing="$$missing openssh-client"; \
 	command -v gpg >/dev/null || missing="$$missing gpg"; \
+	command -v iperf3 >/dev/null || missing="$$missing iperf3"; \
 	$(call install_missing,their tests will skip)
 
 # Go-built programs the tests run (tools/binaries.toml): built once from the Go

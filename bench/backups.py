@@ -68,11 +68,11 @@ def keys_at_first_boot(lab: Lab) -> float:
 
 def replacement(lab: Lab, *, blank_volume: bool) -> dict[str, float]:
     """A new droplet (on the kept or a blank volume): seconds from the old one gone to
-    bootstrap's step 6 (Headscale up, the edge joined), its last line, and a site
-    served with the homelab online."""
+    bootstrap's headscale step (Headscale up, the edge joined), its last line, and a
+    site served with the homelab online."""
     gone = time.time()
     run = lab.replace_edge(blank_volume=blank_volume)
-    joined = next(at for at, line in run.lines if line.startswith("homelab-tunnel: 6/9 "))
+    joined = next(at for at, line in run.lines if line.startswith("homelab-tunnel: headscale: "))
     wait_for("the homelab online", lambda: lab.home.node.peer(lab.config.name).get("Online"), 120)
     wait_for("a site served", lambda: "blog app" in lab.page("blog.lab.example"), 120)
     return {

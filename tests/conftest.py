@@ -13,6 +13,7 @@ import pytest
 from support.config import EXAMPLE, config_with, example_raw
 from support.fake_digitalocean import make_certificate
 from support.moto_s3 import S3Server, moto_s3
+from support.shapes import PORTS
 
 from homelab_tunnel.config import TunnelConfig, parse_config
 
@@ -37,7 +38,8 @@ def stack(example_config: TunnelConfig, tmp_path_factory: pytest.TempPathFactory
 
 @pytest.fixture(scope="session")
 def full_stack(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """Optional parts switched: SSH allowlist, IPv6, created zone, Spaces state, no alerts."""
+    """Optional parts switched: SSH allowlist, IPv6, created zone, Spaces state, no alerts,
+    forwarded ports."""
     config = config_with(
         alert_email=None,
         ssh_allowed_cidrs=["203.0.113.7/32", "2001:db8::/64"],
@@ -50,6 +52,7 @@ def full_stack(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
             "region": "fra1",
         },
         ssh_keys=["3b:16:bf:e4:8b:00:8b:b8:59:8c:a9:d3:f0:19:45:fa"],
+        ports=PORTS,
     )
     return _synth(config, tmp_path_factory.mktemp("synth-full") / "cdktf.out")
 

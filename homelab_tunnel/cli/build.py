@@ -56,6 +56,15 @@ def _config_table(config: TunnelConfig) -> Table:
     table.add_row(
         escape(config.headscale.domain), "Headscale on the edge (127.0.0.1:8080)", "its own logins"
     )
+    for forward in config.ports:
+        ports = f"{forward.upstream_first}" + (
+            f"-{forward.upstream_last}" if forward.upstream_last != forward.upstream_first else ""
+        )
+        table.add_row(
+            escape(f"{forward.protocol.upper()} {forward.port} (reserved IPv4)"),
+            escape(f"{config.upstream_host(forward)}:{ports}, forwarded in the kernel"),
+            "none: raw traffic, as the firewall allows",
+        )
     return table
 
 

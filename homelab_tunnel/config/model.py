@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from homelab_tunnel.config.ports import EDGE_FIREWALL_RULES, Span, parse_ports, port_problems
 from homelab_tunnel.config.values import (
     EDGE_USER,
     FINGERPRINT,
@@ -32,6 +33,7 @@ from homelab_tunnel.config.values import (
     Name,
     PemCertificates,
     Port,
+    PublicPorts,
     Region,
     Sha256,
     Slug,
@@ -136,11 +138,47 @@ class Site(_Model):
 
     @property
     def upstream_is_address(self) -> bool:
-        try:
-            ipaddress.ip_address(self.upstream)
-        except ValueError:
-            return False
-        return True
+        return _is_address(self.upstream)
+
+
+class PortForward(_Model):
+    """A public TCP or UDP port (or range) of the edge, forwarded in the kernel into the tailnet.
+
+    The edge DNATs it to the machine's tailnet address with nftables and
+    rewrites the source to its own tailnet address, so replies come back
+    through the tailnet: the machine sees the edge as the client.
+    """
+
+    protocol: Literal["tcp", "udp"]
+    port: PublicPorts = Field(description='public port, or a range "FIRST-LAST"')
+    upstream: Upstream = Field(description="tailnet machine name (MagicDNS label) or address")
+    upstream_port: Port | None = Field(
+        default=None, description="the machine's port (a range's first); default: the same"
+    )
+
+    @property
+    def first(self) -> int:
+        return parse_ports(self.port)[0]
+
+    @property
+    def last(self) -> int:
+        return parse_ports(self.port)[1]
+
+    @property
+    def upstream_first(self) -> int:
+        return self.upstream_port or self.first
+
+    @property
+    def upstream_last(self) -> int:
+        return self.upstream_first + self.last - self.first
+
+    @property
+    def upstream_is_address(self) -> bool:
+        return _is_address(self.upstream)
+
+    @property
+    def span(self) -> Span:
+        return Span(self.protocol, self.first, self.last)
 
 
 class DnsConfig(_Model):
@@ -315,6 +353,9 @@ class TunnelConfig(_Model):
     backup: BackupConfig = BackupConfig()
     channel: ChannelConfig = ChannelConfig()
     sites: list[Site] = Field(min_length=1)
+    ports: list[PortForward] = Field(
+        default_factory=list, description="raw TCP/UDP ports forwarded to tailnet machines"
+    )
 
     @model_validator(mode="after")
     def _cross_checks(self) -> TunnelConfig:
@@ -328,6 +369,7 @@ class TunnelConfig(_Model):
         yield from _duplicates("ssh_allowed_cidrs", self.ssh_allowed_cidrs)
         yield from _duplicates("headscale.derp_urls", self.headscale.derp_urls)
         yield from self._site_problems()
+        yield from self._port_problems()
         if self.backup.enabled and self.channel_bucket == self.backup_bucket:
             yield (
                 f"channel.bucket: {self.channel_bucket!r} is the backup bucket too; the edge "
@@ -363,6 +405,27 @@ class TunnelConfig(_Model):
                     "tailnet; name the homelab machine that serves the site"
                 )
             yield from _site_policy_problems(f"sites.{index}", site, (self.name, EDGE_USER))
+
+    def _port_problems(self) -> Iterable[str]:
+        ssh_open = bool(self.ssh_allowed_cidrs)
+        yield from port_problems(
+            [forward.span for forward in self.ports],
+            ssh_open=ssh_open,
+            firewall_rules=EDGE_FIREWALL_RULES + ssh_open,
+        )
+        for index, forward in enumerate(self.ports):
+            if forward.upstream_last > 65535:
+                yield (
+                    f"ports.{index}.upstream_port: {forward.port} is "
+                    f"{forward.last - forward.first + 1} ports, so the upstream's would run "
+                    f"from {forward.upstream_first} to {forward.upstream_last}, past 65535; "
+                    "give a lower upstream_port"
+                )
+            if forward.upstream in (self.name, EDGE_USER):
+                yield (
+                    f"ports.{index}.upstream: {forward.upstream!r} is the edge itself on the "
+                    "tailnet; name the homelab machine that runs the service"
+                )
 
     # -- derived names ------------------------------------------------------
 
@@ -402,11 +465,11 @@ class TunnelConfig(_Model):
             return "@"
         return domain.removesuffix("." + self.dns.zone)
 
-    def upstream_host(self, site: Site) -> str:
-        """Where Caddy sends a site: a MagicDNS name or a tailnet address."""
-        if site.upstream_is_address:
-            return site.upstream
-        return self.machine_host(site.upstream)
+    def upstream_host(self, target: Site | PortForward) -> str:
+        """Where a site or port goes: a MagicDNS name or a tailnet address."""
+        if target.upstream_is_address:
+            return target.upstream
+        return self.machine_host(target.upstream)
 
     def machine_host(self, machine: str) -> str:
         """A tailnet machine's MagicDNS name."""
@@ -419,17 +482,21 @@ class TunnelConfig(_Model):
 
     @property
     def upstream_hosts(self) -> list[str]:
-        """Each host the edge forwards to (sites, then auth servers), once, in config order."""
-        hosts = [self.upstream_host(site) for site in self.sites]
+        """Each host the edge forwards to (sites, ports, then auth servers), once, in order."""
+        hosts = [self.upstream_host(target) for target in self._targets]
         hosts += [self.machine_host(forward.upstream) for forward in self.forward_auths]
         return list(dict.fromkeys(hosts))
 
     @property
     def upstream_machines(self) -> list[str]:
-        """The tailnet machine names the sites and their auth servers use, once, in order."""
-        machines = [site.upstream for site in self.sites if not site.upstream_is_address]
+        """The tailnet machine names the sites, ports and auth servers use, once, in order."""
+        machines = [target.upstream for target in self._targets if not target.upstream_is_address]
         machines += [forward.upstream for forward in self.forward_auths]
         return list(dict.fromkeys(machines))
+
+    @property
+    def _targets(self) -> list[Site | PortForward]:
+        return [*self.sites, *self.ports]
 
     def ssh_key_fingerprints(self) -> list[str]:
         return [key for key in self.ssh_keys if FINGERPRINT.fullmatch(key)]
@@ -473,6 +540,14 @@ def _duplicates(field: str, values: Iterable[str]) -> Iterable[str]:
         if value in first:
             yield f"{field}.{index}: {value!r} is already listed as {field}.{first[value]}"
         first.setdefault(value, index)
+
+
+def _is_address(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
 
 
 def _within(domain: str, zone: str) -> bool:

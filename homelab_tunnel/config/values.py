@@ -21,6 +21,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BeforeValidator, Field
 
+from homelab_tunnel.config.ports import parse_ports
 from homelab_tunnel.edge.agekey import is_recipient
 
 # Regions as of 2026 (`doctl compute region list`); preflight asks the API
@@ -438,6 +439,27 @@ def _check_https_url(value: str) -> str:
     return value
 
 
+def _check_public_ports(value: Any) -> Any:
+    """A port as a TOML integer, a range as a string; stored as the text a firewall rule takes."""
+    allowed = 'a port number (port = 27015) or a range in quotes (port = "27015-27020")'
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ValueError(f"must be {allowed}")
+    if isinstance(value, int):
+        if not 1 <= value <= 65535:
+            raise ValueError(f"{value} is not a port: {allowed}, within 1-65535")
+        return str(value)
+    _single_line(value)
+    if "-" not in value:
+        raise ValueError(f"{value!r}: write a single port unquoted; {allowed}")
+    try:
+        first, last = parse_ports(value)
+    except ValueError:
+        raise ValueError(
+            f"{value!r} is not a port range: FIRST-LAST, both within 1-65535, FIRST below LAST"
+        ) from None
+    return f"{first}-{last}"
+
+
 # Control characters are refused first (before any normalising could hide them).
 _Line = BeforeValidator(_single_line)
 Fqdn = Annotated[str, BeforeValidator(_domain), AfterValidator(_check_fqdn)]
@@ -465,3 +487,4 @@ BasicUser = Annotated[str, _Line, AfterValidator(_check_basic_user)]
 BcryptHash = Annotated[str, BeforeValidator(_check_bcrypt)]
 AuthPath = Annotated[str, _Line, AfterValidator(_check_auth_path)]
 HeaderName = Annotated[str, _Line, AfterValidator(_check_header_name)]
+PublicPorts = Annotated[str, BeforeValidator(_check_public_ports)]

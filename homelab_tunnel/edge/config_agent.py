@@ -7,20 +7,26 @@
 `watch` asks the bucket every few seconds (a HEAD: ETag and MAC) and fetches
 only a version it has not seen. A version is applied whole or not at all:
 every changed file is written beside its target and checked by the real tool
-(`caddy validate`, `headscale policy check` against the running Headscale)
-before any is installed; then the machines' Headscale users are made, Headscale
-re-reads its policy (SIGHUP) and Caddy reloads (open connections stay). A new
+(`caddy validate`, `headscale policy check` against the running Headscale,
+the forwarding table the port list makes through `nft -c`) before any is
+installed; then the machines' Headscale users are made, Headscale re-reads its
+policy (SIGHUP), Caddy reloads (open connections stay) and the port agent
+replaces its nftables table. A new
 site's name must resolve to the reserved IP first, so its first certificate
 request cannot fail against a name that does not point here yet (Let's
-Encrypt allows 5 failures per name and hour). A refused version changes
+Encrypt allows 5 failures per name and hour); until it does, the version
+waits and is tried again at the next check. A refused version changes
 nothing: the previous one keeps serving, and the health agent is run at once
-to report it. The last applied version is kept on the state volume, so a
-reboot, a new droplet or a bucket outage keeps serving it.
+to report it; the same object is not looked at again, and the refusal ends
+when the bucket holds the applied version again. An object is known by its
+ETag and MAC, so a body swapped under a MAC kept is looked at, and refused.
+The last applied version is kept on the state volume, so a reboot, a new
+droplet or a bucket outage keeps serving it; checks the bucket does not
+answer are counted, and the health agent hears at the third in a row.
 """
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import socket
@@ -29,8 +35,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -45,8 +50,10 @@ from homelab_tunnel.edge.channel import (
     Signed,
     verify,
 )
+from homelab_tunnel.edge.config_status import UNREACHABLE_POLLS, bucket_unreachable
 from homelab_tunnel.edge.derive import read_secret
 from homelab_tunnel.edge.envfile import EnvFileError, read
+from homelab_tunnel.edge.filelock import locked
 
 STATE_DIR = "/var/lib/homelab-tunnel/config"  # on the state volume (bootstrap's bind mount)
 APPLIED = "applied.json"
@@ -73,6 +80,7 @@ class Part:
     # Headscale's policy check asks the running server (0.29: over gRPC); before
     # Headscale first starts, its own start-up is the check.
     needs_running: str = ""
+    tool: str = ""  # what a refusal names; default: the check's first two words
 
 
 PARTS = (
@@ -90,11 +98,22 @@ PARTS = (
         reload="caddy",
     ),
     Part("health.env", "/etc/homelab-tunnel/health.env"),
+    Part(
+        "ports.json",
+        "/etc/homelab-tunnel/ports.json",
+        ("python3", "-m", "homelab_tunnel.edge.port_agent", "check", "{file}"),
+        reload="homelab-tunnel-ports",
+        tool="nft -c",
+    ),
 )
 
 
 class Refused(Exception):
     """A version that must not be applied; the message is the one line the operator sees."""
+
+
+class NotYet(Refused):
+    """A version that can be applied once something outside the edge catches up (DNS)."""
 
 
 def now() -> str:
@@ -188,6 +207,8 @@ class Agent:
             and previous.signed.mac == config.signed.mac
             and _read(self.path(WEBHOOK_ENV)) == webhook
         ):
+            if previous.signed != config.signed:  # the same version uploaded again: its ETag
+                _write(self.state / APPLIED, json.dumps(config.signed.to_json()) + "\n", 0o600)
             return []
         candidates: dict[Part, Path] = {}
         before = {part: _read(self.path(part.path)) for part in changed}
@@ -241,9 +262,8 @@ class Agent:
         argv = [str(candidate) if word == "{file}" else word for word in part.check]
         done = self.run(argv)
         if done.returncode != 0:
-            raise Refused(
-                f"{part.name} refused by `{' '.join(part.check[:2])}`: {_last_line(done)}"
-            )
+            tool = part.tool or " ".join(part.check[:2])
+            raise Refused(f"{part.name} refused by `{tool}`: {_last_line(done)}")
 
     def _active(self, unit: str) -> bool:
         return self.run(["systemctl", "is-active", "--quiet", unit]).returncode == 0
@@ -282,23 +302,28 @@ class Agent:
             if not pending:
                 return
             if time.monotonic() >= deadline:
-                raise Refused(
+                raise NotYet(
                     f"{', '.join(pending)} still not resolving to the reserved IP {address} after "
                     f"{self.dns_wait:g} s; not asking for certificates that would fail (check the "
-                    "DNS records); trying again at the next version check"
+                    "DNS records); trying again"
                 )
             self._update_status(waiting=f"DNS of {', '.join(pending)} -> {address}")
             time.sleep(min(5.0, self.dns_wait))
 
     # -- the bucket ---------------------------------------------------------------
 
-    def refuse(self, config: EdgeConfig, reason: str) -> None:
+    def refuse(self, signed: Signed, version: str, reason: str) -> None:
+        """Never applied; the object (its ETag and MAC) is not looked at again."""
         self._update_status(
-            refused={"version": config.version, "mac": config.signed.mac, "reason": reason,
-                     "at": now()},
+            refused={"version": version, "etag": signed.etag, "mac": signed.mac,
+                     "reason": reason, "at": now()},
             waiting=None,
         )  # fmt: skip
-        self.run(["systemctl", "start", "--no-block", HEALTH_UNIT])
+        self._tell_health()
+
+    def _refused_before(self, etag: str, mac: str) -> bool:
+        refused = self.status().get("refused") or {}
+        return (refused.get("etag"), refused.get("mac")) == (etag, mac)
 
     def poll(self) -> str:
         """One look at the bucket; what happened, in words."""
@@ -308,37 +333,55 @@ class Agent:
         except s3.S3Error as exc:
             return self._unreachable(str(exc))
         status = self.status()
-        if status.get("unreachable"):
-            status = self._update_status(unreachable=None)
-        self._update_status(checked=now())
-        applied = self.applied()
-        if current == self.seen or (applied is not None and current[1] == applied.signed.mac):
-            self.seen = current
+        if bucket_unreachable(status):
+            self._tell_health()  # its warning clears
+        status = self._update_status(checked=now(), unreachable=None)
+        if current == self.seen:
             return "unchanged"
-        refused = status.get("refused") or {}
-        if refused.get("mac") == current[1]:
+        applied = self.applied()
+        # The ETag too: a body changed under a MAC kept (tampering) is looked at, and refused.
+        if applied is not None and current == (applied.signed.etag, applied.signed.mac):
+            self.seen = current
+            return self._holds_applied(applied, status)
+        if self._refused_before(*current):
             self.seen = current
             return "refused before"
         try:
             signed = self.channel.fetch()
-            config = verify(signed, self.secret, self.edge_name)
         except s3.S3Error as exc:
             return self._unreachable(str(exc))
+        try:
+            config = verify(signed, self.secret, self.edge_name)
         except ChannelError as exc:
-            self._update_status(
-                refused={"version": "?", "mac": current[1], "reason": str(exc), "at": now()}
-            )
-            self.run(["systemctl", "start", "--no-block", HEALTH_UNIT])
+            self.refuse(signed, "?", str(exc))
             self.seen = current
             return f"refused: {exc}"
         self._saw(config)
         self.seen = current
         try:
             changed = self.apply(config)
+        except NotYet as exc:
+            self.seen = None  # the next poll tries this version again
+            return f"not yet {config.version}: {exc}"
         except Refused as exc:
-            self.refuse(config, str(exc))
+            self.refuse(config.signed, config.version, str(exc))
             return f"refused {config.version}: {exc}"
         return f"applied {config.version} ({', '.join(changed) or 'settings only'})"
+
+    def _holds_applied(self, applied: EdgeConfig, status: Mapping[str, Any]) -> str:
+        """The bucket holds the applied version: after a refused one was replaced by it (an
+        apply of the config before), nothing is refused or pending any more."""
+        latest = (status.get("latest") or {}).get("version")
+        if not status.get("refused") and latest in (None, applied.version):
+            return "unchanged"
+        self._update_status(
+            refused=None, waiting=None, latest={"version": applied.version, "seen": now()}
+        )
+        return f"the bucket holds config {applied.version} again, the one applied"
+
+    def _tell_health(self) -> None:
+        """The health agent runs now, so the journal and the webhook hear of it at once."""
+        self.run(["systemctl", "start", "--no-block", HEALTH_UNIT])
 
     def _saw(self, config: EdgeConfig) -> None:
         """The newest version in the bucket, and since when it is there."""
@@ -346,8 +389,13 @@ class Agent:
             self._update_status(latest={"version": config.version, "seen": now()})
 
     def _unreachable(self, error: str) -> str:
-        since = (self.status().get("unreachable") or {}).get("since") or now()
-        self._update_status(unreachable={"since": since, "error": error})
+        """Counted poll by poll: the health agent warns after UNREACHABLE_POLLS in a row."""
+        before = self.status().get("unreachable") or {}
+        polls = int(before.get("polls") or 0) + 1
+        since = before.get("since") or now()
+        self._update_status(unreachable={"since": since, "polls": polls, "error": error})
+        if polls == UNREACHABLE_POLLS:
+            self._tell_health()
         return f"bucket unreachable: {error}"
 
     def boot(self) -> str:
@@ -362,14 +410,15 @@ class Agent:
                 except (s3.S3Error, ChannelError) as exc:
                     problem = str(exc)
                     time.sleep(2**attempt)
-        refused = (self.status().get("refused") or {}).get("mac")
-        if fetched is not None and fetched.signed.mac != refused:
+        if fetched is not None and not self._refused_before(
+            fetched.signed.etag, fetched.signed.mac
+        ):
             self._saw(fetched)
             try:
                 changed = self.apply(fetched, boot=True)
                 return f"config {fetched.version} from the bucket ({_changed(changed)})"
             except Refused as exc:
-                self.refuse(fetched, str(exc))
+                self.refuse(fetched.signed, fetched.version, str(exc))
                 problem = f"config {fetched.version} refused: {exc}"
         kept = self.applied()
         if kept is None:
@@ -400,15 +449,6 @@ class Agent:
 
 def _changed(names: list[str]) -> str:
     return f"changed: {', '.join(names)}" if names else "nothing changed"
-
-
-@contextmanager
-def locked(path: Path) -> Iterator[None]:
-    """One writer at a time: bootstrap's step and the agent."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        yield
 
 
 def _read(path: Path) -> str | None:

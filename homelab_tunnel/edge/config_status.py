@@ -21,7 +21,10 @@ STATUS_PATH = Path("/var/lib/homelab-tunnel/config/status.json")
 STATUS_COMMAND = ("cat", str(STATUS_PATH))
 # Polls are 10 s apart; DNS of a new name may take a few minutes to be seen.
 NOT_APPLIED_AFTER = timedelta(minutes=5)
-UNREACHABLE_AFTER = timedelta(minutes=2)
+# Consecutive polls the bucket did not answer (each already tried 3 times over
+# 3 s) before it is worth a warning: one failure is a blip, three are about
+# 40 s of silence. Counted by the agent, so a warning never waits on a clock.
+UNREACHABLE_POLLS = 3
 
 
 def read_status(text: str) -> dict[str, Any]:
@@ -41,6 +44,12 @@ def _at(value: Any) -> datetime | None:
 
 def _minutes(delta: timedelta) -> str:
     return f"{int(delta.total_seconds() // 60)} min"
+
+
+def bucket_unreachable(status: Mapping[str, Any]) -> bool:
+    """The agent's last UNREACHABLE_POLLS checks of the bucket all failed."""
+    polls = (status.get("unreachable") or {}).get("polls")
+    return isinstance(polls, int) and polls >= UNREACHABLE_POLLS
 
 
 def config_findings(
@@ -78,13 +87,14 @@ def config_findings(
         else:
             found.append(warning("config", f"config {latest['version']} being applied{because}"))
     unreachable = status.get("unreachable") or {}
-    since = _at(unreachable.get("since"))
-    if since is not None and now - since > UNREACHABLE_AFTER:
+    if bucket_unreachable(status):
+        polls = unreachable.get("polls")
         found.append(
             warning(
                 "config",
-                f"config bucket unreachable since {unreachable['since']} "
-                f"({unreachable.get('error', '?')}); {serving}, the last it applied",
+                f"config bucket unreachable since {unreachable.get('since', '?')} ({polls} "
+                f"checks in a row; {unreachable.get('error', '?')}); {serving}, the last it "
+                "applied",
             )
         )
     if expected is not None and expected != version and not found:

@@ -1,9 +1,10 @@
 """The edge's health agent, run by homelab-tunnel-health.timer every 5 minutes.
 
-`python3 -m homelab_tunnel.edge.health`: warm each upstream's path, judge
-paths, client versions and Headscale's journal exactly as `doctor` does, see
-that backups run and tell of a restore, that the config Terraform wrote last
-is the one applied, log one line per finding and a
+`python3 -m homelab_tunnel.edge.health`: warm each upstream's path (the
+sites' and the forwarded ports'), judge paths, client versions and Headscale's
+journal exactly as `doctor` does, see that backups run and tell of a restore,
+that the config Terraform wrote last is the one applied, that every forwarded
+port goes to its upstream's address, log one line per finding and a
 summary to the journal, and tell the webhook when anything changed. Exit 1
 when there are problems.
 """
@@ -11,6 +12,7 @@ when there are problems.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import socket
 import sys
@@ -21,6 +23,9 @@ from pathlib import Path
 from homelab_tunnel.edge import versions
 from homelab_tunnel.edge.collect import Runner, collect, run_local
 from homelab_tunnel.edge.config_status import STATUS_PATH, status_findings
+from homelab_tunnel.edge.forwards import port_findings, read_forwards
+from homelab_tunnel.edge.port_agent import PORTS_FILE
+from homelab_tunnel.edge.port_agent import STATUS_FILE as PORTS_STATUS_FILE
 from homelab_tunnel.edge.status import SourceError, parse_status, parse_whois
 from homelab_tunnel.edge.verdicts import diagnose
 from homelab_tunnel.edge.webhook import notify
@@ -38,6 +43,7 @@ RESTORE_REPORTED_FOR = timedelta(hours=24)
 # Left by a restore that could not put the previous state back: Headscale refuses to start.
 RESTORING = "/var/lib/headscale/.homelab-tunnel-restoring"
 LITESTREAM_UNIT = "homelab-tunnel-litestream"
+PORTS_UNIT = "homelab-tunnel-ports"
 
 
 def bootstrap_findings(path: Path) -> list[Finding]:
@@ -99,6 +105,33 @@ def litestream_findings(run: Runner) -> list[Finding]:
     ]
 
 
+def ports_findings(config: Path, status: Path, run: Runner) -> list[Finding]:
+    """Each forwarded port: to its upstream's current address, or why not."""
+    try:
+        forwards = read_forwards(config.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return []
+    except (OSError, ValueError) as exc:
+        return [problem("ports", f"{config}: {exc}")]
+    if not forwards:
+        return []
+    try:
+        recorded = json.loads(status.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        recorded = None
+    found = port_findings(forwards, recorded if isinstance(recorded, dict) else None)
+    state = run([("systemctl", "is-active", PORTS_UNIT)], 10.0).stdout.strip() or "unknown"
+    if state != "active":
+        found.append(
+            problem(
+                "ports",
+                f"{PORTS_UNIT} is {state}: a forwarded port does not follow its upstream to a "
+                f"new address (journalctl -u {PORTS_UNIT})",
+            )
+        )
+    return found
+
+
 def health(env: Mapping[str, str], run: Runner = run_local, now: datetime | None = None) -> int:
     """One health run on the edge: journal lines, an optional webhook, exit 1 on problems."""
     upstreams = env.get("HEALTH_UPSTREAMS", "").split()
@@ -116,6 +149,11 @@ def health(env: Mapping[str, str], run: Runner = run_local, now: datetime | None
     findings += restore_findings(Path(env.get("RESTORED_FILE") or RESTORED), now)
     findings += status_findings(Path(env.get("CONFIG_STATUS_FILE") or STATUS_PATH), now)
     findings += unfinished_restore_findings(Path(env.get("RESTORING_FILE") or RESTORING))
+    findings += ports_findings(
+        Path(env.get("PORTS_FILE") or PORTS_FILE),
+        Path(env.get("PORTS_STATUS_FILE") or PORTS_STATUS_FILE),
+        run,
+    )
     healthy_summary = ""
     try:
         evidence = collect(

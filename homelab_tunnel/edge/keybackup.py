@@ -80,7 +80,7 @@ def backup_keys(backup: Backup) -> int:
                 if (
                     remembered[:2] == wanted
                     and len(remembered) == 3
-                    and _present(backup, f"{prefix}/{name}.age")
+                    and s3.exists(backup.settings, f"{prefix}/{name}.age")
                 ):
                     sealed = remembered[2]
                 else:
@@ -96,21 +96,12 @@ def backup_keys(backup: Backup) -> int:
         body = "".join(lines).encode()
         recorded = done_dir / "manifest"
         unchanged = recorded.exists() and recorded.read_bytes() == body
-        if lines and (sent or not unchanged or not _present(backup, f"{prefix}/{MANIFEST}")):
+        manifest = f"{prefix}/{MANIFEST}"
+        if lines and (sent or not unchanged or not s3.exists(backup.settings, manifest)):
             (work / MANIFEST).write_bytes(sign(backup.secret, PURPOSE, body))
-            s3.put(backup.settings, f"{prefix}/{MANIFEST}", work / MANIFEST)
+            s3.put(backup.settings, manifest, work / MANIFEST)
             recorded.write_bytes(body)
     return sent
-
-
-def _present(backup: Backup, key: str) -> bool:
-    try:
-        s3.head(backup.settings, key)
-    except s3.S3Error as exc:
-        if exc.status == 404:
-            return False
-        raise
-    return True
 
 
 def fetch(backup: Backup, work: Path) -> dict[str, bytes]:

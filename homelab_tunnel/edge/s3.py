@@ -271,6 +271,17 @@ def head(settings: Settings, key: str) -> tuple[int, str]:
     return int(answer.headers.get("content-length", "0")), modified.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def exists(settings: Settings, key: str) -> bool:
+    """Whether an object is there: a 404 is an answer, any other failure is not."""
+    try:
+        head(settings, key)
+    except S3Error as exc:
+        if exc.status == 404:
+            return False
+        raise
+    return True
+
+
 def listing(settings: Settings, prefix: str) -> list[tuple[str, int, str]]:
     """(last modified, size, key) of every object under `prefix`, all pages.
 

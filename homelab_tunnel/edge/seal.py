@@ -139,7 +139,7 @@ def seal(backup: Backup, now: datetime | None = None) -> str:
             return "no database yet: nothing to seal"
         found = digest(database)
         remembered = record.read_text().split() if record.exists() else []
-        if remembered[:1] == [found] and _present(backup, remembered[1]):
+        if remembered[:1] == [found] and s3.exists(backup.settings, remembered[1]):
             return f"unchanged since {remembered[1].rsplit('/', 1)[-1][:16]}"
         when = (now or datetime.now(UTC)).replace(microsecond=0)
         key = _name(backup, found, when)
@@ -153,16 +153,6 @@ def seal(backup: Backup, now: datetime | None = None) -> str:
     return f"sealed {found[:12]} as {key}" + (
         f"; {pruned} expired seal(s) deleted" if pruned else ""
     )
-
-
-def _present(backup: Backup, key: str) -> bool:
-    try:
-        s3.head(backup.settings, key)
-    except s3.S3Error as exc:
-        if exc.status == 404:
-            return False
-        raise
-    return True
 
 
 def _prune(backup: Backup, now: datetime) -> int:

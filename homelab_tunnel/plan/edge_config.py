@@ -1,4 +1,4 @@
-"""A change of the edge's config object, in words: which sites come, go or change.
+"""A change of the edge's config object, in words: which sites and ports come, go or change.
 
 The object's body is the document render/edge_config.py writes; a plan holds
 it before and after, in plain text (only its metadata, the MAC and the
@@ -55,10 +55,41 @@ def site_changes(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[st
     return lines
 
 
+def _ports(document: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """`udp 27015` -> its entry; an object written before ports existed has none."""
+    entries = document.get("ports") if isinstance(document.get("ports"), list) else []
+    return {
+        f"{entry.get('protocol')} {entry.get('port')}": entry
+        for entry in entries or []
+        if isinstance(entry, dict)
+    }
+
+
+def _to(entry: Mapping[str, Any]) -> str:
+    return f"{entry.get('upstream')}:{entry.get('upstream_port')}"
+
+
+def opened_ports(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[str]:
+    """Ports that now reach a machine they did not: new ones, or ones sent elsewhere."""
+    old, new = _ports(before), _ports(after)
+    lines = [f"forwards {name} to {_to(new[name])}" for name in new if name not in old]
+    lines += [
+        f"{name} now goes to {_to(new[name])} (was {_to(old[name])})"
+        for name in new
+        if name in old and _to(new[name]) != _to(old[name])
+    ]
+    return lines
+
+
+def closed_ports(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[str]:
+    old, new = _ports(before), _ports(after)
+    return [f"stops forwarding {name}" for name in old if name not in new]
+
+
 def describe(before: Mapping[str, Any], after: Mapping[str, Any]) -> str:
-    """One sentence for the plan: versions, then the site changes, then the rest."""
+    """One sentence for the plan: versions, then the site and port changes, then the rest."""
     versions = f"config {before.get('version', '?')} -> {after.get('version', '?')}"
-    sites = site_changes(before, after)
+    sites = site_changes(before, after) + opened_ports(before, after) + closed_ports(before, after)
     rest = []
     if before.get("machines") != after.get("machines"):
         rest.append("Headscale users for the upstream machines")

@@ -2,8 +2,10 @@
 
 A DigitalOcean firewall drops everything not allowed, so the only ways a plan
 exposes the droplet are: the firewall goes (deleted, replaced, the droplet
-taken out of it) or an inbound rule lets more in (a new port, a wider source).
-Narrowing, reordering or outbound edits expose nothing.
+taken out of it) or an inbound rule lets more in (a new port, a wider range,
+a wider source). A rule is judged against the old rules of its protocol whose
+range holds all of its own: narrowing, reordering or outbound edits expose
+nothing.
 """
 
 from __future__ import annotations
@@ -29,10 +31,19 @@ def widened_inbound(before: Any, after: Any) -> list[str]:
     found: list[str] = []
     for key, sources in _by_port(after).items():
         port = _describe(key)
-        if key not in old:
+        holding = [
+            old_sources
+            for (protocol, ports), old_sources in old.items()
+            if protocol == key[0] and _holds(ports, key[1])
+        ]
+        if not holding:
             found.append(f"{port} newly open to {_list(sources)}")
             continue
-        added = [source for source in sources if not _covered(source, old[key])]
+        added = [
+            source
+            for source in sources
+            if not any(_covered(source, old_sources) for old_sources in holding)
+        ]
         if added:
             found.append(f"{port} now also open to {_list(added)}")
     return found
@@ -90,13 +101,27 @@ def _describe(key: Key) -> str:
 
 
 def _includes(ports: str, port: int) -> bool:
+    span = _span(ports)
+    return span is None or span[0] <= port <= span[1]  # unreadable: assume the worst
+
+
+def _holds(wider: str, ports: str) -> bool:
+    """Whether the range `wider` holds every port of `ports` (an unreadable one holds nothing)."""
+    outer, inner = _span(wider), _span(ports)
+    if outer is None or inner is None:
+        return wider == ports
+    return outer[0] <= inner[0] and inner[1] <= outer[1]
+
+
+def _span(ports: str) -> tuple[int, int] | None:
+    """Every port for `""` and `"all"` (and ICMP), `"N"` or `"N-M"`; None when unreadable."""
     if ports in ("", "all"):
-        return True
+        return (1, 65535)
     low, _, high = ports.partition("-")
     try:
-        return int(low) <= port <= int(high or low)
+        return int(low), int(high or low)
     except ValueError:
-        return True  # unreadable: assume the worst
+        return None
 
 
 def _list(sources: Sequence[str]) -> str:

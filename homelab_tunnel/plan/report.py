@@ -81,10 +81,12 @@ def render_text(summary: PlanSummary) -> str:
     if summary.changes:
         lines.append("")
         width = max(len(change.address) for change in summary.changes)
+        # "address change" sets the column unless a longer label is in the plan.
+        danger = max(14, *(len(change.danger.label) for change in summary.changes))
         for change in summary.changes:
             why = f"  ({change.because})" if change.because else ""
             lines.append(
-                f"  {change.danger.label:<14} {change.action.value:<8} "
+                f"  {change.danger.label:<{danger}} {change.action.value:<8} "
                 f"{change.address:<{width}}{why}".rstrip()
             )
     findings = summary.findings()

@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from homelab_tunnel.plan.edge_config import describe, edge_config
+from homelab_tunnel.plan.edge_config import describe, edge_config, opened_ports
 from homelab_tunnel.plan.firewall import has_true, inbound_unknown, opens_ssh, widened_inbound
 from homelab_tunnel.plan.model import Action, Change, Danger
 from homelab_tunnel.plan.policy import policy_exposures
@@ -351,6 +351,10 @@ def _bucket_object(change: Change, values: Values, volume_lost: bool) -> tuple[D
         opened = policy_exposures(before["sites"], after["sites"])
         if opened:
             return Danger.EXPOSURE, f"{'; '.join(opened)} ({describe(before, after)})"
+        if opened_ports(before, after):
+            # The port reaches a homelab machine from the whole internet: exposure, not
+            # just a change, though the running edge takes it without downtime.
+            return Danger.EXPOSURE, describe(before, after)
         return Danger.IN_PLACE, describe(before, after)
     if change.action is Action.UPDATE and after is not None:
         return Danger.IN_PLACE, (

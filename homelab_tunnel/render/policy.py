@@ -1,4 +1,9 @@
-"""Headscale's ACL policy: the edge may reach exactly the site upstreams, nothing else."""
+"""Headscale's ACL policy: the edge may reach exactly the site and port upstreams, nothing else.
+
+One rule per protocol (`proto`, policy v2): the sites and forwarded TCP
+ports over TCP, forwarded UDP ports over UDP. Without `proto` a rule allows
+TCP, UDP and ICMP alike (hscontrol/policy/v2/types.go, toIANAProtocolNumbers).
+"""
 
 from __future__ import annotations
 
@@ -7,36 +12,47 @@ from collections import defaultdict
 
 from homelab_tunnel.config import EDGE_USER, TunnelConfig
 
+PROTOCOLS = ("tcp", "udp")
 
-def upstream_destinations(config: TunnelConfig) -> list[str]:
+
+def upstream_destinations(config: TunnelConfig, protocol: str = "tcp") -> list[str]:
     """Policy destinations: each upstream machine (by user, or by address) and its ports,
     the forward-auth servers' among them."""
-    ports: dict[str, set[int]] = defaultdict(set)
-    for site in config.sites:
-        alias = site.upstream if site.upstream_is_address else f"{site.upstream}@"
-        ports[alias].add(site.port)
-    for forward in config.forward_auths:
-        ports[f"{forward.upstream}@"].add(forward.port)
+    ports: dict[str, set[tuple[int, int]]] = defaultdict(set)
+    for site in config.sites if protocol == "tcp" else []:
+        ports[_alias(site.upstream, site.upstream_is_address)].add((site.port, site.port))
+    for auth in config.forward_auths if protocol == "tcp" else []:
+        ports[_alias(auth.upstream, False)].add((auth.port, auth.port))
+    for forward in config.ports:
+        if forward.protocol == protocol:
+            alias = _alias(forward.upstream, forward.upstream_is_address)
+            ports[alias].add((forward.upstream_first, forward.upstream_last))
     return [
-        f"{alias}:{','.join(str(port) for port in sorted(ports[alias]))}" for alias in sorted(ports)
+        f"{alias}:{','.join(_range(*span) for span in sorted(ports[alias]))}"
+        for alias in sorted(ports)
     ]
 
 
+def _alias(upstream: str, is_address: bool) -> str:
+    return upstream if is_address else f"{upstream}@"
+
+
+def _range(first: int, last: int) -> str:
+    return str(first) if first == last else f"{first}-{last}"
+
+
 def render_policy(config: TunnelConfig) -> str:
-    policy = {
-        "acls": [
-            {
-                "action": "accept",
-                "src": [f"{EDGE_USER}@"],
-                "dst": upstream_destinations(config),
-            }
-        ]
-    }
+    acls = [
+        {"action": "accept", "src": [f"{EDGE_USER}@"], "proto": protocol, "dst": destinations}
+        for protocol in PROTOCOLS
+        if (destinations := upstream_destinations(config, protocol))
+    ]
     header = (
         f"// Headscale ACL policy for the {config.name} edge, written by homelab-tunnel.\n"
         f"// The edge ({EDGE_USER}@) may open connections to exactly the site upstreams and\n"
-        "// ports, and the sites' forward-auth servers; nothing else is allowed. Each\n"
-        "// upstream machine joins as the user of its own name (homelab-tunnel\n"
+        "// ports, the sites' forward-auth servers, and the forwarded ports, over their\n"
+        "// protocol; nothing else is allowed. Each upstream machine joins as the user\n"
+        "// of its own name (homelab-tunnel\n"
         "// join-command prints how).\n"
     )
-    return header + json.dumps(policy, indent=2) + "\n"
+    return header + json.dumps({"acls": acls}, indent=2) + "\n"

@@ -8,6 +8,7 @@ or malformed source into `InputError` naming it (exit 2).
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -16,6 +17,9 @@ from typing import TypeVar
 from homelab_tunnel.config import TunnelConfig
 from homelab_tunnel.edge.collect import Evidence, Runner, collect
 from homelab_tunnel.edge.config_status import STATUS_COMMAND, config_findings, read_status
+from homelab_tunnel.edge.forwards import port_findings, read_forwards
+from homelab_tunnel.edge.port_agent import PORTS_FILE
+from homelab_tunnel.edge.port_agent import STATUS_FILE as PORTS_STATUS_FILE
 from homelab_tunnel.edge.status import SourceError, parse_status, parse_whois
 from homelab_tunnel.edge.verdicts import Report, diagnose
 from homelab_tunnel.edge.versions import HEADSCALE_VERSION
@@ -67,6 +71,7 @@ def examine(
     report.findings += [warning("", text) for text in evidence.notes]
     if run is not None:
         report.findings += _config_versions(run, config, now)
+        report.findings += _forwarded_ports(run)
     if not upstreams:
         report.findings.append(
             note("", "no site upstreams given (--config or --upstream): paths not judged")
@@ -79,6 +84,33 @@ def _config_versions(run: Runner, config: TunnelConfig | None, now: datetime) ->
     text = run([STATUS_COMMAND], 10.0).stdout
     expected = edge_config_object(config).version if config is not None else None
     return config_findings(read_status(text), now, expected=expected)
+
+
+def _forwarded_ports(run: Runner) -> list[Finding]:
+    """The edge's port list and what its port agent forwards, judged as the health agent does.
+
+    One ssh round trip: `cat` prints the list (a JSON array; absent on an edge
+    without ports) and then the agent's status (a JSON object).
+    """
+    text = run([("cat", PORTS_FILE, PORTS_STATUS_FILE)], 10.0).stdout
+    documents: list[object] = []
+    decoder, position = json.JSONDecoder(), 0
+    try:
+        while text[position:].strip():
+            position += len(text[position:]) - len(text[position:].lstrip())
+            document, position = decoder.raw_decode(text, position)
+            documents.append(document)
+    except ValueError:
+        return [warning("ports", f"{PORTS_FILE} or {PORTS_STATUS_FILE} on the edge is not JSON")]
+    listed = next((doc for doc in documents if isinstance(doc, list)), None)
+    status = next((doc for doc in documents if isinstance(doc, dict)), None)
+    if listed is None:
+        return []  # no ports configured (or an edge from before forwarded ports)
+    try:
+        forwards = read_forwards(json.dumps(listed))
+    except ValueError as exc:
+        return [warning("ports", f"{PORTS_FILE} on the edge: {exc}")]
+    return port_findings(forwards, status)
 
 
 def _gather(

@@ -64,6 +64,9 @@ GOOD: dict[str, str] = {
     "sites.1.auth.forward.upstream": "auth",
     "sites.1.auth.forward.path": "/api/authz/forward-auth",
     "sites.1.auth.forward.copy_headers.0": "Remote-User",
+    "ports.0.protocol": "udp",
+    "ports.0.port": "27015-27020",
+    "ports.0.upstream": "homelab",
 }
 
 
@@ -93,6 +96,7 @@ def _set(raw: dict[str, Any], path: str, value: Any) -> None:
 
 def _base() -> dict[str, Any]:
     raw = copy.deepcopy(example_raw())
+    raw["ports"] = [{}]  # the example forwards none; GOOD fills one in
     for path, value in {**GOOD, **MULTILINE}.items():
         _set(raw, path, value)
     raw["sites"][1]["auth"]["forward"]["port"] = 9091

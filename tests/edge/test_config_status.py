@@ -6,7 +6,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from homelab_tunnel.edge.config_status import config_findings, status_findings
+from homelab_tunnel.edge.config_status import (
+    UNREACHABLE_POLLS,
+    config_findings,
+    status_findings,
+)
 from homelab_tunnel.findings import Severity
 
 NOW = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
@@ -53,13 +57,14 @@ def test_a_newer_version_is_fine_for_a_few_minutes_then_a_problem() -> None:
     assert "(waiting for DNS of x -> y)" in line
 
 
-def test_an_unreachable_bucket_warns_after_a_while() -> None:
-    brief = _status(unreachable={"since": _at(1), "error": "no answer"})
+def test_an_unreachable_bucket_warns_after_three_failed_checks_in_a_row() -> None:
+    brief = _status(unreachable={"since": _at(1), "polls": UNREACHABLE_POLLS - 1, "error": "x"})
     assert [f.severity for f in config_findings(brief, NOW)] == [Severity.OK]
-    long = _status(unreachable={"since": _at(10), "error": "no answer"})
+    long = _status(unreachable={"since": _at(1), "polls": UNREACHABLE_POLLS, "error": "no answer"})
     (line,) = _lines(long)
-    assert line.startswith(
-        f"warning: config: config bucket unreachable since {_at(10)} (no answer)"
+    assert line == (
+        f"warning: config: config bucket unreachable since {_at(1)} (3 checks in a row; no "
+        "answer); the edge keeps serving config aaaaaaaaaaaa, the last it applied"
     )
 
 

@@ -49,8 +49,12 @@ esac
 
 FAKE_SYSTEMCTL = """#!/bin/sh
 echo "systemctl $*" >> "$FAKE_LOG"
-echo "${FAKE_LITESTREAM:-active}"
-[ "${FAKE_LITESTREAM:-active}" = active ]
+case "$*" in
+  *homelab-tunnel-ports*) state="${FAKE_PORTS_UNIT:-active}" ;;
+  *) state="${FAKE_LITESTREAM:-active}" ;;
+esac
+echo "$state"
+[ "$state" = active ]
 """
 
 FAKE_JOURNALCTL = """#!/bin/sh
@@ -93,6 +97,8 @@ def edge(tmp_path: Path, edge_lib: Path) -> dict[str, str]:
         "RESTORED_FILE": str(tmp_path / "restored"),
         "CONFIG_STATUS_FILE": str(_config_status(tmp_path)),
         "RESTORING_FILE": str(tmp_path / "restoring"),
+        "PORTS_FILE": str(tmp_path / "ports.json"),  # none: no port configured
+        "PORTS_STATUS_FILE": str(tmp_path / "ports-status.json"),
     }
 
 
@@ -624,3 +630,52 @@ def test_during_a_failed_bootstrap_litestream_is_not_asked(
     assert "problem: bootstrap: failed: Headscale 0.27.1 -> 0.29.2" in done.stdout
     assert "homelab-tunnel-litestream" not in done.stdout
     assert "systemctl" not in Path(edge["FAKE_LOG"]).read_text()
+
+
+# ---------------------------------------------------------------------------
+# Forwarded ports: each one's upstream is checked like a site's
+# ---------------------------------------------------------------------------
+
+GAME = {"protocol": "udp", "port": "27015", "upstream": "homelab", "upstream_host": HOMELAB,
+        "upstream_port": 27015}  # fmt: skip
+
+
+def _forwarding(edge: dict[str, str], address: str | None) -> None:
+    """ports.json with one port, and the port agent's status with `address` for it."""
+    Path(edge["PORTS_FILE"]).write_text(json.dumps([GAME]))
+    status = {"at": "2026-12-07T11:00:00Z", "error": None, "ports": [{**GAME, "address": address}]}
+    Path(edge["PORTS_STATUS_FILE"]).write_text(json.dumps(status))
+
+
+def test_a_forwarded_port_with_its_upstreams_address_keeps_the_edge_healthy(
+    edge: dict[str, str],
+) -> None:
+    _forwarding(edge, "100.64.0.2")
+    done = _health(edge)
+    assert done.returncode == 0, done.stdout
+    assert "systemctl is-active homelab-tunnel-ports" in Path(edge["FAKE_LOG"]).read_text()
+
+
+def test_a_port_whose_upstream_has_no_tailnet_address_is_a_problem(edge: dict[str, str]) -> None:
+    _forwarding(edge, None)
+    done = _health(edge)
+    assert done.returncode == 1
+    assert (
+        f"problem: port udp 27015: not forwarded: {HOMELAB} has no tailnet address" in done.stdout
+    )
+
+
+def test_a_stopped_port_agent_is_a_problem(edge: dict[str, str]) -> None:
+    _forwarding(edge, "100.64.0.2")
+    edge["FAKE_PORTS_UNIT"] = "failed"
+    done = _health(edge)
+    assert done.returncode == 1
+    assert "problem: ports: homelab-tunnel-ports is failed" in done.stdout
+
+
+def test_a_port_list_without_the_agents_status_is_a_problem(edge: dict[str, str]) -> None:
+    _forwarding(edge, "100.64.0.2")
+    Path(edge["PORTS_STATUS_FILE"]).unlink()
+    done = _health(edge)
+    assert done.returncode == 1
+    assert "problem: ports: 1 configured, but the port agent has recorded nothing" in done.stdout

@@ -1,10 +1,15 @@
 """Real plans of real changes: apply once into the fake account, then let plan-summary judge.
 
 The base shape is applied for real (the provider against the fake
-DigitalOcean API, ~21 s of the provider's own fixed 10 s waits), then each
-change is planned with a refresh against that state and read back by
-plan-summary's public API. Only creation is applied: a replacement costs
+DigitalOcean API, ~21 s of the provider's own fixed 10 s waits, and its
+Spaces side: the config bucket, the keys, the software and config objects),
+then each change is planned with a refresh against that state and read back
+by plan-summary's public API. Only creation is applied: a replacement costs
 ~70 s of provider sleeps and says nothing a plan does not.
+
+A site added, removed or changed, or another webhook, is an in-place update
+of the config object (and the records of a name that comes or goes):
+nothing is replaced (issue 18).
 """
 
 from __future__ import annotations
@@ -19,16 +24,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import botocore.exceptions
 import pytest
+from support.channel import config_metadata
 from support.config import example_raw
 from support.fake_digitalocean import Call, FakeDigitalOcean
+from support.fake_digitalocean.spaces_s3 import FakeSpaces
 from support.shapes import BY_NAME, FINGERPRINT, Shape, Synth, shape
 from support.terraform import OfflineTerraform, Run, Workdir
 
+from homelab_tunnel.payload import edge_config_object, software
 from homelab_tunnel.payload import user_data as render_user_data
 from homelab_tunnel.plan.classify import read_plan
 from homelab_tunnel.plan.model import Action, Danger, PlanSummary
-from homelab_tunnel.render.secrets import WEBHOOK_URL
+from homelab_tunnel.render.secrets import (
+    CHANNEL_ACCESS_KEY,
+    CHANNEL_SECRET_KEY,
+    EDGE_SECRET,
+    fill,
+)
 
 # The default tls.caa_issuer, as DigitalOcean wants it (trailing dot).
 CAA_ISSUER = "letsencrypt.org."
@@ -36,12 +50,17 @@ CAA_ISSUER = "letsencrypt.org."
 BASE = BY_NAME["base"]
 SITES = example_raw()["sites"]
 WIKI = {"domain": "wiki.example.com", "upstream": "homelab", "port": 3000}
+BLOG_ON_8081 = [{**SITES[0], "port": 8081}, *SITES[1:]]
+BLOG_ON_NAS = [{**SITES[0], "upstream": "nas"}, *SITES[1:]]
+CONFIG_OBJECT = "digitalocean_spaces_bucket_object.config"
+WEBHOOK = "https://hooks.example.com/services/T000/B000/XXXX"
 
 
 @dataclass(frozen=True)
 class Applied:
     workdir: Workdir
     api: FakeDigitalOcean
+    spaces: FakeSpaces
     stack: dict[str, Any]
     calls: list[Call]
 
@@ -55,15 +74,20 @@ def applied(
 ) -> Iterator[Applied]:
     cert, key = certificate
     stack = synthesized(BASE)
-    with FakeDigitalOcean(cert, key) as api:
+    with (
+        FakeDigitalOcean(cert, key) as api,
+        FakeSpaces(tmp_path_factory.mktemp("spaces")) as spaces,
+    ):
         api.state.domains.clear()  # the base shape creates its zone
+        spaces.attach(api)
         workdir = terraform.workdir(
-            tmp_path_factory.mktemp("applied") / "edge", stack, api_url=api.url, cert=cert
-        )
+            tmp_path_factory.mktemp("applied") / "edge", stack, api_url=api.url,
+            cert=spaces.bundle(cert), extra={**spaces.env(), "TF_VAR_health_webhook_url": WEBHOOK},
+        )  # fmt: skip
         workdir.init()
         done = workdir.apply()
         assert done.returncode == 0, done.output
-        yield Applied(workdir, api, stack, list(api.calls))
+        yield Applied(workdir, api, spaces, stack, list(api.calls))
 
 
 def _without_volume(stack: dict[str, Any]) -> dict[str, Any]:
@@ -97,41 +121,34 @@ CHANGES = {
     "site-added": Change(
         shape("site-added", sites=[*SITES, WIKI]),
         {
-            "digitalocean_droplet.edge": "replace",
-            "digitalocean_reserved_ip_assignment.edge": "replace",
             "digitalocean_record.a_wiki": "create",
             "digitalocean_record.caa_wiki": "create",
-            "digitalocean_firewall.edge": "update",
-            "digitalocean_monitor_alert.cpu": "update",
-            "digitalocean_monitor_alert.memory": "update",
-            "digitalocean_monitor_alert.disk": "update",
-            "digitalocean_project.edge": "update",
+            CONFIG_OBJECT: "update",
         },
-        {
-            "digitalocean_droplet.edge": Danger.DOWNTIME,
-            "digitalocean_reserved_ip_assignment.edge": Danger.DOWNTIME,
-            "digitalocean_record.a_wiki": Danger.SAFE,
-        },
-        Danger.DOWNTIME,
+        {"digitalocean_record.a_wiki": Danger.SAFE, CONFIG_OBJECT: Danger.IN_PLACE},
+        Danger.IN_PLACE,
     ),
     "site-removed": Change(
         shape("site-removed", sites=SITES[:1]),
         {
-            "digitalocean_droplet.edge": "replace",
-            "digitalocean_reserved_ip_assignment.edge": "replace",
             "digitalocean_record.a_photos": "delete",
             "digitalocean_record.caa_photos": "delete",
-            "digitalocean_firewall.edge": "update",
-            "digitalocean_monitor_alert.cpu": "update",
-            "digitalocean_monitor_alert.memory": "update",
-            "digitalocean_monitor_alert.disk": "update",
-            "digitalocean_project.edge": "update",
+            CONFIG_OBJECT: "update",
         },
-        {
-            "digitalocean_droplet.edge": Danger.DOWNTIME,
-            "digitalocean_record.a_photos": Danger.ADDRESS_CHANGE,
-        },
+        {"digitalocean_record.a_photos": Danger.ADDRESS_CHANGE, CONFIG_OBJECT: Danger.IN_PLACE},
         Danger.ADDRESS_CHANGE,
+    ),
+    "port-changed": Change(
+        shape("port-changed", sites=BLOG_ON_8081),
+        {CONFIG_OBJECT: "update"},
+        {CONFIG_OBJECT: Danger.IN_PLACE},
+        Danger.IN_PLACE,
+    ),
+    "upstream-changed": Change(
+        shape("upstream-changed", sites=BLOG_ON_NAS),
+        {CONFIG_OBJECT: "update"},
+        {CONFIG_OBJECT: Danger.IN_PLACE},
+        Danger.IN_PLACE,
     ),
     "size-changed": Change(
         shape("size-changed", size="s-1vcpu-2gb"),
@@ -166,6 +183,10 @@ CHANGES = {
             "digitalocean_volume.state": "replace",
             "digitalocean_reserved_ip.edge": "replace",
             "digitalocean_reserved_ip_assignment.edge": "replace",
+            # The config bucket follows the region (the nearest Spaces), its objects with it.
+            "digitalocean_spaces_bucket.config": "replace",
+            "digitalocean_spaces_bucket_object.config": "replace",
+            "digitalocean_spaces_bucket_object.software": "replace",
             "digitalocean_record.a_blog": "update",
             "digitalocean_record.a_photos": "update",
             "digitalocean_record.a_headscale": "update",
@@ -282,9 +303,45 @@ def test_droplet_is_created_with_its_volume_key_by_fingerprint_and_user_data(
     assert body["volumes"] == [{"id": volume["id"]}]
     assert body["ssh_keys"] == [FINGERPRINT]
     assert (body["ipv6"], body["monitoring"], body["region"]) == (True, True, "fra1")
-    # What render produces, byte for byte, once Terraform filled in the (empty) webhook.
-    expected = render_user_data(BASE.config()).replace(WEBHOOK_URL.placeholder, "")
-    assert body["user_data"] == expected
+    # What render produces, byte for byte, once Terraform filled in the keys it made.
+    reader, secret = applied.spaces.minted["homelab-edge-config"], _edge_secret(applied)
+    values = {CHANNEL_ACCESS_KEY: reader[0], CHANNEL_SECRET_KEY: reader[1], EDGE_SECRET: secret}
+    assert body["user_data"] == fill(render_user_data(BASE.config()), values)
+
+
+def _edge_secret(applied: Applied) -> str:
+    return applied.spaces.minted["homelab-edge-edge-secret"][1]
+
+
+def test_apply_writes_the_software_and_the_config_with_the_mac_the_edge_checks(
+    applied: Applied,
+) -> None:
+    spaces = applied.spaces.client(region="fra1")
+    config = edge_config_object(BASE.config())
+    written = spaces.get_object(Bucket="homelab-edge-config", Key=config.key)
+    assert written["Body"].read().decode() == config.body
+    # Terraform's HCL computed the MAC edge/channel.py checks, from the key it made.
+    assert written["Metadata"] == config_metadata(
+        config.body, secret=_edge_secret(applied), webhook=WEBHOOK
+    )
+    listed = spaces.list_objects_v2(Bucket="homelab-edge-config", Prefix="homelab-edge/software/")
+    (item,) = listed["Contents"]
+    body = spaces.get_object(Bucket="homelab-edge-config", Key=item["Key"])["Body"].read()
+    assert body == software()
+
+
+def test_the_edges_key_reads_the_config_bucket_and_writes_nothing(applied: Applied) -> None:
+    keys = {key["name"]: key for key in applied.api.state.spaces_keys.values()}
+    grant = [{"bucket": "homelab-edge-config", "permission": "read"}]
+    assert keys["homelab-edge-config"]["grants"] == keys["homelab-edge-edge-secret"]["grants"]
+    assert keys["homelab-edge-config"]["grants"] == grant
+    reader = applied.spaces.client(applied.spaces.minted["homelab-edge-config"], region="fra1")
+    key = edge_config_object(BASE.config()).key
+    assert reader.get_object(Bucket="homelab-edge-config", Key=key)["Body"].read()
+    with pytest.raises(botocore.exceptions.ClientError, match="AccessDenied"):
+        reader.put_object(Bucket="homelab-edge-config", Key=key, Body=b"{}")
+    acl = applied.spaces.client(region="fra1").get_bucket_acl(Bucket="homelab-edge-config")
+    assert [g["Permission"] for g in acl["Grants"]] == ["FULL_CONTROL"]  # private: the owner only
 
 
 def test_unchanged_config_plans_no_changes_after_a_refresh(
@@ -326,14 +383,48 @@ def test_plan_summary_judges_the_real_plan_of_change(name: str, plans: dict[str,
     assert summary.reaches(CHANGES[name].verdict)
 
 
-def test_site_change_replaces_the_droplet_because_user_data_changed(
-    plans: dict[str, Planned],
+DAY_TO_DAY = ("site-added", "site-removed", "port-changed", "upstream-changed")
+
+
+@pytest.mark.parametrize("name", DAY_TO_DAY)
+def test_a_day_to_day_change_updates_the_config_object_in_place_and_replaces_nothing(
+    name: str, plans: dict[str, Planned]
 ) -> None:
-    for name in ("site-added", "site-removed"):
-        summary = plans[name].summary
-        assert summary is not None
-        (droplet,) = [c for c in summary.changes if c.address == "digitalocean_droplet.edge"]
-        assert droplet.replace_paths == ("user_data",)
+    summary, document = plans[name].summary, plans[name].document
+    assert summary is not None and document is not None
+    assert "digitalocean_droplet.edge" not in {c.address for c in summary.changes}
+    assert not [c.address for c in summary.changes if c.action is Action.REPLACE]
+    (entry,) = [c for c in document["resource_changes"] if c["address"] == CONFIG_OBJECT]
+    assert entry["change"]["actions"] == ["update"]
+    assert entry["change"]["before"]["content"] != entry["change"]["after"]["content"]
+    (config,) = [c for c in summary.changes if c.address == CONFIG_OBJECT]
+    assert "applied by the running edge with no downtime" in config.consequence
+
+
+def test_a_site_added_is_named_in_the_plan(plans: dict[str, Planned]) -> None:
+    summary = plans["site-added"].summary
+    assert summary is not None
+    (config,) = [c for c in summary.changes if c.address == CONFIG_OBJECT]
+    assert "added wiki.example.com (-> http://homelab:3000)" in config.consequence
+
+
+def test_another_webhook_updates_only_the_config_objects_metadata(
+    applied: Applied, tmp_path: Path
+) -> None:
+    workdir = _copy(applied, tmp_path / "webhook", applied.stack)
+    workdir = Workdir(
+        workdir.path, workdir.executable,
+        {**workdir.env, "TF_VAR_health_webhook_url": "https://ntfy.sh/another-topic"},
+    )  # fmt: skip
+    planned = _plan(workdir)
+    assert planned.run.returncode == 2, planned.run.errors()
+    assert planned.summary is not None
+    (change,) = planned.summary.changes
+    assert (change.address, change.action, change.danger) == (
+        CONFIG_OBJECT, Action.UPDATE, Danger.IN_PLACE,
+    )  # fmt: skip
+    assert "its webhook or MAC changed" in change.consequence
+    assert "ntfy.sh" not in change.consequence  # sensitive: never quoted
 
 
 def test_size_change_resizes_the_disk_too_so_it_cannot_be_undone(

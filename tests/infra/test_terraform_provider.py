@@ -175,6 +175,7 @@ def test_planned_firewall_opens_the_public_ports_and_ssh_only_to_the_allowlist(
     expected = {(proto, ports or "", frozenset(ANYWHERE)) for proto, ports, _ in PUBLIC_INBOUND}
     if run.config.ssh_allowed_cidrs:
         expected.add(("tcp", "22", frozenset(run.config.ssh_allowed_cidrs)))
+    expected |= {(p.protocol, p.port, frozenset(["0.0.0.0/0"])) for p in run.config.ports}
     assert inbound == expected
     outbound = {(r["protocol"], r["port_range"]) for r in after["outbound_rule"]}
     assert outbound == {("tcp", "1-65535"), ("udp", "1-65535"), ("icmp", "")}

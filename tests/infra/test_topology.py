@@ -8,9 +8,10 @@ import json
 from typing import Any
 
 from support.config import resources
-from support.shapes import BY_NAME, Synth
+from support.shapes import BY_NAME, PORTS, Synth
 
 from homelab_tunnel.config import TunnelConfig
+from homelab_tunnel.config.ports import EDGE_FIREWALL_RULES, EDGE_PORTS
 from homelab_tunnel.infra.terraform_literal import terraform_literal
 from homelab_tunnel.payload import edge_config_object, software
 from homelab_tunnel.payload import user_data as render_user_data
@@ -97,6 +98,27 @@ def test_ssh_is_open_only_to_the_allowlist(full_stack: dict[str, Any]) -> None:
             "source_addresses": ["203.0.113.7/32", "2001:db8::/64"],
         }
     ]
+
+
+def test_forwarded_ports_are_open_exactly_and_only_to_ipv4(full_stack: dict[str, Any]) -> None:
+    firewall = resources(full_stack, "digitalocean_firewall")["edge"]
+    public = {(protocol, str(port)) for protocol, port, _ in EDGE_PORTS} | {("tcp", "22")}
+    forwarded = _rules(firewall, "inbound_rule") - {
+        rule for rule in _rules(firewall, "inbound_rule") if rule[:2] in public or rule[0] == "icmp"
+    }
+    # The public port, never the upstream's (2222, not 22); the edge forwards IPv4 only.
+    assert forwarded == {
+        ("udp", "27015", ("0.0.0.0/0",)),
+        ("udp", "2456-2457", ("0.0.0.0/0",)),
+        ("tcp", "2222", ("0.0.0.0/0",)),
+    }
+
+
+def test_the_firewall_holds_the_rules_the_config_counts(full_stack: dict[str, Any]) -> None:
+    # config/ports.py refuses a [[ports]] list past DigitalOcean's 50 rules from this count.
+    firewall = resources(full_stack, "digitalocean_firewall")["edge"]
+    rules = len(firewall["inbound_rule"]) + len(firewall["outbound_rule"])
+    assert rules == EDGE_FIREWALL_RULES + 1 + len(PORTS)  # + SSH
 
 
 def test_outbound_is_open_for_updates_and_the_tailnet(stack: dict[str, Any]) -> None:

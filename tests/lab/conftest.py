@@ -2,9 +2,10 @@
 
 Read-only scenarios first, then the ones that disturb the lab and restore it
 (egress, blocked UDP, the refused client), and the droplet's replacement last.
-test_upgrade, test_backups and test_policy bring up labs of their own (another
-Headscale release, backups on, the policy sites) with `lab_with`. Modules not
-in ORDER need no lab (they skip, or not, for reasons of their own).
+test_upgrade, test_backups, test_policy and test_in_place bring up labs of
+their own (another Headscale release, backups on, the policy sites, a sequence
+of configs) with `lab_with`. Modules not in ORDER need no lab (they skip, or
+not, for reasons of their own).
 The lab is always torn down, and the router's leak guard must have dropped
 nothing: no packet tried to leave the lab's addresses.
 """
@@ -29,6 +30,7 @@ ORDER = (
     "test_direct",
     "test_reserved_ip",
     "test_udp_block",
+    "test_ports",
     "test_old_client",
     "test_reboot",
     "test_replacement",
@@ -36,6 +38,7 @@ ORDER = (
     "test_upgrade",
     "test_backups",
     "test_policy",
+    "test_in_place",
 )
 
 

@@ -108,20 +108,9 @@ def observed(lab: Lab) -> Observed:
 
 def _restore(lab: Lab) -> None:
     """DigitalOcean's default routing, the real tailscaled, a direct path both ways."""
-    edge = lab.edge
-    edge.box.stop("wireguard-socket")
+    lab.edge.box.stop("wireguard-socket")
     lab.visitor.stop("whoami")
-    logged = len(edge.box.log("tailscaled"))
-    running = edge.systemctl("is-active", "tailscaled", check=False).stdout.strip() == "active"
-    edge.undo_egress()
-    if running:
-        # The route change resets tailscaled's paths: let it happen before waiting for one.
-        changed = lambda: "LinkChange: major" in edge.box.log("tailscaled")[logged:]  # noqa: E731
-        wait_for("tailscaled to see the route change", changed, 15)
-    else:
-        edge.systemctl("start", "tailscaled")
-    edge.node.wait_direct("homelab", timeout=60)
-    lab.home.node.wait_direct(lab.config.name, timeout=60)
+    lab.default_routing()
 
 
 def test_without_egress_the_reserved_ip_is_answered_from_the_own_address(

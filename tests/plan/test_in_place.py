@@ -76,6 +76,18 @@ def test_a_config_only_plan_is_never_called_downtime() -> None:
     assert not summary.reaches(Danger.DOWNTIME)
 
 
+def test_the_text_table_keeps_its_columns_with_an_in_place_change() -> None:
+    records = [
+        change("digitalocean_record.a_wiki", ["create"], after={"name": "wiki", "type": "A"}),
+    ]
+    text = render(
+        summary_of(plan(_update(_object(), _object(sites=_sites(WIKI))), *records)), "text"
+    )
+    rows = [line for line in text.splitlines() if line.startswith("  ")]
+    assert [row.index("digitalocean_") for row in rows] == [34, 34]
+    assert rows[1].startswith("  safe                   create   ")
+
+
 def test_a_user_data_change_is_still_downtime() -> None:
     """The negative twin: the same plan with the droplet replaced reads as downtime."""
     droplet = change(

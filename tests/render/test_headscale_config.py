@@ -130,10 +130,40 @@ def _policy(**changes: Any) -> dict[str, Any]:
     return dict(json.loads(re.sub(r"^//.*$", "", text, flags=re.M)))
 
 
-def test_policy_lets_the_edge_reach_exactly_the_site_upstreams() -> None:
+def test_policy_lets_the_edge_reach_exactly_the_site_upstreams_over_tcp() -> None:
     assert _policy()["acls"] == [
-        {"action": "accept", "src": ["edge@"], "dst": ["homelab@:2342,8080"]}
+        {"action": "accept", "src": ["edge@"], "proto": "tcp", "dst": ["homelab@:2342,8080"]}
     ]
+
+
+def test_policy_lets_the_edge_reach_each_forwarded_port_over_its_own_protocol() -> None:
+    ports = [
+        {"protocol": "udp", "port": 27015, "upstream": "gtr6"},
+        {"protocol": "udp", "port": "27020-27030", "upstream": "gtr6", "upstream_port": 37020},
+        {"protocol": "tcp", "port": 25565, "upstream": "gtr6"},
+        {"protocol": "tcp", "port": 2222, "upstream": "homelab", "upstream_port": 22},
+        {"protocol": "udp", "port": 51820, "upstream": "100.64.0.9"},
+    ]
+    assert _policy(ports=ports)["acls"] == [
+        {
+            "action": "accept",
+            "src": ["edge@"],
+            "proto": "tcp",
+            "dst": ["gtr6@:25565", "homelab@:22,2342,8080"],
+        },
+        {
+            "action": "accept",
+            "src": ["edge@"],
+            "proto": "udp",
+            # The upstream's ports: a range keeps its length, moved to upstream_port.
+            "dst": ["100.64.0.9:51820", "gtr6@:27015,37020-37030"],
+        },
+    ]
+
+
+def test_negative_twin_without_udp_ports_there_is_no_udp_rule() -> None:
+    ports = [{"protocol": "tcp", "port": 25565, "upstream": "gtr6"}]
+    assert [rule["proto"] for rule in _policy(ports=ports)["acls"]] == ["tcp"]
 
 
 def test_policy_separates_machines_and_addresses() -> None:

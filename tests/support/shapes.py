@@ -30,6 +30,11 @@ MANY_SITES = [
     {"domain": f"s{n}.example.com", "upstream": "homelab", "port": 8000 + n} for n in range(12)
 ]
 SSH_FROM = ["203.0.113.7/32", "2001:db8::/48"]
+PORTS = [
+    {"protocol": "udp", "port": 27015, "upstream": "gtr6"},
+    {"protocol": "udp", "port": "2456-2457", "upstream": "gtr6"},
+    {"protocol": "tcp", "port": 2222, "upstream": "homelab", "upstream_port": 22},
+]
 
 # Backups off in the base: their bucket is created through the Spaces (S3) API,
 # which the fake does not serve; the "backups" shape plans it.
@@ -79,6 +84,7 @@ SHAPES: tuple[Shape, ...] = (
     shape("one-site", sites=[SITE]),
     shape("many-sites", sites=MANY_SITES),
     shape("apex-site", sites=[APEX_SITE, SITE]),
+    shape("forwarded-ports", ports=PORTS),
     shape(
         "everything-on",
         reserved_ipv6=True,
@@ -87,6 +93,7 @@ SHAPES: tuple[Shape, ...] = (
         backend=SPACES,
         backup=BACKUPS,
         sites=[*MANY_SITES, APEX_SITE | {"upstream": "100.64.0.5", "scheme": "https"}],
+        ports=PORTS,
     ),
     shape("everything-off", alert_email=None, ssh_keys=[], sites=[SITE], volume={"size_gb": 1}),
 )

@@ -96,8 +96,15 @@ class OfflineTerraform:
     def cli_config(self) -> Path:
         return self.root / "terraformrc"
 
-    def env(self, *, api_url: str = UNREACHABLE_API, cert: Path | None = None) -> dict[str, str]:
-        """The whole environment of a run: nothing inherited but PATH."""
+    def env(
+        self,
+        *,
+        api_url: str = UNREACHABLE_API,
+        cert: Path | None = None,
+        extra: dict[str, str] | None = None,
+    ) -> dict[str, str]:
+        """The whole environment of a run: nothing inherited but PATH; `extra` on top (the
+        fake Spaces' proxy and key)."""
         env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "HOME": str(self.root / "home"),
@@ -112,7 +119,7 @@ class OfflineTerraform:
         }
         if cert is not None:
             env["SSL_CERT_FILE"] = str(cert)
-        return env
+        return {**env, **(extra or {})}
 
     def workdir(
         self,
@@ -121,8 +128,9 @@ class OfflineTerraform:
         *,
         api_url: str = UNREACHABLE_API,
         cert: Path | None = None,
+        extra: dict[str, str] | None = None,
     ) -> Workdir:
-        workdir = Workdir(path, self.executable, self.env(api_url=api_url, cert=cert))
+        workdir = Workdir(path, self.executable, self.env(api_url=api_url, cert=cert, extra=extra))
         workdir.write(stack)
         return workdir
 

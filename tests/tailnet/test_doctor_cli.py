@@ -198,6 +198,7 @@ case "$last" in
   *"tailscale whois"*) cat "$FAKE_WHOIS" ;;
   *journalctl*) cat "$FAKE_JOURNAL" ;;
   *config/status.json*) cat "$FAKE_CONFIG_STATUS" ;;
+  *ports.json*) [ -n "$FAKE_PORTS" ] && cat "$FAKE_PORTS" "$FAKE_PORTS_STATUS" ;;
   *"tailscale ping"*) echo "pong from homelab (100.64.0.2) via 198.51.100.22:41641 in 9ms" ;;
   *) echo "unexpected: $last" >&2; exit 9 ;;
 esac
@@ -248,6 +249,7 @@ def test_ssh_warms_each_upstream_then_reads_status_whois_and_journal(fake_ssh: P
         "tailscale whois --json 100.64.0.2",
         "journalctl -u headscale --since -1h -o cat --no-pager",
         "cat /var/lib/homelab-tunnel/config/status.json",
+        "cat /etc/homelab-tunnel/ports.json /run/homelab-tunnel/ports-status.json",
     ]
     for call in calls:
         assert call[:-1] == [
@@ -356,3 +358,39 @@ def test_ssh_output_that_is_not_utf8_is_read_around(
     assert "Traceback" not in result.output
     assert result.exit_code == 1, result.output
     assert "Headscale rejected Tailscale 1.36" in result.stdout
+
+
+GAME = {"protocol": "udp", "port": "27015", "upstream": "homelab",
+        "upstream_host": "homelab.tail.example.net", "upstream_port": 27015}  # fmt: skip
+
+
+def _ports_on_the_edge(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, address: str | None
+) -> None:
+    """The edge's ports.json and its port agent's status, as `cat` prints them over ssh."""
+    ports, status = tmp_path / "ports.json", tmp_path / "ports-status.json"
+    ports.write_text(json.dumps([GAME], indent=1))
+    status.write_text(json.dumps({"error": None, "ports": [{**GAME, "address": address}]}))
+    monkeypatch.setenv("FAKE_PORTS", str(ports))
+    monkeypatch.setenv("FAKE_PORTS_STATUS", str(status))
+
+
+def test_ssh_says_where_each_forwarded_port_goes(
+    fake_ssh: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _ports_on_the_edge(tmp_path, monkeypatch, "100.64.0.2")
+    result = _doctor("--ssh", "root@203.0.113.10")
+    assert result.exit_code == 0, result.output
+    assert "ok: port udp 27015: forwarded to homelab:27015 (100.64.0.2)" in result.stdout
+
+
+def test_ssh_names_a_forwarded_port_with_no_upstream_address_as_a_problem(
+    fake_ssh: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _ports_on_the_edge(tmp_path, monkeypatch, None)
+    result = _doctor("--ssh", "root@203.0.113.10")
+    assert result.exit_code == 1
+    assert (
+        "problem: port udp 27015: not forwarded: homelab.tail.example.net has no tailnet address"
+        in result.stdout
+    )

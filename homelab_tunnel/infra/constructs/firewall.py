@@ -11,22 +11,23 @@ from cdktf_cdktf_provider_digitalocean.firewall import (
 )
 from constructs import Construct
 
+from homelab_tunnel.config.ports import EDGE_PORTS
+
 ANYWHERE = ["0.0.0.0/0", "::/0"]
+# Forwarded ports are IPv4: the edge DNATs them to the upstream's tailnet IPv4.
+ANY_IPV4 = ["0.0.0.0/0"]
 
 # (protocol, port range, why). Every port the edge needs from the internet and
 # nothing else: closing UDP 41641 or 3478 silently pushes peers onto a relay.
 PUBLIC_INBOUND: tuple[tuple[str, str | None, str], ...] = (
-    ("tcp", "80", "HTTP: ACME challenges, redirect to HTTPS, captive-portal probe"),
-    ("tcp", "443", "HTTPS for the sites and Headscale"),
-    ("udp", "443", "HTTP/3"),
-    ("udp", "41641", "Tailscale direct WireGuard path"),
-    ("udp", "3478", "STUN for the embedded DERP relay"),
+    *((protocol, str(port), why) for protocol, port, why in EDGE_PORTS),
     ("icmp", None, "ping and path MTU discovery"),
 )
 
 
 class EdgeFirewall(Construct):
-    """Inbound: the public ports above, SSH only from `ssh_allowed_cidrs`.
+    """Inbound: the public ports above, SSH only from `ssh_allowed_cidrs`, and the
+    `forwarded` (protocol, port or range) pairs of `[[ports]]` from any IPv4 address.
 
     Outbound is open: a DigitalOcean firewall without outbound rules blocks
     package updates and the tailnet itself.
@@ -40,6 +41,7 @@ class EdgeFirewall(Construct):
         name: str,
         droplet: Droplet,
         ssh_allowed_cidrs: list[str],
+        forwarded: list[tuple[str, str]],
     ) -> None:
         super().__init__(scope, id_)
         inbound = [
@@ -52,6 +54,10 @@ class EdgeFirewall(Construct):
                     protocol="tcp", port_range="22", source_addresses=ssh_allowed_cidrs
                 )
             )
+        inbound += [
+            FirewallInboundRule(protocol=protocol, port_range=ports, source_addresses=ANY_IPV4)
+            for protocol, ports in forwarded
+        ]
         outbound = [
             FirewallOutboundRule(
                 protocol=protocol,

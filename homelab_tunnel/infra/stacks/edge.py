@@ -130,6 +130,7 @@ class EdgeStack(TerraformStack):
             name=config.name,
             droplet=self.host.droplet,
             ssh_allowed_cidrs=config.ssh_allowed_cidrs,
+            forwarded=[(forward.protocol, forward.port) for forward in config.ports],
         )
         self.alerts = (
             EdgeAlerts(

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from support.droplet.firewall import TABLE, Firewall, ruleset
+from support.droplet.firewall import Firewall
 from support.droplet.machine import Machine
 from support.droplet.metadata import Facts, MetadataService
 from support.droplet.rootfs import DropletUnavailable, rootfs
@@ -178,20 +178,14 @@ class Cloud:
         return volume
 
     def apply_firewall(self, firewall: Firewall) -> None:
-        self.internet.router.nft(ruleset(firewall, EDGE_LINK))
+        self.internet.apply_firewall(firewall)
 
     def remove_firewall(self) -> None:
-        self.internet.router.run(["nft", "delete", "table", "inet", TABLE], check=False)
+        self.internet.remove_firewall()
 
     def firewall_drops(self, direction: str) -> int:
         """Packets the firewall dropped so far, "inbound" or "outbound"."""
-        listing = self.internet.router.run(
-            ["nft", "-j", "list", "counter", "inet", TABLE, f"{direction}_dropped"]
-        ).stdout
-        for item in json.loads(listing)["nftables"]:
-            if "counter" in item:
-                return int(item["counter"]["packets"])
-        raise LabError(f"no {direction} counter in {listing}")
+        return self.internet.firewall_drops(direction)
 
     def ssh(
         self, box: Box, address: str, command: str, *, known_hosts: Path, timeout: float = 30

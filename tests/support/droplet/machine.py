@@ -113,7 +113,9 @@ class Machine:
                 stdin=subprocess.DEVNULL,
                 stdout=console,
                 stderr=subprocess.STDOUT,
-                env=ENV,
+                # A droplet's /proc/sys/net is its own to write (the forwarded ports turn on
+                # ip_forward): nspawn mounts /proc/sys read-only but for this.
+                env={**ENV, "SYSTEMD_NSPAWN_API_VFS_WRITABLE": "network"},
                 start_new_session=True,
             )
         self.state.add_pid(self.nspawn.pid)

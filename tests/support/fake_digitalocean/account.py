@@ -7,7 +7,10 @@ a rate limit); the resource endpoints change it as the real API would.
 from __future__ import annotations
 
 import itertools
+import secrets
+import string
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -77,6 +80,13 @@ def zone_defaults(first_id: int = 1) -> list[dict[str, Any]]:
     ]
 
 
+def _random_spaces_key(_name: str, _grants: list[dict[str, str]]) -> tuple[str, str]:
+    """A pair shaped like DigitalOcean's: `DO` and 18 capitals or digits, a 43-character secret."""
+    alphabet = string.ascii_uppercase + string.digits
+    access = "DO" + "".join(secrets.choice(alphabet) for _ in range(18))
+    return access, secrets.token_urlsafe(32)[:43]
+
+
 def _default_project() -> dict[str, Any]:
     return {
         "id": "5eed0000-0000-4000-8000-000000000000",
@@ -138,6 +148,12 @@ class FakeAccount:
     project_resources: dict[str, list[str]] = field(default_factory=dict)
     alerts: dict[str, dict[str, Any]] = field(default_factory=dict)
     actions: dict[int, dict[str, Any]] = field(default_factory=dict)
+    # Access key -> the Spaces key (no secret: the API shows it once); and who makes the
+    # pairs (spaces_keys.random_key, or a Spaces side's, so they open its buckets).
+    spaces_keys: dict[str, dict[str, Any]] = field(default_factory=dict)
+    spaces_minter: Callable[[str, list[dict[str, str]]], tuple[str, str]] = field(
+        default_factory=lambda: _random_spaces_key
+    )
     # Answer 429 to this many requests before serving normally (-1: always).
     rate_limited: int = 0
     retry_after: str | None = "1"

@@ -29,6 +29,7 @@ from support.fake_digitalocean import (
     monitoring,
     projects,
     snapshots,
+    spaces_keys,
     volumes,
 )
 from support.fake_digitalocean.account import TOKEN, FakeAccount
@@ -59,6 +60,7 @@ ROUTES: dict[str, Callable[[FakeAccount, Request], Answer]] = {
     "domains": domains.handle,
     "projects": projects.handle,
     "monitoring": monitoring.handle,
+    "spaces": spaces_keys.handle,
 }
 
 

@@ -61,13 +61,15 @@ STORE = Host("192.0.2.82", "192.0.2.81")
 # The package mirror (tests/support/mirror/): the hosts bootstrap installs from.
 MIRROR = Host("192.0.2.98", "192.0.2.97")
 # A machine that installs from the mirror and reaches nothing else (tests/mirror).
-INSTALLER = Host("203.0.113.82", "203.0.113.81")
+INSTALLER = Host("203.0.113.114", "203.0.113.113")
 # One more machine on the tailnet (a laptop on the internet, its own user).
 LAPTOP = Host("203.0.113.66", "203.0.113.65")
 # The operator's machine, the one address a config's ssh_allowed_cidrs lets in.
 OPERATOR = Host("203.0.113.82", "203.0.113.81")
 # A visitor from elsewhere, outside a site's allow_cidrs.
 STRANGER = Host("203.0.113.98", "203.0.113.97")
+# A second machine on the tailnet behind a forwarded port, joining after the config names it.
+GAMEBOX = Host("203.0.113.130", "203.0.113.129")
 
 # Behind the home router's masquerade.
 HOME_LAN = Host("198.51.100.66", "198.51.100.65", prefix=26)

@@ -1,8 +1,9 @@
 """Small services the lab runs inside boxes: `python3 box_services.py <service> ARGS`. Stdlib only.
 
 What the scenarios put beside the edge: a webhook receiver (in the droplet,
-where the health agent posts), a page that tells a client its address, and a
-UDP socket shaped exactly like WireGuard's to probe reply addresses with.
+where the health agent posts), a page that tells a client its address, a UDP
+socket shaped exactly like WireGuard's to probe reply addresses with, and the
+homelab's raw TCP and UDP services behind forwarded ports.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import json
 import socket
 import sys
+import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
@@ -25,6 +27,38 @@ def udp_echo(port: str) -> None:
     while True:
         data, source = sock.recvfrom(2048)
         sock.sendto(b"echo " + data, source)
+
+
+def peer_echo(protocol: str, *ports: str) -> None:
+    """A game server's stand-in on each port: every datagram (UDP) or every chunk of a
+    connection (TCP) comes back prefixed with the address it came from, so the
+    client sees what the homelab sees as its source."""
+    for port in ports:
+        serve = _udp_peer_echo if protocol == "udp" else _tcp_peer_echo
+        threading.Thread(target=serve, args=(int(port),), daemon=True).start()
+        print(f"{protocol} peer echo on {port}", flush=True)
+    threading.Event().wait()
+
+
+def _udp_peer_echo(port: int) -> None:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("0.0.0.0", port))
+    while True:
+        data, source = sock.recvfrom(65535)
+        sock.sendto(f"{source[0]} ".encode() + data, source)
+
+
+def _tcp_peer_echo(port: int) -> None:
+    server = socket.create_server(("0.0.0.0", port))
+    while True:
+        connection, source = server.accept()
+        threading.Thread(target=_echo_stream, args=(connection, source[0]), daemon=True).start()
+
+
+def _echo_stream(connection: socket.socket, peer: str) -> None:
+    with connection:
+        while data := connection.recv(65536):
+            connection.sendall(f"{peer} ".encode() + data)
 
 
 def webhook(port: str, record: str) -> None:
@@ -63,6 +97,7 @@ def whoami(port: str) -> None:
 
 SERVICES = {
     "udp-echo": udp_echo,
+    "peer-echo": peer_echo,
     "webhook": webhook,
     "whoami": whoami,
 }

@@ -1,4 +1,6 @@
-"""The lab's S3 store, from inside its box: `python box_store.py setup | list | get | put | delete`.
+"""The lab's S3 store, from inside its box: `python box_store.py COMMAND ARGS`.
+
+Commands: setup, list, get, head, put, delete.
 
 Run with this virtualenv's Python (boto3, moto) and PYTHONPATH=tests; settings
 come from the environment: STORE_ENDPOINT, STORE_CA, STORE_REGION,
@@ -69,6 +71,12 @@ def delete(bucket: str, key: str) -> None:
     print(json.dumps({"key": key}))
 
 
+def head(key: str) -> None:
+    """An object's ETag and metadata (the config object's MAC), as the edge's HEAD sees them."""
+    answer = _store().head_object(Bucket=os.environ["STORE_BUCKET"], Key=key)
+    print(json.dumps({"etag": answer["ETag"], "metadata": answer["Metadata"]}))
+
+
 def listing(prefix: str) -> None:
     pages = _store().get_paginator("list_objects_v2")
     found = [
@@ -84,7 +92,14 @@ def get(key: str, out: str) -> None:
     print(json.dumps({"key": key, "file": out}))
 
 
-COMMANDS = {"setup": setup, "list": listing, "get": get, "put": put, "delete": delete}
+COMMANDS = {
+    "setup": setup,
+    "list": listing,
+    "get": get,
+    "head": head,
+    "put": put,
+    "delete": delete,
+}
 
 if __name__ == "__main__":
     COMMANDS[sys.argv[1]](*sys.argv[2:])  # type: ignore[operator]

@@ -10,6 +10,7 @@ it makes (the lab store's IAM users) and the edge secret.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -46,13 +47,14 @@ def lab_config_document(
     backup_recipient: str | None = None,
     sites: list[dict[str, Any]] | None = None,
     policy: bool = False,
+    ports: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The lab's edge: two sites on one homelab, certificates from Pebble.
 
     `headscale_version`: another release than the pinned one; `backup_recipient`:
     backups on, to a bucket in SPACES_REGION, key files encrypted to this owner;
     `sites`: other sites than the two; `policy`: the POLICY_SITES too, and the auth
-    server's login site.
+    server's login site; `ports`: `[[ports]]` entries.
     """
     document = _base_document(ca_roots)
     if sites is not None:
@@ -65,6 +67,8 @@ def lab_config_document(
         document["sites"].append(
             {"domain": f"{AUTH_NAME}.{ZONE}", "upstream": "homelab", "port": AUTH_PORT}
         )
+    if ports:
+        document["ports"] = ports
     if headscale_version:
         document["headscale"]["version"] = headscale_version
     if backup_recipient:
@@ -128,10 +132,14 @@ def volume_directories() -> dict[str, str]:
     return {system: volume for volume, system in pairs}
 
 
-def hosts_file(extra: dict[str, str]) -> str:
-    """/etc/hosts for every box: the edge's public names at the reserved IP, plus `extra`."""
-    sites = [name for name, _ in SITES] + [name for name, _, _ in POLICY_SITES] + [AUTH_NAME]
-    names = [f"{name}.{ZONE}" for name in sites] + [f"headscale.{ZONE}"]
-    lines = ["127.0.0.1 localhost", "::1 localhost", f"{RESERVED_IP} {' '.join(names)}"]
+def hosts_file(domains: Iterable[str], extra: dict[str, str]) -> str:
+    """/etc/hosts for every box: `domains` (the records an apply made) at the reserved IP, then
+    `extra`."""
+    lines = ["127.0.0.1 localhost", "::1 localhost", f"{RESERVED_IP} {' '.join(domains)}"]
     lines += [f"{address} {name}" for name, address in extra.items()]
     return "\n".join(lines) + "\n"
+
+
+def first_domains() -> list[str]:
+    """The names the lab config's first apply makes records for: its sites and Headscale's."""
+    return [f"{name}.{ZONE}" for name, _ in SITES] + [f"headscale.{ZONE}"]

@@ -307,6 +307,36 @@ class DropletEdge:
         result.returncode = 0 if ready else 1
         return result
 
+    def boot_id(self) -> str:
+        """This boot of the droplet (the kernel's boot_id as it sees it): another value after a
+        reboot or on a new droplet."""
+        return self.box.run(
+            ["journalctl", "--list-boots", "-q", "--no-pager", "-n", "1"]
+        ).stdout.split()[1]
+
+    def main_pid(self, unit: str) -> int:
+        """The PID of a running service's main process (systemctl show -P MainPID)."""
+        shown = self.systemctl("show", "-P", "MainPID", UNITS.get(unit, unit)).stdout.strip()
+        if not shown or shown == "0":
+            raise LabError(f"{unit} is not running")
+        return int(shown)
+
+    def config_status(self) -> dict[str, Any]:
+        """The config agent's status (`config_agent status`): applied, latest, refused ..."""
+        done = self.box.run(
+            ["python3", "-m", "homelab_tunnel.edge.config_agent", "status"], env={"PYTHONPATH": LIB}
+        )
+        return dict(json.loads(done.stdout))
+
+    def publish_hosts(self, hosts: str) -> None:
+        """/etc/hosts with `hosts` (the lab's names and the edge's records) in this droplet and
+        in the image of the next ones, the droplet's own name and the mirror's kept."""
+        text = self.image["/etc/hosts"].decode()
+        own = text[text.index("127.0.1.1 ") :]
+        self.image["/etc/hosts"] = f"{hosts}{own}".encode()
+        if self.current is not None:
+            self.box.write("/etc/hosts", self.image["/etc/hosts"])
+
     def host_key_fingerprint(self) -> str:
         """The droplet's ssh host key (ed25519) as ssh prints it: "SHA256:..."."""
         public = "/etc/ssh/ssh_host_ed25519_key.pub"

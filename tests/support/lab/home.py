@@ -38,10 +38,11 @@ class Home:
         home_network(internet, self.router, self.box, HOME_ROUTER_WAN, HOME_LAN)
         self.box.private_mounts(hosts=hosts, tools=tools, binds=binds)
 
-    def start_app(self, sites: dict[int, str]) -> None:
-        """The sites' services: one port per site, as the config names them."""
+    def start_app(self, sites: dict[int, str], *, daemon: str = "app") -> None:
+        """The sites' services: one port per site, as the config names them; `daemon`: the
+        process's name, for one more beside the first."""
         specs = [f"{port}={name}" for port, name in sites.items()]
-        self.box.spawn("app", [sys.executable, APP, *specs])
+        self.box.spawn(daemon, [sys.executable, APP, *specs])
         for port in sites:
             probe = ["curl", "-fsS", "-o", "/dev/null", f"http://127.0.0.1:{port}/"]
             wait_for(f"home app on {port}", lambda p=probe: self._answers(p), 10, 0.05)

@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from homelab_tunnel.config import TunnelConfig
+from homelab_tunnel.edge.config_status import STATUS_PATH as CONFIG_STATUS
 from homelab_tunnel.edge.versions import HEADSCALE_VERSION
 from homelab_tunnel.payload import edge_config_object, software_object
 from homelab_tunnel.tailnet.join import MINT_KEY
@@ -73,6 +74,7 @@ from support.lab.deploy import (
     SPACES_REGION,
     ZONE,
     droplet_user_data,
+    first_domains,
     hosts_file,
     lab_config_document,
     write_lab_config,
@@ -160,7 +162,9 @@ class Lab:
         )
         self.backups = backups
         names[spaces_host(SPACES_REGION)] = STORE.address
-        self.hosts = hosts_file(names)
+        self.names = names  # the lab's own names, beside the edge's records
+        self.hosts = hosts_file(first_domains(), names)
+        self.more_boxes: list[Box] = []  # internet boxes added by scenarios
         self.owner_key = self.directory / "owner.key"  # the owner's age identity, off the edge
         # What DigitalOcean generates for the edge secret's Spaces key: no bucket credential.
         self.edge_secret = secrets.token_urlsafe(32)
@@ -242,29 +246,75 @@ class Lab:
         assert self.auth_server is not None
         self.auth_server.start(edge_address=self.edge.node.cli("ip", "-4").stdout.strip())
 
-    def _document(self, release: str) -> dict[str, Any]:
+    def _document(self, release: str, **changes: Any) -> dict[str, Any]:
         version = None if release == HEADSCALE_VERSION else release
         return lab_config_document(
             self.pebble.roots(),
             headscale_version=version,
             backup_recipient=self.owner_recipient,
             policy=self.policy,
+            **changes,
         )
+
+    def document(self, **changes: Any) -> dict[str, Any]:
+        """The lab's config as the edge runs it, with `changes` (`lab_config_document`'s)."""
+        return self._document(self.release, **changes)
 
     def _user_data(self) -> str:
         return droplet_user_data(self.config, self.store.keys, self.edge_secret)
 
-    def apply(self, document: dict[str, Any] | None = None, *, webhook: str = WEBHOOK_URL) -> str:
-        """`terraform apply` of the lab config (or `document`): the software and the config
-        object written to the config bucket as Terraform writes them. The config's version."""
+    def apply(
+        self,
+        document: dict[str, Any] | None = None,
+        *,
+        webhook: str = WEBHOOK_URL,
+        records: bool = True,
+    ) -> str:
+        """`terraform apply` of the lab config (or `document`): its DNS records, then the
+        software and the config object written to the config bucket as Terraform writes them
+        (the object depends on the records). The config's version.
+
+        `records=False`: the records reach the resolvers only later (`publish_records()`),
+        as when a resolver has not seen them yet.
+        """
         if document is not None:
             self.config = write_lab_config(self.config_path, document)
+        if records:
+            self.publish_records()
         software = software_object(self.config)
         self.store.publish(software.key, base64.b64decode(software.base64), {})
         edge_config = edge_config_object(self.config)
         metadata = config_metadata(edge_config.body, secret=self.edge_secret, webhook=webhook)
         self.store.publish(edge_config.key, edge_config.body.encode(), metadata)
         return edge_config.version
+
+    def publish_records(self) -> None:
+        """Every box resolves exactly the config's names to the reserved IP, as DNS would once
+        the apply's records are seen: names added resolve, names removed no longer do."""
+        self.hosts = hosts_file(self.config.domains, self.names)
+        if hasattr(self, "edge"):
+            self.edge.publish_hosts(self.hosts)  # this droplet, and any booted later
+        for box in self.boxes():
+            box.write("/etc/hosts", self.hosts)
+
+    def boxes(self) -> list[Box]:
+        """Every box with a resolver of its own but the routers and the droplet."""
+        boxes = [self.acme, self.visitor, self.store.box, self.home.box, *self.more_boxes]
+        return [box for box in boxes if box.holder is not None]
+
+    def apply_in_place(self, document: dict[str, Any], timeout: float = 45) -> str:
+        """`apply(document)`, then wait until the running edge's config agent applied it."""
+        version = self.apply(document)
+        status = self.edge.box.path(str(CONFIG_STATUS))
+
+        def applied() -> bool:
+            try:
+                return json.loads(status.read_text())["applied"]["version"] == version
+            except (OSError, ValueError, KeyError, TypeError):
+                return False
+
+        wait_for(f"the edge applying config {version} in place", applied, timeout, 0.2)
+        return version
 
     def _config(self) -> None:
         """The lab config, `terraform apply`'s objects in the bucket, and the cloud firewall
@@ -350,13 +400,45 @@ class Lab:
         tools = {"tailscale": self.programs.tailscale, "tailscaled": self.programs.tailscaled}
         node = TailscaleNode(self.internet_box(name, host, tools), str(self.roots))
         node.start()
+        self.log_in(node, name)
+        return node
+
+    def log_in(self, node: TailscaleNode, name: str) -> None:
+        """`tailscale up` on `node` as Headscale user `name`, with a key minted on the edge."""
         key = self.ssh(MINT_KEY, name, "10m").stdout.strip()
         node.cli(
             *("up", "--login-server", self.config.headscale_url, "--auth-key", key),
             *("--hostname", name, "--accept-dns=false", "--timeout", "60s"),
             timeout=90,
         )
-        return node
+
+    def rejoin(self, node: TailscaleNode, name: str) -> None:
+        """`name` registered anew: its node deleted in Headscale and its state wiped, so it
+        comes back as a new node, with the next address Headscale hands out."""
+        (ident,) = [str(n["id"]) for n in self.edge.nodes() if n["name"] == name]
+        node.box.stop("tailscaled")
+        node.box.run(["rm", "-rf", "/var/lib/tailscale"])
+        self.edge.headscale("nodes", "delete", "--identifier", ident, "--force")
+        node.start()
+        self.log_in(node, name)
+
+    def default_routing(self) -> None:
+        """DigitalOcean's default routing back after the egress script, the edge's tailscaled
+        running, a direct path both ways."""
+        edge = self.edge
+        logged = len(edge.box.log("tailscaled"))
+        running = edge.systemctl("is-active", "tailscaled", check=False).stdout.strip() == "active"
+        edge.undo_egress()
+        if running:
+            # A route change tailscaled calls major resets its paths: let it happen before
+            # waiting for one. (One it started under, it does; one it saw made, not always.)
+            changed = lambda: "LinkChange: major" in edge.box.log("tailscaled")[logged:]  # noqa: E731
+            with contextlib.suppress(LabError):
+                wait_for("tailscaled to see the route change", changed, 5)
+        else:
+            edge.systemctl("start", "tailscaled")
+        edge.node.wait_direct("homelab", timeout=60)
+        self.home.node.wait_direct(self.config.name, timeout=60)
 
     def cli(
         self, *args: str, env: dict[str, str] | None = None, check: bool = True
@@ -424,6 +506,7 @@ class Lab:
         box.create()
         self.internet.attach(box, host, f"{role}0")
         box.private_mounts(hosts=self.hosts, tools=tools)
+        self.more_boxes.append(box)
         return box
 
     @contextlib.contextmanager

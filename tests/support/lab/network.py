@@ -6,7 +6,9 @@ counted and dropped, and teardown asserts the count is 0. Its `droplet` table
 is DigitalOcean's reserved IP: DNAT to the current droplet's anchor address,
 SNAT of the anchor back to the reserved IP, and the anchor unreachable
 directly (as DigitalOcean's 10.x anchor is). The table is swapped when a
-replacement droplet takes the reserved IP over.
+replacement droplet takes the reserved IP over. The cloud firewall, generated
+from a synthesized stack (support/droplet/firewall.py), sits on the droplet's
+link when a scenario puts it there.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import contextlib
 import json
 from collections.abc import Iterator, Sequence
 
+from support.droplet.firewall import TABLE as FIREWALL_TABLE
+from support.droplet.firewall import Firewall, ruleset
 from support.lab.addresses import LAB_NETWORKS, RESERVED_IP, Droplet, Host
 from support.lab.boxes import Box
 from support.lab.processes import RunState
@@ -84,13 +88,27 @@ class Internet:
         )
         self.router.run(["conntrack", "-D", "-d", RESERVED_IP], check=False)
 
+    def apply_firewall(self, firewall: Firewall) -> None:
+        """DigitalOcean's cloud firewall on the droplet's link, as the stack declares it."""
+        self.router.nft(ruleset(firewall, EDGE_LINK))
+
+    def remove_firewall(self) -> None:
+        self.router.run(["nft", "delete", "table", "inet", FIREWALL_TABLE], check=False)
+
+    def firewall_drops(self, direction: str) -> int:
+        """Packets the firewall dropped so far, "inbound" or "outbound"."""
+        return self._counter("inet", FIREWALL_TABLE, f"{direction}_dropped")
+
     def leaked_packets(self) -> int:
         """Packets the leak guard dropped: anything addressed outside the lab."""
-        listing = self.router.run(["nft", "-j", "list", "counter", "ip", "lab", "leaked"]).stdout
+        return self._counter("ip", "lab", "leaked")
+
+    def _counter(self, family: str, table: str, name: str) -> int:
+        listing = self.router.run(["nft", "-j", "list", "counter", family, table, name]).stdout
         for item in json.loads(listing)["nftables"]:
             if "counter" in item:
                 return int(item["counter"]["packets"])
-        raise AssertionError(f"no leak counter in {listing}")
+        raise AssertionError(f"no counter {name} in {listing}")
 
     @contextlib.contextmanager
     def udp_blocked(self, address: str, others: Sequence[str]) -> Iterator[None]:
@@ -108,6 +126,23 @@ class Internet:
             yield
         finally:
             self.router.nft("delete table ip block\n")
+
+    @contextlib.contextmanager
+    def unreachable(self, address: str) -> Iterator[None]:
+        """`address` down, as a service that is out: every TCP connection to it refused (a
+        reset), its other traffic dropped; always lifted on exit."""
+        self.router.nft(
+            "table ip down {\n"
+            "  chain forward { type filter hook forward priority filter - 10; policy accept;\n"
+            f"    ip daddr {address} meta l4proto tcp counter reject with tcp reset\n"
+            f"    ip daddr {address} counter drop\n"
+            "  }\n"
+            "}\n"
+        )
+        try:
+            yield
+        finally:
+            self.router.nft("delete table ip down\n")
 
     def _veth(self, box: Box, link: str) -> None:
         self.router.ip(

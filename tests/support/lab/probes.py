@@ -64,3 +64,35 @@ class WebsocketSession:
     ) -> None:
         self.process.kill()
         self.process.wait(timeout=10)
+
+
+class LoadSession:
+    """A load on one site from a box while the harness changes the edge (box_probes' `load`).
+
+    `stop()` ends it and returns what its clients saw: requests, failed (with the
+    first errors), retried (a kept connection the server closed, sent again as
+    browsers do), and the longest gap between two answers, in seconds.
+    """
+
+    def __init__(self, box: Box, url: str, roots: Path, expect: str, interval: float = 0.05):
+        argv = [sys.executable, PROBES, "load", url, roots, expect, interval]
+        self.process = subprocess.Popen(
+            box.command(argv), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+        assert self.process.stdout is not None
+        self.started = json.loads(self.process.stdout.readline() or '{"started": false}')
+        self.seen: dict[str, Any] | None = None
+
+    def stop(self) -> dict[str, Any]:
+        if self.seen is None:
+            output, _ = self.process.communicate("\n", timeout=60)
+            self.seen = dict(json.loads(output.splitlines()[-1]))
+        return self.seen
+
+    def __enter__(self) -> LoadSession:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)

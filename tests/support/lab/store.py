@@ -123,6 +123,10 @@ class Store:
         assert self.bucket is not None, "no backup bucket in this lab"
         self._upload(key, source.read_bytes(), {}, self.bucket, self.keys["backup"])
 
+    def head(self, key: str, bucket: str) -> dict[str, Any]:
+        """{"etag": ..., "metadata": {...}} of one object."""
+        return dict(self._script("head", key, bucket=bucket))
+
     def delete(self, key: str, bucket: str) -> None:
         self._script("delete", bucket, key)
 

@@ -17,7 +17,8 @@ EOF
 write_file "$ROOT/etc/apt/sources.list.d/caddy-stable.list" 0644 <<'EOF' && sources_changed=1
 deb [signed-by=/usr/share/keyrings/caddy-stable-archive-keyring.gpg] https://dl.cloudsmith.io/public/caddy/stable/deb/debian any-version main
 EOF
-packages=(tailscale caddy unattended-upgrades)
+# nftables and conntrack: the forwarded ports' table and its flows (port_agent.py).
+packages=(tailscale caddy unattended-upgrades nftables conntrack)
 [ "$BACKUP_ENABLED" != true ] || packages+=(age)
 missing=()
 for package in "${packages[@]}"; do
