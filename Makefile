@@ -25,7 +25,7 @@ export UV_PROJECT_ENVIRONMENT := $(VENV)
 export UV_PYTHON_DOWNLOADS := never
 export CHECKPOINT_DISABLE := 1
 
-.PHONY: synth check test lint format unit deploy diff bench bench-tools bench-lab test-tools test-binaries test-rootfs test-packages clean
+.PHONY: synth check test lint format unit docs docs-reference deploy diff bench bench-tools bench-lab test-tools test-binaries test-rootfs test-packages clean
 
 synth: $(VENV)/.synced ## Synthesize $(CONFIG) into $(OUT)/stacks/<name>/cdk.tf.json
 	$(BIN)/homelab-tunnel synth --config "$$CONFIG" --out "$$OUT"
@@ -41,6 +41,16 @@ test: lint test-tools test-binaries test-rootfs test-packages unit ## Lint, then
 unit: $(VENV)/.synced
 	$(BIN)/python -m pytest -n 3 --dist loadscope --no-loadscope-reorder
 
+# The documentation site (mkdocs.yml, docs/): built with --strict, so a broken link
+# or anchor or a page left out of the navigation fails; `make test` builds it too
+# (tests/test_docs_site.py). MkDocs' banner about its 2.0 is switched off.
+docs: $(VENV)/.synced ## Build the documentation site into site/
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+# The reference pages written from the code: the config model and the CLI.
+docs-reference: $(VENV)/.synced ## Regenerate docs/reference/ (config keys, commands)
+	$(BIN)/python tools/docs_reference.py
+
 lint: $(VENV)/.synced
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -50,12 +60,14 @@ format: $(VENV)/.synced
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-bench: $(VENV)/.synced bench-tools ## Benchmarks (not tests): synth time vs a floor app; proxy overhead; policy, Traefik, nginx
+bench: $(VENV)/.synced bench-tools ## Benchmarks (not tests): synth time vs a floor app; proxy overhead; policy, Traefik, nginx; Caddy's metrics
 	$(BIN)/python bench/synth.py
 	$(BIN)/python bench/proxy.py
 	$(BIN)/python bench/policy.py
+	$(BIN)/python bench/metrics.py
 
-# What bench/policy.py compares the edge with and loads it with: Debian's
+# What bench/policy.py compares the edge with and loads it with (h2load also
+# loads bench/metrics.py): Debian's
 # nginx-light and nghttp2-client (h2load), installed when missing and possible,
 # and Traefik, built from the Go module proxy (tools/binaries.toml).
 bench-tools: $(VENV)/.synced
@@ -97,7 +109,8 @@ endef
 # systemd-container (systemd-nspawn: the edge's units under a real systemd, and
 # the droplet box); mmdebstrap (the droplet box's Debian root filesystem and the
 # package mirror's trixie root), openssh-client (ssh into the droplet box),
-# gpg (the package mirror's signing key) and iperf3 (bench/ports.py).
+# gpg (the package mirror's signing key), iperf3 (bench/ports.py) and tmux
+# (the live `status` view, driven and read as a terminal shows it).
 # Installed when missing and possible; tests skip, saying why, if not.
 test-tools:
 	@missing=""; \
@@ -116,6 +129,7 @@ test-tools:
 	command -v ssh-keygen >/dev/null || missing="$$missing openssh-client"; \
 	command -v gpg >/dev/null || missing="$$missing gpg"; \
 	command -v iperf3 >/dev/null || missing="$$missing iperf3"; \
+	command -v tmux >/dev/null || missing="$$missing tmux"; \
 	$(call install_missing,their tests will skip)
 
 # Go-built programs the tests run (tools/binaries.toml): built once from the Go

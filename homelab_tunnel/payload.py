@@ -63,6 +63,7 @@ FIXED_FILES: tuple[tuple[str, str, int], ...] = (
     ("homelab-tunnel-health.timer", f"{UNITS}/homelab-tunnel-health.timer", 0o644),
     ("homelab-tunnel-litestream.service", f"{UNITS}/homelab-tunnel-litestream.service", 0o644),
     ("homelab-tunnel-config.service", f"{UNITS}/homelab-tunnel-config.service", 0o644),
+    ("homelab-tunnel-metrics.service", f"{UNITS}/homelab-tunnel-metrics.service", 0o644),
     ("homelab-tunnel-ports.service", f"{UNITS}/homelab-tunnel-ports.service", 0o644),
     ("state-volume.list", f"{LIB}/state-volume.list", 0o644),
     ("steps/order", f"{LIB}/steps/order", 0o644),

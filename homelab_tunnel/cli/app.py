@@ -43,6 +43,10 @@ ConfigOption = Annotated[
     typer.Option("--config", "-c", help="homelab-tunnel TOML config file."),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable report on stdout.")]
+SshOption = Annotated[
+    str,
+    typer.Option("--ssh", metavar="root@IP", help="The edge (terraform output -raw reserved_ip)."),
+]
 DEFAULT_CONFIG = Path("homelab-tunnel.toml")
 
 

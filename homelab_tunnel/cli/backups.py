@@ -15,7 +15,7 @@ from typing import Annotated
 
 import typer
 
-from homelab_tunnel.cli.app import DEFAULT_CONFIG, app, reports_input_errors
+from homelab_tunnel.cli.app import DEFAULT_CONFIG, SshOption, app, reports_input_errors
 from homelab_tunnel.errors import InputError
 from homelab_tunnel.findings import one_line
 from homelab_tunnel.tailnet.on_edge import RESTORE, RESTORE_TIMEOUT, run_on_edge
@@ -26,10 +26,6 @@ backups = typer.Typer(
 )
 app.add_typer(backups, name="backups")
 
-SshOption = Annotated[
-    str,
-    typer.Option("--ssh", metavar="root@IP", help="The edge (terraform output -raw reserved_ip)."),
-]
 # Only where the edge's host key is kept: <config>.known_hosts beside it.
 KnownHostsConfig = Annotated[
     Path,

@@ -90,9 +90,10 @@ def diff(
 ) -> None:
     """Synthesize and `terraform plan`: what deploy would change, with plan-summary's verdict.
 
-    Needs Terraform 1.10+ on PATH and DIGITALOCEAN_TOKEN (plus the Spaces keys
-    the config's backend and backups use). Exit 1 with --fail-on when the
-    plan reaches that class.
+    Needs Terraform 1.10+ on PATH, DIGITALOCEAN_TOKEN and a Spaces key pair
+    (SPACES_ACCESS_KEY_ID/SECRET: the config bucket, the backup bucket), plus
+    AWS_ACCESS_KEY_ID/SECRET for state in Spaces. Exit 1 with --fail-on when
+    the plan reaches that class.
     """
     _, terraform = _prepare("diff", config, out, api_url)
     try:

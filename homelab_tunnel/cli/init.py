@@ -89,10 +89,13 @@ def init(
     ] = None,
     headscale_domain: Annotated[
         str | None,
-        typer.Option("--headscale-domain", help="Headscale's public name [headscale.ZONE]."),
+        typer.Option(
+            "--headscale-domain", help="Headscale's public name (default: headscale.ZONE)."
+        ),
     ] = None,
     base_domain: Annotated[
-        str | None, typer.Option("--base-domain", help="The tailnet's MagicDNS domain [tail.ZONE].")
+        str | None,
+        typer.Option("--base-domain", help="The tailnet's MagicDNS domain (default: tail.ZONE)."),
     ] = None,
     site: Annotated[
         list[str] | None,
@@ -109,7 +112,9 @@ def init(
     ] = None,
     backup_region: Annotated[
         str | None,
-        typer.Option("--backup-region", help="Spaces region of the backups [near the edge's]."),
+        typer.Option(
+            "--backup-region", help="Spaces region of the backups (default: one near the edge's)."
+        ),
     ] = None,
     backup_recipient: Annotated[
         list[str] | None,

@@ -151,14 +151,13 @@ def join_command(
     ] = JoinTarget.apt,
     machine: Annotated[
         str | None,
-        typer.Option("--machine", help="Which of the sites' machines joins [the first]."),
+        typer.Option("--machine", help="Which of the sites' machines joins (default: the first)."),
     ] = None,
     image_tag: Annotated[
         str,
         typer.Option(
             "--image-tag",
-            help=f"docker: the image's tag; refused when older than Headscale's minimum "
-            f"[{DEFAULT_TAG}].",
+            help="docker: the image's tag; refused when older than Headscale's minimum.",
         ),
     ] = DEFAULT_TAG,
     userspace: Annotated[

@@ -10,9 +10,16 @@ import ipaddress
 from collections.abc import Iterable
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from homelab_tunnel.config.ports import EDGE_FIREWALL_RULES, Span, parse_ports, port_problems
+from homelab_tunnel.config.ports import (
+    EDGE_FIREWALL_RULES,
+    EDGE_PORTS,
+    SSH_PORT,
+    Span,
+    parse_ports,
+    port_problems,
+)
 from homelab_tunnel.config.values import (
     EDGE_USER,
     FINGERPRINT,
@@ -45,6 +52,8 @@ from homelab_tunnel.config.values import (
 )
 from homelab_tunnel.edge.versions import HEADSCALE_VERSION
 
+# TCP ports the edge listens on at every address (sshd, Caddy): nothing else can bind them.
+EDGE_TCP_PORTS = (SSH_PORT, *(port for protocol, port, _ in EDGE_PORTS if protocol == "tcp"))
 # The CAA identifier of Let's Encrypt, the default CA.
 LETS_ENCRYPT_CAA = "letsencrypt.org"
 
@@ -67,12 +76,13 @@ class _Model(BaseModel):
 class BasicLogin(_Model):
     """One user of a site's basic-auth gate: a name and a bcrypt hash, never a password."""
 
-    user: BasicUser
+    user: BasicUser = Field(description="the name the visitor logs in with")
     password_hash: BcryptHash = Field(description="bcrypt hash of the password")
 
     @model_validator(mode="before")
     @classmethod
     def _no_plain_password(cls, data: object) -> object:
+        """- `password` (a plain password) is refused, and never shown: give `password_hash`."""
         if isinstance(data, dict) and "password" in data:
             raise ValueError(
                 "password: a plain password is not accepted (and not shown); give its bcrypt "
@@ -86,7 +96,7 @@ class ForwardAuth(_Model):
     oauth2-proxy...): Caddy asks it about every request before the site sees it."""
 
     upstream: MachineName = Field(description="tailnet machine the auth server runs on")
-    port: Port
+    port: Port = Field(description="port of the auth server on that machine")
     path: AuthPath = Field(description="its check endpoint, e.g. /api/authz/forward-auth")
     copy_headers: list[HeaderName] = Field(
         default_factory=list,
@@ -97,11 +107,16 @@ class ForwardAuth(_Model):
 class SiteAuth(_Model):
     """A login in front of a site: basic auth at the edge, or forward auth. One of them."""
 
-    basic: list[BasicLogin] | None = None
-    forward: ForwardAuth | None = None
+    basic: list[BasicLogin] | None = Field(
+        default=None, description="a login at the edge: users and their bcrypt hashes"
+    )
+    forward: ForwardAuth | None = Field(
+        default=None, description="your own auth server on the tailnet decides (forward_auth)"
+    )
 
     @model_validator(mode="after")
     def _exactly_one(self) -> SiteAuth:
+        """- Exactly one of `basic` and `forward`; `basic` lists at least one user."""
         if self.basic is not None and self.forward is not None:
             raise ValueError("give basic or forward, not both: a site has one gate")
         if self.basic is None and self.forward is None:
@@ -121,20 +136,28 @@ class SiteAuth(_Model):
 class Site(_Model):
     """One allowlisted domain, the tailnet service behind it, and who may reach it."""
 
-    domain: Fqdn
+    domain: Fqdn = Field(description="public name of the site, inside the DNS zone")
     upstream: Upstream = Field(description="tailnet machine name (MagicDNS label) or address")
-    port: Port
-    scheme: Literal["http", "https"] = "http"
+    port: Port = Field(description="port the site listens on, on that machine")
+    scheme: Literal["http", "https"] = Field(
+        default="http", description="how the edge talks to the site over the tailnet"
+    )
     allow_cidrs: list[Cidr] = Field(
         default_factory=list,
-        description="only these sources reach the site (403 for others); empty: everyone",
+        description="only these sources reach the site; others get 403 from the edge and the "
+        "homelab never sees them; empty: everyone",
     )
     crawlers: Literal["allow", "block-ai"] = Field(
         default="allow",
-        description="block-ai: known AI crawlers get 403 and a robots.txt that disallows them",
+        description="block-ai: known AI crawlers get 403 and the edge answers /robots.txt, "
+        "disallowing them; allow: the homelab's own robots.txt",
     )
-    auth: SiteAuth | None = None
-    hsts: bool = Field(default=False, description="send Strict-Transport-Security (one year)")
+    auth: SiteAuth | None = Field(
+        default=None, description="a login in front of the site; none: the site is open"
+    )
+    hsts: bool = Field(
+        default=False, description="send Strict-Transport-Security: max-age=31536000 (a year)"
+    )
 
     @property
     def upstream_is_address(self) -> bool:
@@ -149,7 +172,7 @@ class PortForward(_Model):
     through the tailnet: the machine sees the edge as the client.
     """
 
-    protocol: Literal["tcp", "udp"]
+    protocol: Literal["tcp", "udp"] = Field(description="what the edge forwards: TCP or UDP")
     port: PublicPorts = Field(description='public port, or a range "FIRST-LAST"')
     upstream: Upstream = Field(description="tailnet machine name (MagicDNS label) or address")
     upstream_port: Port | None = Field(
@@ -186,7 +209,7 @@ class DnsConfig(_Model):
     create_zone: bool = Field(
         default=False, description="true: the stack creates the zone; false: it must exist"
     )
-    ttl: int = Field(default=300, ge=30, le=86400)
+    ttl: int = Field(default=300, ge=30, le=86400, description="TTL of every record, in seconds")
 
 
 class HeadscaleConfig(_Model):
@@ -226,7 +249,8 @@ class TlsConfig(_Model):
     )
     ca_roots: PemCertificates | None = Field(
         default=None,
-        description="PEM roots trusted for tls.acme_ca: its directory's TLS and what it issues",
+        description="PEM roots trusted for tls.acme_ca (its directory's TLS and what it issues); "
+        "written to /etc/homelab-tunnel/ca-roots.pem, Caddy's acme_ca_root and the system store",
     )
     caa_issuer: Fqdn = Field(
         default=LETS_ENCRYPT_CAA,
@@ -235,6 +259,10 @@ class TlsConfig(_Model):
 
     @model_validator(mode="after")
     def _one_ca(self) -> TlsConfig:
+        """- `staging` and `acme_ca` exclude each other.
+        - `ca_roots` needs `acme_ca`.
+        - With `acme_ca`, `caa_issuer` must name that CA (not the default letsencrypt.org).
+        """
         if self.acme_ca and self.staging:
             raise ValueError("tls.staging and tls.acme_ca exclude each other: pick one CA")
         if self.ca_roots and not self.acme_ca:
@@ -262,11 +290,15 @@ class BackupConfig(_Model):
         default=None, description="Spaces region of the bucket; another region than the edge's"
     )
     retention_days: int = Field(
-        default=30, ge=1, le=3650, description="how far back a restore can go"
+        default=30,
+        ge=1,
+        le=3650,
+        description="how far back a restore can go (old object versions, Litestream's history)",
     )
     recipients: list[AgeRecipient] = Field(
         default_factory=list,
-        description="age public keys of the owner: the key files are encrypted to them too",
+        description="age public keys of the owner (`age-keygen -o owner.key` prints one): the key "
+        "files are encrypted to them too",
     )
     snapshots_keep: int = Field(
         default=3, ge=1, le=50, description="volume snapshots kept by `homelab-tunnel snapshot`"
@@ -274,6 +306,7 @@ class BackupConfig(_Model):
 
     @model_validator(mode="after")
     def _complete_when_enabled(self) -> BackupConfig:
+        """- With `enabled = true`, `region` and at least one of `recipients` are required."""
         if self.enabled and self.region is None:
             raise ValueError(
                 "backup.region: required when backups are enabled; a Spaces region, ideally "
@@ -305,21 +338,55 @@ class ChannelConfig(_Model):
     )
 
 
+class MetricsConfig(_Model):
+    """The edge's Prometheus endpoint, served on its tailnet address to the machines named here.
+
+    Empty `scrapers` (the default): no endpoint at all. Each scraper is a
+    tailnet machine (it joins as the Headscale user of its name) or a tailnet
+    address; the ACL lets exactly these reach the port, and the endpoint
+    refuses anyone else too.
+    """
+
+    scrapers: list[Upstream] = Field(
+        default_factory=list,
+        description=(
+            "tailnet machines (or addresses) that may scrape the edge's metrics; none: no endpoint"
+        ),
+    )
+    port: Port = Field(
+        default=9180,
+        description="TCP port on the edge's tailnet address; not 22, 80 or 443 (sshd and Caddy)",
+    )
+
+    @field_validator("port")
+    @classmethod
+    def _free_port(cls, port: int) -> int:
+        if port in EDGE_TCP_PORTS:
+            taken = ", ".join(str(taken) for taken in EDGE_TCP_PORTS)
+            raise ValueError(
+                f"{port} is already taken on every address of the edge (sshd and Caddy "
+                f"listen on {taken}); pick another, e.g. 9180"
+            )
+        return port
+
+
 class VolumeConfig(_Model):
-    size_gb: int = Field(default=5, ge=1, le=16384)
+    size_gb: int = Field(default=5, ge=1, le=16384, description="size of the state volume, in GiB")
 
 
 class LocalBackend(_Model):
-    type: Literal["local"] = "local"
+    """Terraform state in a file beside the config."""
+
+    type: Literal["local"] = Field(default="local", description="state in a local file")
 
 
 class SpacesBackend(_Model):
     """Terraform state in a DigitalOcean Spaces bucket (S3 API)."""
 
-    type: Literal["spaces"]
-    bucket: Bucket
+    type: Literal["spaces"] = Field(description="state in a Spaces bucket")
+    bucket: Bucket = Field(description="the state bucket (private, created by you)")
     key: StateKey = Field(description="object key of the state file, e.g. 'edge/terraform.tfstate'")
-    region: SpacesRegion
+    region: SpacesRegion = Field(description="Spaces region of the state bucket")
 
 
 Backend = Annotated[LocalBackend | SpacesBackend, Field(discriminator="type")]
@@ -333,32 +400,60 @@ Backend = Annotated[LocalBackend | SpacesBackend, Field(discriminator="type")]
 class TunnelConfig(_Model):
     """The whole edge, as one user describes it."""
 
-    name: Name = Field(description="stack name; also names the droplet, volume and project")
-    region: Region
-    size: Slug = Field(default="s-1vcpu-1gb", description="droplet size slug")
+    name: Name = Field(
+        description="stack name; also names the droplet, its <name>-state volume and the project"
+    )
+    region: Region = Field(description="DigitalOcean region of the droplet")
+    size: Slug = Field(
+        default="s-1vcpu-1gb",
+        description="droplet size slug; the default has 1 vCPU and 1 GiB ($6/month)",
+    )
     image: Image = Field(default="ubuntu-24-04-x64", description="droplet image slug")
-    ssh_keys: list[SshKey] = Field(default_factory=list)
+    ssh_keys: list[SshKey] = Field(
+        default_factory=list, description="SSH keys in your account, by fingerprint or name"
+    )
     ssh_allowed_cidrs: list[Cidr] = Field(
         default_factory=list, description="sources allowed on TCP 22; empty keeps SSH closed"
     )
-    reserved_ipv6: bool = False
-    egress_via_reserved_ip: bool = False
-    alert_email: Email | None = None
-    dns: DnsConfig
-    headscale: HeadscaleConfig
-    volume: VolumeConfig = VolumeConfig()
-    homelab: HomelabConfig = HomelabConfig()
-    tls: TlsConfig = TlsConfig()
-    backend: Backend = LocalBackend()
-    backup: BackupConfig = BackupConfig()
-    channel: ChannelConfig = ChannelConfig()
-    sites: list[Site] = Field(min_length=1)
+    reserved_ipv6: bool = Field(
+        default=False, description="also reserve an IPv6 address and publish AAAA records"
+    )
+    egress_via_reserved_ip: bool = Field(
+        default=False, description="outbound traffic leaves from the reserved IPv4"
+    )
+    alert_email: Email | None = Field(
+        default=None, description="CPU, memory and disk alerts go here; none: no alerts"
+    )
+    dns: DnsConfig = Field(description="where the edge's names live")
+    headscale: HeadscaleConfig = Field(description="the tailnet's control server on the edge")
+    volume: VolumeConfig = Field(default=VolumeConfig(), description="the state volume")
+    homelab: HomelabConfig = Field(default=HomelabConfig(), description="the homelab machine")
+    tls: TlsConfig = Field(default=TlsConfig(), description="certificates for the edge's names")
+    backend: Backend = Field(default=LocalBackend(), description="where Terraform keeps state")
+    backup: BackupConfig = Field(default=BackupConfig(), description="off-box backups")
+    channel: ChannelConfig = Field(
+        default=ChannelConfig(), description="the bucket the edge reads its config from"
+    )
+    metrics: MetricsConfig = Field(
+        default=MetricsConfig(), description="the edge's Prometheus endpoint on the tailnet"
+    )
+    sites: list[Site] = Field(min_length=1, description="the allowlisted sites, at least one")
     ports: list[PortForward] = Field(
         default_factory=list, description="raw TCP/UDP ports forwarded to tailnet machines"
     )
 
     @model_validator(mode="after")
     def _cross_checks(self) -> TunnelConfig:
+        """- No SSH key, SSH network, DERP URL, network of a site's `allow_cidrs`, basic-auth
+          user or forward-auth header is listed twice (networks compare normalised:
+          `203.0.113.7` is `203.0.113.7/32`).
+        - Every site's domain and `headscale.domain` lie inside `dns.zone`; no two sites
+          share a domain, and no site uses `headscale.domain`.
+        - `headscale.base_domain` neither equals nor contains `headscale.domain`.
+        - A site's `upstream` and a forward-auth `upstream` are not the edge itself (the
+          stack `name`, or `edge`).
+        - With backups on, `channel.bucket` is not the backup bucket.
+        """
         problems = list(self._problems())
         if problems:
             raise ValueError("\n".join(problems))
@@ -368,8 +463,15 @@ class TunnelConfig(_Model):
         yield from _duplicates("ssh_keys", self.ssh_keys)
         yield from _duplicates("ssh_allowed_cidrs", self.ssh_allowed_cidrs)
         yield from _duplicates("headscale.derp_urls", self.headscale.derp_urls)
+        yield from _duplicates("metrics.scrapers", self.metrics.scrapers)
         yield from self._site_problems()
         yield from self._port_problems()
+        for index, scraper in enumerate(self.metrics.scrapers):
+            if scraper in (self.name, EDGE_USER):
+                yield (
+                    f"metrics.scrapers.{index}: {scraper!r} is the edge itself; name the "
+                    "tailnet machine that runs Prometheus"
+                )
         if self.backup.enabled and self.channel_bucket == self.backup_bucket:
             yield (
                 f"channel.bucket: {self.channel_bucket!r} is the backup bucket too; the edge "

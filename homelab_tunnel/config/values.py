@@ -17,6 +17,7 @@ import base64
 import ipaddress
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BeforeValidator, Field
@@ -460,31 +461,221 @@ def _check_public_ports(value: Any) -> Any:
     return f"{first}-{last}"
 
 
+# ---------------------------------------------------------------------------
+# The types, each with its rule in words
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Rule:
+    """What a value type accepts, in words, beside the check that enforces it.
+
+    The configuration reference (config/reference.py) prints it for every key
+    of the type; a constrained type without one fails the reference's test.
+    """
+
+    name: str  # what the value is, e.g. "domain name"
+    allowed: str  # what is accepted; anything else is refused
+
+
+_PUNCTUATION = "letters, digits and `. _ ~ / % = & ? + , : @ ! -`"
+
 # Control characters are refused first (before any normalising could hide them).
 _Line = BeforeValidator(_single_line)
-Fqdn = Annotated[str, BeforeValidator(_domain), AfterValidator(_check_fqdn)]
-Region = Annotated[str, _Line, AfterValidator(_one_of(REGIONS, "a DigitalOcean region"))]
-SpacesRegion = Annotated[
-    str, _Line, AfterValidator(_one_of(SPACES_REGIONS, "a region with Spaces"))
+Fqdn = Annotated[
+    str,
+    BeforeValidator(_domain),
+    AfterValidator(_check_fqdn),
+    Rule(
+        "domain name",
+        "at least two labels of a-z, 0-9 and `-` (1-63 characters, not starting or ending "
+        "with `-`), the last not all digits, 253 characters in all; upper case and a "
+        "trailing dot are normalised; wildcards (`*.example.com`) are refused",
+    ),
 ]
-AgeRecipient = Annotated[str, _Line, AfterValidator(_check_age_recipient)]
-Slug = Annotated[str, _Line, AfterValidator(_check_slug)]
-Image = Annotated[str, _Line, AfterValidator(_check_image)]
-Name = Annotated[str, _Line, AfterValidator(_check_name)]
-Email = Annotated[str, _Line, AfterValidator(_check_email)]
-Cidr = Annotated[str, BeforeValidator(_check_cidr)]
-Upstream = Annotated[str, BeforeValidator(_domain), AfterValidator(_check_upstream)]
-Bucket = Annotated[str, _Line, AfterValidator(_check_bucket)]
-StateKey = Annotated[str, _Line, AfterValidator(_check_state_key)]
-Version = Annotated[str, _Line, AfterValidator(_check_version)]
-Sha256 = Annotated[str, _Line, AfterValidator(_check_sha256)]
-HttpsUrl = Annotated[str, _Line, AfterValidator(_check_https_url)]
-PemCertificates = Annotated[str, AfterValidator(_check_pem_certificates)]
-SshKey = Annotated[str, _Line, AfterValidator(_check_ssh_key)]
-Port = Annotated[int, Field(ge=1, le=65535)]
-MachineName = Annotated[str, BeforeValidator(_domain), AfterValidator(_check_machine_name)]
-BasicUser = Annotated[str, _Line, AfterValidator(_check_basic_user)]
-BcryptHash = Annotated[str, BeforeValidator(_check_bcrypt)]
-AuthPath = Annotated[str, _Line, AfterValidator(_check_auth_path)]
-HeaderName = Annotated[str, _Line, AfterValidator(_check_header_name)]
-PublicPorts = Annotated[str, BeforeValidator(_check_public_ports)]
+Region = Annotated[
+    str,
+    _Line,
+    AfterValidator(_one_of(REGIONS, "a DigitalOcean region")),
+    Rule("DigitalOcean region", "one of " + ", ".join(f"`{r}`" for r in REGIONS)),
+]
+SpacesRegion = Annotated[
+    str,
+    _Line,
+    AfterValidator(_one_of(SPACES_REGIONS, "a region with Spaces")),
+    Rule("Spaces region", "one of " + ", ".join(f"`{r}`" for r in SPACES_REGIONS)),
+]
+AgeRecipient = Annotated[
+    str,
+    _Line,
+    AfterValidator(_check_age_recipient),
+    Rule("age recipient", "`age1` and 58 more characters: the public key `age-keygen` prints"),
+]
+Slug = Annotated[
+    str,
+    _Line,
+    AfterValidator(_check_slug),
+    Rule(
+        "DigitalOcean slug",
+        "2 or more lowercase letters, digits and `-`, not starting or ending with `-`",
+    ),
+]
+Image = Annotated[
+    str,
+    _Line,
+    AfterValidator(_check_image),
+    Rule(
+        "droplet image",
+        "`ubuntu-24-04-x64`, a later `ubuntu-YY-MM-x64`, or the numeric id of your own "
+        "snapshot or custom image of one (the edge needs Tailscale's Ubuntu repository and "
+        "python3 3.11 or later)",
+    ),
+]
+Name = Annotated[
+    str,
+    _Line,
+    AfterValidator(_check_name),
+    Rule(
+        "stack name",
+        "2-40 characters: lowercase letters, digits and `-`, starting with a letter, "
+        "not ending with `-`",
+    ),
+]
+Email = Annotated[
+    str,
+    _Line,
+    AfterValidator(_check_email),
+    Rule(
+        "email address",
+        "`name@domain`: the name of letters, digits and `. _ + -` (no leading, trailing or "
+        "double dot), the domain a domain name; 254 characters at most",
+    ),
+]
+Cidr = Annotated[
+    str,
+    BeforeValidator(_check_cidr),
+    Rule(
+        "network",
+        "an IPv4 or IPv6 network such as `203.0.113.7/32` or `2001:db8::/64`; a bare "
+        "address means one host (/32, /128); host bits after the prefix are refused",
+    ),
+]
+Upstream = Annotated[
+    str,
+    BeforeValidator(_domain),
+    AfterValidator(_check_upstream),
+    Rule(
+        "tailnet machine or address",
+        "a machine name (one DNS label, at least 2 characters, starting with a letter: the "
+        "machine joins as the Headscale user of its name) or a tailnet IPv4 address in "
+        "100.64.0.0/10",
+    ),
+]
+Bucket = Annotated[
+    str,
+    _Line,
+    AfterValidator(_check_bucket),
+    Rule(
+        "bucket name",
+        "3-63 lowercase letters, digits and `-`, not starting or ending with `-` (no dots)",
+    ),
+]
+StateKey = Annotated[
+    str,
+    _Line,
+    AfterValidator(_check_state_key),
+    Rule(
+        "state object key",
+        "a relative key ending in `.tfstate`: segments of letters, digits and `. _ -` "
+        "joined by `/` (no `.` or `..` segment), 1024 characters at most",
+    ),
+]
+Version = Annotated[
+    str,
+    _Line,
+    AfterValidator(_check_version),
+    Rule("version", "`MAJOR.MINOR.PATCH` in digits, e.g. `1.90.2`; a leading `v` is dropped"),
+]
+Sha256 = Annotated[
+    str, _Line, AfterValidator(_check_sha256), Rule("sha256 digest", "64 hex characters")
+]
+HttpsUrl = Annotated[
+    str,
+    _Line,
+    AfterValidator(_check_https_url),
+    Rule(
+        "https URL",
+        f"`https://`, a host name, an optional port (1-65535) and a path of {_PUNCTUATION}",
+    ),
+]
+PemCertificates = Annotated[
+    str,
+    AfterValidator(_check_pem_certificates),
+    Rule(
+        "PEM certificates",
+        "one or more `-----BEGIN CERTIFICATE-----` blocks of base64 and nothing else, "
+        f"{MAX_PEM_BYTES // 1024} KiB at most: the one value that spans lines",
+    ),
+]
+SshKey = Annotated[
+    str,
+    _Line,
+    AfterValidator(_check_ssh_key),
+    Rule(
+        "SSH key",
+        "an MD5 fingerprint (`aa:bb:...:ff`, 16 pairs, any case) or the key's name in the "
+        "account: letters, digits, blanks and `. _ @ + ( ) , : ' -`, starting with a letter "
+        "or digit, 255 characters at most",
+    ),
+]
+Port = Annotated[int, Field(ge=1, le=65535), Rule("port", "a whole number, 1-65535")]
+MachineName = Annotated[
+    str,
+    BeforeValidator(_domain),
+    AfterValidator(_check_machine_name),
+    Rule(
+        "tailnet machine name",
+        "one DNS label, at least 2 characters, starting with a letter (no address: the "
+        "edge reaches it by its MagicDNS name)",
+    ),
+]
+BasicUser = Annotated[
+    str,
+    _Line,
+    AfterValidator(_check_basic_user),
+    Rule("user name", "1-64 letters, digits and `. _ @ + -` (a browser sends `user:password`)"),
+]
+BcryptHash = Annotated[
+    str,
+    BeforeValidator(_check_bcrypt),
+    Rule(
+        "bcrypt hash",
+        "`$2a$`, `$2b$` or `$2y$`, a cost of 04-31, `$` and 53 characters, as `caddy "
+        "hash-password` or `htpasswd -nB` print; never the password itself (the value is "
+        "not shown in errors)",
+    ),
+]
+AuthPath = Annotated[
+    str,
+    _Line,
+    AfterValidator(_check_auth_path),
+    Rule("path", f"`/` and up to 254 more of {_PUNCTUATION}, taken literally"),
+]
+HeaderName = Annotated[
+    str,
+    _Line,
+    AfterValidator(_check_header_name),
+    Rule(
+        "header name",
+        "letters, digits and `-`, starting with a letter or digit, 64 characters at most",
+    ),
+]
+PublicPorts = Annotated[
+    str,
+    BeforeValidator(_check_public_ports),
+    Rule(
+        "public port or range",
+        'a port number, 1-65535, unquoted (`27015`), or a range in quotes, `"FIRST-LAST"` '
+        "with FIRST below LAST",
+    ),
+]

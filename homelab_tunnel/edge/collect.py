@@ -17,9 +17,9 @@ from homelab_tunnel.edge.status import SourceError, parse_status, peer_addresses
 STATUS_COMMAND = ("tailscale", "status", "--json")
 
 
-def ping_command(upstream: str) -> tuple[str, ...]:
+def ping_command(upstream: str, timeout: str = "5s") -> tuple[str, ...]:
     """One disco ping: starts path discovery so an idle upstream gets a current path."""
-    return ("tailscale", "ping", "-c", "1", "--timeout", "5s", _ping_target(upstream))
+    return ("tailscale", "ping", "-c", "1", "--timeout", timeout, _ping_target(upstream))
 
 
 def _ping_target(upstream: str) -> str:

@@ -98,6 +98,7 @@ PARTS = (
         reload="caddy",
     ),
     Part("health.env", "/etc/homelab-tunnel/health.env"),
+    Part("metrics.env", "/etc/homelab-tunnel/metrics.env", reload="homelab-tunnel-metrics"),
     Part(
         "ports.json",
         "/etc/homelab-tunnel/ports.json",

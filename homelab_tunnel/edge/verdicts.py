@@ -158,7 +158,7 @@ def _nodes(
     ]
     found: set[str] = set()
     for key, peer in peers(status):
-        matched = [up for up in upstreams if _matches(peer, up, key)]
+        matched = [up for up in upstreams if matches(peer, up, key)]
         found.update(matched)
         ips = strings(peer, "TailscaleIPs", key)
         known = peer_versions.get(ips[0], "") if peer_versions and ips else ""
@@ -212,7 +212,7 @@ def _node(
     )
 
 
-def _matches(peer: Mapping[str, Any], upstream: str, where: str) -> bool:
+def matches(peer: Mapping[str, Any], upstream: str, where: str) -> bool:
     """An upstream names a peer by MagicDNS name, its first label, host name or address."""
     wanted = upstream.lower().removesuffix(".")
     dns = text(peer, "DNSName", where).lower().removesuffix(".")

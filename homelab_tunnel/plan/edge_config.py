@@ -55,6 +55,18 @@ def site_changes(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[st
     return lines
 
 
+def _scrapers(document: Mapping[str, Any]) -> list[str]:
+    metrics = document.get("metrics")
+    found = metrics.get("scrapers") if isinstance(metrics, dict) else None
+    return [str(name) for name in found] if isinstance(found, list) else []
+
+
+def scrapers_added(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[str]:
+    """Machines that may scrape the edge's metrics after the change and could not before."""
+    had = set(_scrapers(before))
+    return [name for name in _scrapers(after) if name not in had]
+
+
 def _ports(document: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     """`udp 27015` -> its entry; an object written before ports existed has none."""
     entries = document.get("ports") if isinstance(document.get("ports"), list) else []
@@ -93,6 +105,10 @@ def describe(before: Mapping[str, Any], after: Mapping[str, Any]) -> str:
     rest = []
     if before.get("machines") != after.get("machines"):
         rest.append("Headscale users for the upstream machines")
+    if before.get("metrics") != after.get("metrics"):
+        scrapers = ", ".join(_scrapers(after)) or "none"
+        port = (after.get("metrics") or {}).get("port", "?")
+        rest.append(f"metrics endpoint: scrapers {scrapers}, port {port}")
     files = [
         name
         for name in sorted(set(before.get("files") or {}) | set(after.get("files") or {}))

@@ -8,7 +8,7 @@ plan-summary, is "reachable by more of the internet than before":
 - allow_cidrs removed (everyone) or widened (a network not inside the old ones);
 - `crawlers = "block-ai"` switched off.
 
-Decided, and said in the README: only sites present on both sides are judged.
+Decided, and said in docs/configuration/site-policy.md: only sites present on both sides are judged.
 A new site is not the exposure of an existing one (the plan shows its new DNS
 record; `check` shows its policy), and a removed site exposes nothing. A gate
 swapped for another (basic for forward auth), users added to a gate, or HSTS

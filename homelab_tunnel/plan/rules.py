@@ -11,9 +11,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from homelab_tunnel.plan.edge_config import describe, edge_config, opened_ports
+from homelab_tunnel.plan.edge_config import describe, edge_config, opened_ports, scrapers_added
 from homelab_tunnel.plan.firewall import has_true, inbound_unknown, opens_ssh, widened_inbound
-from homelab_tunnel.plan.model import Action, Change, Danger
+from homelab_tunnel.plan.model import Action, Change, Danger, join
 from homelab_tunnel.plan.policy import policy_exposures
 from homelab_tunnel.plan.spaces import (
     account_wide,
@@ -349,6 +349,12 @@ def _bucket_object(change: Change, values: Values, volume_lost: bool) -> tuple[D
     if change.action is Action.UPDATE and before is not None and after not in (None, before):
         assert after is not None
         opened = policy_exposures(before["sites"], after["sites"])
+        if added := scrapers_added(before, after):
+            opened.append(
+                f"{join(added)} may now scrape the edge's metrics on its tailnet address (the "
+                "ACL opens the port to them): sites, traffic, versions and paths become readable "
+                "there"
+            )
         if opened:
             return Danger.EXPOSURE, f"{'; '.join(opened)} ({describe(before, after)})"
         if opened_ports(before, after):

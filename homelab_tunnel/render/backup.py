@@ -14,6 +14,8 @@ from homelab_tunnel.edge.upgrade_guard import STATE_DIR
 from homelab_tunnel.render.secrets import BACKUP_ACCESS_KEY, BACKUP_SECRET_KEY
 
 DATABASE = str(STATE_DIR / DATABASE_NAME)
+# Litestream's Prometheus metrics, loopback only: the edge's exporter passes them on.
+LITESTREAM_METRICS = "127.0.0.1:9091"
 
 
 def spaces_endpoint(region: str) -> str:
@@ -50,7 +52,8 @@ def render_litestream_config(config: TunnelConfig) -> str:
     hours = backup.retention_days * 24
     return f"""\
 # Litestream on the {config.name} edge, written by homelab-tunnel: Headscale's
-# database, streamed to the backup bucket within about a second of each write.
+# database, sent to the backup bucket within a second of each write.
+addr: {LITESTREAM_METRICS}
 dbs:
   - path: {DATABASE}
     replica:

@@ -84,7 +84,11 @@ def _header(config: TunnelConfig) -> str:
 
 
 def _global_options(config: TunnelConfig, runtime: CaddyRuntime) -> str:
-    lines: list[str] = []
+    lines = [
+        "# Request counts, latencies and sizes per site, read from the admin endpoint\n"
+        "# (localhost:2019/metrics) by `homelab-tunnel status` and the edge's exporter.\n"
+        "metrics {\n\tper_host\n}"
+    ]
     if config.acme_email:
         lines.append(
             f"# ACME account; Let's Encrypt writes here before certificates expire.\n"
@@ -114,7 +118,7 @@ def _global_options(config: TunnelConfig, runtime: CaddyRuntime) -> str:
         lines.append(f"storage file_system {runtime.storage_dir}")
     if runtime.admin:
         lines.append(f"admin {runtime.admin}")
-    body = "\n".join(lines) or "# defaults: HTTP/3 on, automatic HTTPS with Let's Encrypt"
+    body = "\n".join(lines)
     return "{\n" + _indent(body) + "\n}\n"
 
 

@@ -12,7 +12,12 @@ from __future__ import annotations
 
 from homelab_tunnel.config import TunnelConfig
 from homelab_tunnel.edge.versions import LITESTREAM_VERSION
+from homelab_tunnel.render.backup import LITESTREAM_METRICS
+from homelab_tunnel.render.headscale import HEADSCALE_METRICS
 from homelab_tunnel.render.secrets import CHANNEL_ACCESS_KEY, CHANNEL_SECRET_KEY
+
+# Caddy's admin endpoint: its default listener, which the Caddyfile leaves as it is.
+CADDY_METRICS = "127.0.0.1:2019"
 
 
 def render_edge_env(config: TunnelConfig, software_sha256: str) -> str:
@@ -59,6 +64,23 @@ def render_health_env(config: TunnelConfig) -> str:
         "# Read by homelab-tunnel-health.service; written by homelab-tunnel.\n"
         "# The webhook URL is in health-webhook.env, from the config object's metadata.\n"
         + _env_lines(values)
+    )
+
+
+def render_metrics_env(config: TunnelConfig) -> str:
+    """Who may scrape the edge and where its sources answer: the exporter's and `status`'s."""
+    values = {
+        "METRICS_PORT": str(config.metrics.port),
+        "METRICS_SCRAPERS": " ".join(config.metrics.scrapers),
+        "CADDY_METRICS_URL": f"http://{CADDY_METRICS}/metrics",
+        "HEADSCALE_METRICS_URL": f"http://{HEADSCALE_METRICS}/metrics",
+        "LITESTREAM_METRICS_URL": (
+            f"http://{LITESTREAM_METRICS}/metrics" if config.backup.enabled else ""
+        ),
+    }
+    return (
+        "# Read by homelab-tunnel-metrics.service and `homelab-tunnel status`; written by\n"
+        "# homelab-tunnel. No scrapers: no endpoint.\n" + _env_lines(values)
     )
 
 

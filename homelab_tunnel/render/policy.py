@@ -3,10 +3,13 @@
 One rule per protocol (`proto`, policy v2): the sites and forwarded TCP
 ports over TCP, forwarded UDP ports over UDP. Without `proto` a rule allows
 TCP, UDP and ICMP alike (hscontrol/policy/v2/types.go, toIANAProtocolNumbers).
+With `metrics.scrapers`, one more TCP rule lets those machines reach the
+edge's metrics port, and nothing else on it.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from collections import defaultdict
 
@@ -33,6 +36,15 @@ def upstream_destinations(config: TunnelConfig, protocol: str = "tcp") -> list[s
     ]
 
 
+def machine_alias(machine: str) -> str:
+    """A machine in the policy: its Headscale user (it joins as the user of its name) or address."""
+    try:
+        ipaddress.ip_address(machine)
+    except ValueError:
+        return f"{machine}@"
+    return machine
+
+
 def _alias(upstream: str, is_address: bool) -> str:
     return upstream if is_address else f"{upstream}@"
 
@@ -55,4 +67,17 @@ def render_policy(config: TunnelConfig) -> str:
         "// of its own name (homelab-tunnel\n"
         "// join-command prints how).\n"
     )
+    if config.metrics.scrapers:
+        acls.append(
+            {
+                "action": "accept",
+                "src": [machine_alias(scraper) for scraper in config.metrics.scrapers],
+                "proto": "tcp",
+                "dst": [f"{EDGE_USER}@:{config.metrics.port}"],
+            }
+        )
+        header += (
+            "// The machines in metrics.scrapers may reach the edge's Prometheus endpoint,\n"
+            "// that port only, over TCP.\n"
+        )
     return header + json.dumps({"acls": acls}, indent=2) + "\n"

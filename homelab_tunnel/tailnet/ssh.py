@@ -63,18 +63,40 @@ def _key_lines(known_hosts: Path) -> list[str]:
     return [line for line in lines if line and not line.startswith("#") and len(line.split()) >= 3]
 
 
-def ssh_runner(target: str, known_hosts: Path) -> Runner:
-    """A doctor `Runner` that sends each batch to `target` as one ssh session."""
+def check_target(target: str) -> str:
+    """`target` as ssh takes it, or `ValueError`: never an option, never two words."""
     if not target or target.startswith("-") or any(c.isspace() for c in target):
         raise ValueError(f"{target!r} is not an ssh destination (expected e.g. root@203.0.113.10)")
+    return target
+
+
+def ssh_options(known_hosts: Path) -> list[str]:
+    """Never a prompt; the host key checked against `known_hosts`, learned at first contact."""
+    return [
+        *("-o", "BatchMode=yes", "-o", f"ConnectTimeout={CONNECT_TIMEOUT}"),
+        *("-o", "StrictHostKeyChecking=accept-new", "-o", f"UserKnownHostsFile={known_hosts}"),
+    ]
+
+
+def say_first_contact(target: str, known_hosts: Path, trusted: Sequence[str]) -> None:
+    """Name the host keys ssh learned since `trusted` (the fingerprints before it ran)."""
+    learned = [key for key in fingerprints(known_hosts) if key not in trusted]
+    if learned:
+        print(
+            f"ssh {target}: first contact: trusted the edge's host key {', '.join(learned)}, "
+            f"kept in {known_hosts}; it must match the 'ssh host key' in the edge's "
+            "'edge ready' line (droplet console, /var/log/cloud-init-output.log)",
+            file=sys.stderr,
+        )
+
+
+def ssh_runner(target: str, known_hosts: Path) -> Runner:
+    """A doctor `Runner` that sends each batch to `target` as one ssh session."""
+    check_target(target)
 
     def run(commands: Sequence[Sequence[str]], timeout: float) -> Result:
         script = "; ".join(shlex.join(argv) for argv in commands)
-        argv = [
-            *("ssh", "-o", "BatchMode=yes", "-o", f"ConnectTimeout={CONNECT_TIMEOUT}"),
-            *("-o", "StrictHostKeyChecking=accept-new", "-o", f"UserKnownHostsFile={known_hosts}"),
-            *(target, script),
-        ]
+        argv = ["ssh", *ssh_options(known_hosts), target, script]
         trusted = fingerprints(known_hosts)
         try:
             done = subprocess.run(
@@ -90,23 +112,17 @@ def ssh_runner(target: str, known_hosts: Path) -> Runner:
             return Result(127, "", "ssh: command not found")
         except subprocess.TimeoutExpired:
             return Result(124, "", f"ssh {target}: no answer within {timeout + CONNECT_TIMEOUT:g}s")
-        learned = [key for key in fingerprints(known_hosts) if key not in trusted]
-        if learned:
-            print(
-                f"ssh {target}: first contact: trusted the edge's host key {', '.join(learned)}, "
-                f"kept in {known_hosts}; it must match the 'ssh host key' in the edge's "
-                "'edge ready' line (droplet console, /var/log/cloud-init-output.log)",
-                file=sys.stderr,
-            )
+        say_first_contact(target, known_hosts, trusted)
         if done.returncode == 255:
-            return Result(255, done.stdout, _connection_failed(target, done.stderr, known_hosts))
+            # what came before the connection failed is kept
+            return Result(255, done.stdout, unreachable(target, done.stderr, known_hosts))
         return Result(done.returncode, done.stdout, done.stderr)
 
     return run
 
 
-def _connection_failed(target: str, stderr: str, known_hosts: Path) -> str:
-    """One line: why ssh could not run the command (what came before it is kept apart)."""
+def unreachable(target: str, stderr: str, known_hosts: Path) -> str:
+    """One line: why ssh could not run the command (exit 255), with where to look."""
     if CHANGED in stderr:
         host = target.rsplit("@", 1)[-1]
         return (

@@ -56,6 +56,7 @@ GOOD: dict[str, str] = {
     "sites.0.domain": "blog.example.com",
     "sites.0.upstream": "homelab",
     "sites.0.scheme": "http",
+    "metrics.scrapers.0": "monitor",
     "sites.0.allow_cidrs.0": "198.51.100.0/24",
     "sites.0.crawlers": "block-ai",
     "sites.0.auth.basic.0.user": "alice",
@@ -270,6 +271,8 @@ UNSAFE: list[tuple[str, str, str]] = [
     ("sites.0.domain", "blog.example.com{", "fully qualified"),
     ("sites.0.upstream", "homelab:8080", "tailnet machine name"),
     ("sites.0.upstream", "{$X}", "tailnet machine name"),
+    ("metrics.scrapers.0", "monitor:9090", "tailnet machine name"),
+    ("metrics.scrapers.0", "$(id)", "tailnet machine name"),
     ("dns.zone", "example.com;", "fully qualified"),
     ("headscale.base_domain", "tail.example.net/", "fully qualified"),
 ]

@@ -285,6 +285,20 @@ def test_a_webhook_change_reaches_the_health_agent_without_a_reload(edge: Edge) 
 
 
 @needs_caddy
+def test_a_new_scraper_reaches_the_policy_and_the_metrics_endpoint_not_caddy(edge: Edge) -> None:
+    edge.commands.active.add("homelab-tunnel-metrics")
+    edge.publish(config_with())
+    agent = edge.agent()
+    agent.boot()
+    edge.commands.calls.clear()
+    edge.publish(config_with(metrics={"scrapers": ["homelab"]}))
+    assert agent.poll().startswith("applied")
+    assert edge.commands.reloads() == ["headscale", "homelab-tunnel-metrics"]
+    assert "METRICS_SCRAPERS=homelab\n" in edge.file("/etc/homelab-tunnel/metrics.env")
+    assert '"edge@:9180"' in edge.file("/etc/headscale/policy.hujson")
+
+
+@needs_caddy
 def test_a_new_machine_gets_its_headscale_user_before_the_policy_names_it(edge: Edge) -> None:
     edge.publish(config_with())
     agent = edge.agent()

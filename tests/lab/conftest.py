@@ -1,7 +1,8 @@
 """One lab for all scenarios; run in an order that keeps it usable.
 
 Read-only scenarios first, then the ones that disturb the lab and restore it
-(egress, blocked UDP, the refused client), and the droplet's replacement last.
+(egress, blocked UDP, the live view with UDP blocked, the refused client), and
+the droplet's replacement last.
 test_upgrade, test_backups, test_policy and test_in_place bring up labs of
 their own (another Headscale release, backups on, the policy sites, a sequence
 of configs) with `lab_with`. Modules not in ORDER need no lab (they skip, or
@@ -30,6 +31,7 @@ ORDER = (
     "test_direct",
     "test_reserved_ip",
     "test_udp_block",
+    "test_status",
     "test_ports",
     "test_old_client",
     "test_reboot",

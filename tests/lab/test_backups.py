@@ -20,6 +20,7 @@ How much a backup can lose and how long a restore takes are bench/backups.py's.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import signal
@@ -41,6 +42,14 @@ from support.lab.lab import Lab
 from support.lab.scenario import TailnetSnapshot, homelab_back, tailnet_snapshot
 from support.lab.shell import LabError, wait_for
 from support.lab.store import age_decrypt, age_identity
+from support.monitoring import (
+    EXPOSED,
+    dashboard_label_values,
+    dashboard_queries,
+    exposed_names,
+    rule_queries,
+    unknown,
+)
 
 from homelab_tunnel.edge.agekey import identity_from_secret
 
@@ -184,6 +193,71 @@ def test_a_node_that_joins_is_in_the_bucket(streamed: Streamed) -> None:
     """A restore of the bucket's newest backup holds it (box_backups.py waits up to 20 s)."""
     assert streamed.laptop["user"]["name"] == "laptop"
     assert streamed.in_bucket["in_bucket"]
+
+
+# ---------------------------------------------------------------------------
+# What status and the metrics endpoint say of the backups (and every name they serve)
+# ---------------------------------------------------------------------------
+
+
+@dataclass
+class Watched:
+    settled: dict[str, Any]  # status's backup part once the bucket has everything
+    after_write: dict[str, Any]  # and again after one more write reached it
+    sources: dict[str, bool]
+    page: str  # the metrics endpoint's page, as the homelab scrapes it
+
+
+def _status(lab: Lab) -> dict[str, Any]:
+    done = lab.cli(
+        "status", "--config", str(lab.config_path), "--ssh", f"root@{RESERVED_IP}", "--json",
+        "--interval", "0.5", check=False,
+    )  # fmt: skip
+    return dict(json.loads(done.stdout))
+
+
+def _caught_up(lab: Lab, beyond: int = 0) -> dict[str, Any] | None:
+    backup = _status(lab)["edge"]["backup"]
+    done = backup["lag_seconds"] == 0 and backup["local_txid"] == backup["bucket_txid"] > beyond
+    return backup if done else None
+
+
+@pytest.fixture(scope="module")
+def watched(backup_lab: Lab, streamed: Streamed) -> Watched:
+    lab = backup_lab
+    for _ in range(3):  # Caddy's histograms of a site exist once it served something
+        assert lab.page(BLOG)
+    settled = wait_for("status: the bucket has every change", lambda: _caught_up(lab), 30, 1)
+    lab.edge.headscale("users", "create", "watched")
+    after_write = wait_for(
+        "status: the new change is in the bucket too",
+        lambda: _caught_up(lab, settled["bucket_txid"]), 30, 1,
+    )  # fmt: skip
+    # Sealed too, as the timer would: the point in time below restores only a sealed state.
+    sealed = lab.edge.run_unit("homelab-tunnel-seal.service")
+    assert sealed.returncode == 0, sealed.stdout + sealed.stderr
+    assert lab.edge.backups("sealed", "60")["sealed"]
+    address = lab.edge.node.cli("ip", "-4").stdout.split()[0]
+    page = lab.home.box.run(["curl", "-sS", "--max-time", "10", f"http://{address}:9180/metrics"])
+    # What tests/data/edge-metrics.prom is copied from when the names change.
+    (lab.directory / "logs" / "edge-metrics.prom").write_text(page.stdout)
+    return Watched(settled, after_write, _status(lab)["edge"]["sources"], page.stdout)
+
+
+def test_status_follows_litestream_into_the_bucket(watched: Watched) -> None:
+    assert watched.settled["error"] is None
+    assert watched.after_write["local_txid"] > watched.settled["local_txid"]
+    assert watched.sources == {"caddy": True, "headscale": True, "litestream": True,
+                               "tailscale": True}  # fmt: skip
+
+
+def test_every_name_in_monitoring_is_one_this_edge_serves(watched: Watched) -> None:
+    names = exposed_names(watched.page)
+    assert unknown([*dashboard_queries(), *rule_queries().values()], names) == []
+    for selector, label in dashboard_label_values():
+        assert label in names[selector.name], (selector, label)
+    # The copy the lab-less tests read holds nothing this edge does not serve.
+    assert unknown([*exposed_names(EXPOSED.read_text())], names) == []
 
 
 # ---------------------------------------------------------------------------

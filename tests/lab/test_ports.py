@@ -378,11 +378,16 @@ def test_negative_twin_the_unlisted_ports_answer_on_the_homelab_itself(
 
 
 def test_the_policy_names_each_port_with_its_protocol(observed: Observed) -> None:
-    rules = {rule["proto"]: rule["dst"] for rule in observed.policy["acls"]}
+    acls = observed.policy["acls"]
+    rules = {rule["proto"]: rule["dst"] for rule in acls if rule["src"] == ["edge@"]}
     assert rules == {
         "tcp": ["homelab@:2342,8080,25566"],
         "udp": ["gamebox@:37020-37022", "homelab@:27015"],
     }
+    # The lab's metrics scraper keeps its own rule: TCP to the edge's metrics port alone.
+    assert [rule for rule in acls if rule["src"] != ["edge@"]] == [
+        {"action": "accept", "src": ["homelab@"], "proto": "tcp", "dst": ["edge@:9180"]}
+    ]
 
 
 # ---------------------------------------------------------------------------

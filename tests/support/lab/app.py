@@ -3,6 +3,8 @@
 GET /          a small page naming the app, the port, and who asked (Caddy's
                tailnet address) and for whom (X-Forwarded-For)
 GET /big?bytes=N   N bytes (default 5 MB), for throughput
+GET /status/N  the small page with status N (a known load's 404s)
+GET /slow?ms=N the small page after N milliseconds (a known load's slow requests)
 GET /ws        a websocket that echoes every text frame as "echo: <text>"
 GET /whoami    JSON: the app, the peer, and every header it received
 
@@ -19,6 +21,7 @@ import socket
 import struct
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import BinaryIO
 from urllib.parse import parse_qs, urlsplit
@@ -96,15 +99,20 @@ class App(BaseHTTPRequestHandler):
                 self.wfile.write(CHUNK[:size])
                 size -= len(CHUNK)
         else:
+            status = 200
+            if url.path.startswith("/status/") and url.path[8:].isdigit():
+                status = int(url.path[8:])
+            elif url.path == "/slow":
+                time.sleep(int(parse_qs(url.query).get("ms", ["500"])[0]) / 1000)
             body = (
                 f"{self.name} app on homelab port {self.port}; peer {self.client_address[0]}; "
                 f"host {self.headers.get('Host')}; "
                 f"x-forwarded-for {self.headers.get('X-Forwarded-For')}\n"
             ).encode()
-            self.reply(body, "text/plain")
+            self.reply(body, "text/plain", status)
 
-    def reply(self, body: bytes, kind: str) -> None:
-        self.send_response(200)
+    def reply(self, body: bytes, kind: str, status: int = 200) -> None:
+        self.send_response(status)
         self.send_header("Content-Type", kind)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()

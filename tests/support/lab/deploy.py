@@ -95,6 +95,8 @@ def _base_document(ca_roots: str) -> dict[str, Any]:
             {"domain": f"{name}.{ZONE}", "upstream": "homelab", "port": port}
             for name, port in SITES
         ],
+        # The homelab runs Prometheus: it may scrape the edge's metrics, nobody else.
+        "metrics": {"scrapers": ["homelab"]},
     }
 
 
