@@ -134,6 +134,32 @@ def test_backups_commands_keep_the_key_beside_the_config_they_are_given(
     assert f"UserKnownHostsFile={tmp_path}/edge.known_hosts" in fake_ssh.read_text()
 
 
+@needs_tools
+def test_status_keeps_the_key_beside_its_config_and_says_the_first_contact(
+    tmp_path: Path, fake_ssh: Path
+) -> None:
+    config = write_config(tmp_path)
+    args = ["status", "--config", str(config), "--ssh", "root@203.0.113.10", "--once"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2, result.output  # the stand-in sends no frame
+    assert f"UserKnownHostsFile={known_hosts_file(config)}" in fake_ssh.read_text()
+    assert "StrictHostKeyChecking=accept-new" in fake_ssh.read_text()
+    assert host_keys(known_hosts_file(config)), "learned at first contact"
+    assert "first contact: trusted the edge's host key SHA256:" in result.output
+
+
+@needs_tools
+def test_status_refuses_a_changed_host_key_with_what_to_do(
+    tmp_path: Path, fake_ssh: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = write_config(tmp_path)
+    monkeypatch.setenv("EDGE_KEY_CHANGED", "1")
+    args = ["status", "--config", str(config), "--ssh", "root@203.0.113.10", "--json"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2
+    assert f"not the one kept in {known_hosts_file(config)}" in result.output
+
+
 # -- the join script -----------------------------------------------------------------------
 
 
