@@ -77,11 +77,12 @@ bench-tools: $(VENV)/.synced
 	$(call install_missing,bench/policy.py skips what needs them)
 	$(BIN)/python tools/build_binaries.py traefik
 
-bench-lab: $(VENV)/.synced test-tools test-binaries test-rootfs ## As root: the lab's paths, direct vs relayed; forwarded ports vs the raw tailnet; backups' RPO and restore; droplet boots; a site added in place vs a new droplet
+bench-lab: $(VENV)/.synced test-tools test-binaries test-rootfs test-packages ## As root: the lab's paths, direct vs relayed; forwarded ports vs the raw tailnet; backups' RPO and restore; droplet boots; the edge from created to served, cold and warm; a site added in place vs a new droplet
 	$(BIN)/python bench/lab.py
 	$(BIN)/python bench/ports.py
 	$(BIN)/python bench/backups.py
 	$(BIN)/python bench/droplet.py
+	$(BIN)/python bench/edge_boot.py
 	$(BIN)/python bench/inplace.py
 
 # Installs the Debian packages a recipe put in $$missing, when apt-get may run as

@@ -34,7 +34,6 @@ sys.path.insert(0, str(ROOT / "tests"))
 from support.lab.lab import Lab  # noqa: E402
 from support.lab.requirements import LabUnavailable  # noqa: E402
 from support.lab.shell import wait_for  # noqa: E402
-from support.lab.units import seconds  # noqa: E402
 
 KEYS_SERVICE = "homelab-tunnel-backup-keys.service"
 KEYS_TIMER = "homelab-tunnel-backup-keys.timer"
@@ -47,19 +46,18 @@ def sync_interval(lab: Lab) -> float:
     text = lab.edge.box.path("/etc/homelab-tunnel/litestream.yml").read_text()
     found = re.search(r"sync-interval: (\S+)", text)
     assert found, "litestream.yml has no sync-interval"
-    return seconds(found[1])
+    value = found[1]  # Litestream's Go duration: "1s", "500ms"
+    return float(value.removesuffix("ms")) / 1000 if value.endswith("ms") else float(value[:-1])
 
 
 def key_timer_delay(lab: Lab) -> float:
-    delay = lab.edge.systemd.unit(KEYS_TIMER).on_active
-    assert delay, "the key timer has no OnActiveSec"
-    return delay
+    return lab.edge.timer_on_active(KEYS_TIMER)
 
 
 def _first_key_backup(lab: Lab) -> float:
     """When the key backup service first finished well (0 if it has not)."""
-    events = lab.edge.systemd.events
-    return next((at for at, unit, what in events if (unit, what) == (KEYS_SERVICE, "exited 0")), 0)
+    events = lab.edge.unit_events(KEYS_SERVICE)
+    return next((at for at, _, said in events if said.startswith("Finished ")), 0.0)
 
 
 def keys_at_first_boot(lab: Lab) -> float:

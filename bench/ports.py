@@ -37,12 +37,13 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from support.lab.addresses import RESERVED_IP  # noqa: E402
 from support.lab.boxes import Box  # noqa: E402
-from support.lab.edge import SERVICES  # noqa: E402
+from support.lab.droplet_edge import PROBES as PROBE_FILES  # noqa: E402
 from support.lab.lab import Lab  # noqa: E402
 from support.lab.probes import probe  # noqa: E402
 from support.lab.requirements import LabUnavailable  # noqa: E402
 from support.lab.shell import wait_for  # noqa: E402
 
+SERVICES = PROBE_FILES["box_services.py"]
 IPERF = 5201
 ECHO = {"tcp": 25566, "udp": 27015}  # the homelab's peer echoes
 EDGE_ECHO = {"tcp": 28016, "udp": 28015}  # (c): on the edge, not forwarded
@@ -125,6 +126,9 @@ def start(lab: Lab) -> None:
         echo = [sys.executable, SERVICES, "peer-echo", protocol, EDGE_ECHO[protocol]]
         lab.edge.box.spawn(f"{protocol}-echo", echo)
     lab.apply_in_place(lab.document(ports=PORTS))
+    # The paths, not the cloud firewall (tests/lab/test_ports.py proves it): the edge's own
+    # echo ports are in no [[ports]] entry, so the lab's firewall would drop them.
+    lab.cloud.remove_firewall()
     wait_for(
         "the forwarded echo",
         lambda: probe(lab.visitor, "exchange", "udp", RESERVED_IP, ECHO["udp"], "hi")["reply"],

@@ -51,6 +51,7 @@ BOOTSTRAP_STEPS = tuple(
 # (file in homelab_tunnel/edge/files, path on the edge, mode)
 FIXED_FILES: tuple[tuple[str, str, int], ...] = (
     ("bootstrap.sh", BOOTSTRAP, 0o755),
+    ("helpers.sh", f"{LIB}/helpers.sh", 0o644),
     ("join-edge.sh", f"{LIB}/join-edge.sh", 0o755),
     ("mint-preauth-key.sh", f"{LIB}/mint-preauth-key.sh", 0o755),
     ("reserved-ip-egress.sh", f"{LIB}/reserved-ip-egress.sh", 0o755),
@@ -79,6 +80,11 @@ FIXED_FILES: tuple[tuple[str, str, int], ...] = (
     (
         "headscale-not-mid-restore.conf",
         f"{UNITS}/headscale.service.d/30-not-mid-restore.conf",
+        0o644,
+    ),
+    (
+        "headscale-stop-timeout.conf",
+        f"{UNITS}/headscale.service.d/40-stop-timeout.conf",
         0o644,
     ),
     ("state-volume.conf", f"{UNITS}/caddy.service.d/10-state-volume.conf", 0o644),

@@ -10,29 +10,41 @@ the previous state back) all the same, and `backups status` tells how it ended.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from homelab_tunnel.cli.app import SshOption, app, reports_input_errors
+from homelab_tunnel.cli.app import DEFAULT_CONFIG, SshOption, app, reports_input_errors
 from homelab_tunnel.errors import InputError
 from homelab_tunnel.findings import one_line
 from homelab_tunnel.tailnet.on_edge import RESTORE, RESTORE_TIMEOUT, run_on_edge
+from homelab_tunnel.tailnet.ssh import known_hosts_file
 
 backups = typer.Typer(
     help="List the edge's backups, restore a point in time.", no_args_is_help=True
 )
 app.add_typer(backups, name="backups")
 
+# Only where the edge's host key is kept: <config>.known_hosts beside it.
+KnownHostsConfig = Annotated[
+    Path,
+    typer.Option(
+        "--config", "-c", help="The edge's config; its host key is kept beside it (.known_hosts)."
+    ),
+]
 
-def _relay(target: str, argv: tuple[str, ...], timeout: float, after: str = "") -> None:
+
+def _relay(
+    target: str, config: Path, argv: tuple[str, ...], timeout: float, after: str = ""
+) -> None:
     """The edge's answer, line by line with control characters escaped.
 
     Object names in the bucket are anyone's text who could write there: an
     escape sequence in one must not drive the operator's terminal. `after`:
     what to say when the connection was lost (the edge may still be at work).
     """
-    result = run_on_edge(target, argv, timeout)
+    result = run_on_edge(target, argv, timeout, known_hosts_file(config))
     typer.echo("\n".join(one_line(line) for line in result.stdout.split("\n")), nl=False)
     if result.returncode != 0:
         detail = result.stderr.strip() or f"exit code {result.returncode}"
@@ -44,9 +56,9 @@ def _relay(target: str, argv: tuple[str, ...], timeout: float, after: str = "") 
 
 @backups.command("list")
 @reports_input_errors
-def list_backups(ssh: SshOption) -> None:
+def list_backups(ssh: SshOption, config: KnownHostsConfig = DEFAULT_CONFIG) -> None:
     """The restore points: the database's time range and the key files' copies."""
-    _relay(ssh, (RESTORE, "--list"), 120.0)
+    _relay(ssh, config, (RESTORE, "--list"), 120.0)
 
 
 def _point_in_time(text: str) -> str:
@@ -81,6 +93,7 @@ def restore(
             help="Replace the database on the volume (it is moved aside, never deleted).",
         ),
     ] = False,
+    config: KnownHostsConfig = DEFAULT_CONFIG,
 ) -> None:
     """Restore Headscale's database and keys as they were at --at, on the edge's volume.
 
@@ -93,11 +106,11 @@ def restore(
         "The restore goes on on the edge whatever happened to the connection: "
         f"`homelab-tunnel backups status --ssh {ssh}` tells how it ended."
     )
-    _relay(ssh, argv, RESTORE_TIMEOUT, after)
+    _relay(ssh, config, argv, RESTORE_TIMEOUT, after)
 
 
 @backups.command("status")
 @reports_input_errors
-def status(ssh: SshOption) -> None:
+def status(ssh: SshOption, config: KnownHostsConfig = DEFAULT_CONFIG) -> None:
     """How the last `backups restore` ended on the edge (or that it still runs)."""
-    _relay(ssh, (RESTORE, "--status"), 60.0)
+    _relay(ssh, config, (RESTORE, "--status"), 60.0)

@@ -124,8 +124,9 @@ def check(
         if upgrade_from is not None:
             raise InputError("--ssh", ["give --upgrade-from or --ssh, not both"])
         from homelab_tunnel.tailnet.on_edge import running_headscale
+        from homelab_tunnel.tailnet.ssh import known_hosts_file
 
-        upgrade_from = running_headscale(ssh)
+        upgrade_from = running_headscale(ssh, known_hosts_file(config))
     findings = version_gate(loaded, upgrade_from=upgrade_from) + config_warnings(loaded)
     if ssh is not None and upgrade_from is None:
         findings.append(

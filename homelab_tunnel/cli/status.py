@@ -18,6 +18,7 @@ import threading
 import tty
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -37,6 +38,7 @@ from homelab_tunnel.edge.config_status import config_findings
 from homelab_tunnel.errors import InputError
 from homelab_tunnel.findings import Severity, count_line
 from homelab_tunnel.payload import edge_config_object
+from homelab_tunnel.tailnet.ssh import known_hosts_file
 from homelab_tunnel.tailnet.stream import FrameStream
 
 QUIT_KEYS = {"q", "Q", "\x1b"}
@@ -143,7 +145,7 @@ def status(
     """The edge working: per site traffic and latency, each upstream's path, the edge's state."""
     loaded = load_config(config)
     if once or as_json:
-        frame = _one(ssh, interval)
+        frame = _one(ssh, known_hosts_file(config), interval)
         frame = with_expected_config(frame, loaded)
         if as_json:
             print(json.dumps(frame, indent=2))  # plain print: rich would re-wrap long strings
@@ -158,12 +160,16 @@ def status(
         raise InputError(
             "status", ["the live view needs a terminal; --once or --json print one frame"]
         )
-    with FrameStream(ssh, interval=interval) as stream, contextlib.suppress(KeyboardInterrupt):
+    known_hosts = known_hosts_file(config)
+    with (
+        FrameStream(ssh, known_hosts=known_hosts, interval=interval) as stream,
+        contextlib.suppress(KeyboardInterrupt),
+    ):
         _live(stream, loaded, ssh, interval)
 
 
-def _one(target: str, interval: float) -> dict[str, Any]:
-    with FrameStream(target, interval=interval, count=1) as stream:
+def _one(target: str, known_hosts: Path, interval: float) -> dict[str, Any]:
+    with FrameStream(target, known_hosts=known_hosts, interval=interval, count=1) as stream:
         for frame in stream.frames():
             return frame
     raise InputError(f"ssh {target}", ["the edge sent no status"])

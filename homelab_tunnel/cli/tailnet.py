@@ -27,6 +27,7 @@ from homelab_tunnel.errors import InputError
 from homelab_tunnel.tailnet.evidence import examine
 from homelab_tunnel.tailnet.join import join_steps, site_machines
 from homelab_tunnel.tailnet.join_docker import DEFAULT_TAG, checked_tag, compose_service
+from homelab_tunnel.tailnet.ssh import host_keys, known_hosts_file
 
 
 def _path_cell(node: NodeReport) -> str:
@@ -85,7 +86,8 @@ def doctor(
         typer.Option(
             "--ssh",
             metavar="root@IP",
-            help="Run on the edge over ssh: ping each upstream, read status, whois, journal.",
+            help="Run on the edge over ssh: ping each upstream, read status, whois, journal "
+            "(its host key is checked against <config>.known_hosts, learned at first contact).",
         ),
     ] = None,
     whois: Annotated[
@@ -112,6 +114,7 @@ def doctor(
         whois=whois,
         journal=journal,
         now=datetime.now(UTC),
+        known_hosts=known_hosts_file(config or DEFAULT_CONFIG),
     )
     if as_json:
         print_json(report.findings, summary=report.summary(), ok=report.ok, extra=report.details())
@@ -171,7 +174,14 @@ def join_command(
         if userspace or image_tag != DEFAULT_TAG:
             raise InputError("--target", ["--image-tag and --userspace are for --target docker"])
         typer.echo(
-            join_steps(loaded, config_path=str(config), edge=edge, machine=machine), nl=False
+            join_steps(
+                loaded,
+                config_path=str(config),
+                edge=edge,
+                machine=machine,
+                host_keys=host_keys(known_hosts_file(config)),
+            ),
+            nl=False,
         )
         return
     (name, *_) = site_machines(loaded, machine)

@@ -34,7 +34,8 @@ from homelab_tunnel.findings import Finding, Severity, count_line, problem, warn
 # The timer runs every 5 minutes, give or take its 1 minute accuracy: each run
 # reads the journal since the previous one could have started.
 HEALTH_JOURNAL_SINCE = "-6min"
-# Written by bootstrap.sh: "ready: ..." or "failed: why".
+# Written by bootstrap.sh: "ready: ...", "failed at step NAME: why" or (the loader's)
+# "failed: why".
 BOOTSTRAP_STATUS = "/var/lib/homelab-tunnel/bootstrap-status"
 # Written by restore-state.sh: "<UTC time> <what was restored>".
 RESTORED = "/var/lib/homelab-tunnel/restored"
@@ -55,13 +56,10 @@ def bootstrap_findings(path: Path) -> list[Finding]:
         ]
     except OSError as exc:
         return [warning("bootstrap", f"status unreadable: {exc.strerror or exc}")]
-    if status.startswith("failed:"):
-        why = status.removeprefix("failed:").strip()
+    # "failed: why" (the software loader) or "failed at step NAME: why" (a step).
+    if status.startswith(("failed:", "failed at step ")):
         return [
-            problem(
-                "bootstrap",
-                f"failed: {why} (retrying; journalctl -u homelab-tunnel-bootstrap)",
-            )
+            problem("bootstrap", f"{status} (retrying; journalctl -u homelab-tunnel-bootstrap)")
         ]
     return []
 

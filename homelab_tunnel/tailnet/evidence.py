@@ -44,9 +44,12 @@ def examine(
     whois: Path | None,
     journal: Path | None,
     now: datetime,
+    known_hosts: Path = Path("homelab-tunnel.known_hosts"),
 ) -> Report:
     """Gather the evidence from exactly one of `status` (a file or '-') and `ssh`, then judge it."""
-    source, evidence, run = _gather(upstreams=upstreams, status=status, ssh=ssh, whois=whois)
+    source, evidence, run = _gather(
+        upstreams=upstreams, status=status, ssh=ssh, whois=whois, known_hosts=known_hosts
+    )
     if journal is not None:
         # A journal is a log: odd bytes (a client's name, a binary field) are replaced.
         evidence = dataclasses.replace(evidence, journal=read_text(str(journal), lenient=True))
@@ -111,23 +114,28 @@ def _forwarded_ports(run: Runner) -> list[Finding]:
 
 
 def _gather(
-    *, upstreams: Sequence[str], status: str | None, ssh: str | None, whois: Path | None
+    *,
+    upstreams: Sequence[str],
+    status: str | None,
+    ssh: str | None,
+    whois: Path | None,
+    known_hosts: Path,
 ) -> tuple[str, Evidence, Runner | None]:
     if (status is None) == (ssh is None):
         raise InputError("doctor", ["give exactly one of --status FILE (or - for stdin) and --ssh"])
     if ssh is not None:
         if whois is not None:
             raise InputError("--whois", ["goes with --status; --ssh reads whois on the edge"])
-        run, evidence = _from_edge(ssh, upstreams)
+        run, evidence = _from_edge(ssh, upstreams, known_hosts)
         return f"ssh {ssh}", evidence, run
     assert status is not None
     evidence = Evidence(status=read_text(status), whois=read_text(str(whois)) if whois else "")
     return label(status), evidence, None
 
 
-def _from_edge(target: str, upstreams: Sequence[str]) -> tuple[Runner, Evidence]:
+def _from_edge(target: str, upstreams: Sequence[str], known_hosts: Path) -> tuple[Runner, Evidence]:
     try:
-        run = ssh_runner(target)
+        run = ssh_runner(target, known_hosts)
     except ValueError as exc:
         raise InputError("--ssh", [str(exc)]) from None
     try:

@@ -11,6 +11,7 @@ never passes through this tool, the config or Terraform state.
 from __future__ import annotations
 
 import shlex
+from collections.abc import Sequence
 
 from homelab_tunnel.config import TunnelConfig
 from homelab_tunnel.edge.versions import Version, min_tailscale
@@ -40,14 +41,16 @@ def join_steps(
     config_path: str = "homelab-tunnel.toml",
     edge: str = "",
     machine: str | None = None,
+    host_keys: Sequence[str] = (),
 ) -> str:
-    """The whole script: header, install, key, join, verify."""
+    """The whole script: header, install, key, join, verify. `host_keys`: the edge's, as the
+    tool trusts them ("<type> <key>", from the known_hosts beside the config), if it has met it."""
     minimum = min_tailscale(config.headscale.version)
     machines = site_machines(config, machine)
     parts = [
         _header(config, minimum, machines, edge),
         _install(minimum),
-        _mint_key(config),
+        _mint_key(host_keys),
         _join(config),
         _verify(config, config_path),
     ]
@@ -122,12 +125,38 @@ echo "tailscale $(tailscale version | head -n 1) (Headscale needs $MINIMUM or ne
 """
 
 
-def _mint_key(config: TunnelConfig) -> str:
+def _mint_key(host_keys: Sequence[str]) -> str:
+    if host_keys:
+        lines = " ".join(shlex.quote(key) for key in host_keys)
+        trust = f"""\
+#    ssh accepts only the edge's host keys as homelab-tunnel last checked them
+#    (<config>.known_hosts): a replaced droplet keeps them, anything else is refused.
+EDGE_HOST_KEYS=({lines})
+if [ -z "${{KEY:-}}" ]; then
+  KNOWN_HOSTS="$(mktemp)"
+  trap 'rm -f "$KNOWN_HOSTS"' EXIT
+  for key in "${{EDGE_HOST_KEYS[@]}}"; do printf '%s %s\\n' "$EDGE" "$key"; done >"$KNOWN_HOSTS"
+fi
+HOST_KEYS=(-o StrictHostKeyChecking=yes -o UserKnownHostsFile="${{KNOWN_HOSTS:-/dev/null}}")
+"""
+    else:
+        trust = """\
+#    The first contact learns the edge's host key (never a changed one): compare
+#    the fingerprint printed below with the 'ssh host key' in the edge's
+#    'edge ready' line (droplet console, /var/log/cloud-init-output.log).
+HOST_KEYS=(-o StrictHostKeyChecking=accept-new)
+"""
     return f"""\
 # 2. A one-hour, single-use pre-auth key, minted on the edge for the Headscale
 #    user named after the machine: the edge's ACL policy lets the edge reach
 #    exactly the site ports on that user's nodes.
-KEY="${{KEY:-$(ssh -o BatchMode=yes root@"$EDGE" {MINT_KEY} "$MACHINE" 1h)}}"
+{trust}if [ -z "${{KEY:-}}" ]; then
+  KEY="$(ssh -o BatchMode=yes "${{HOST_KEYS[@]}}" root@"$EDGE" {MINT_KEY} "$MACHINE" 1h)"
+  known="${{KNOWN_HOSTS:-}}"
+  [ -n "$known" ] || known=~/.ssh/known_hosts
+  echo "edge host key: $(ssh-keygen -l -F "$EDGE" -f "$known" |
+    awk '!/^#/ {{ print $3 " (" $2 ")" }}')"
+fi
 """
 
 

@@ -7,6 +7,8 @@ on what a version or a restore point is.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from homelab_tunnel.edge.collect import Result
 from homelab_tunnel.edge.versions import parse_version
 from homelab_tunnel.errors import InputError
@@ -19,18 +21,18 @@ RESTORE = f"{LIB}/restore-state.sh"
 RESTORE_TIMEOUT = 600.0
 
 
-def run_on_edge(target: str, argv: tuple[str, ...], timeout: float) -> Result:
+def run_on_edge(target: str, argv: tuple[str, ...], timeout: float, known_hosts: Path) -> Result:
     """One command on the edge; a bad destination is bad input (exit 2)."""
     try:
-        run = ssh_runner(target)
+        run = ssh_runner(target, known_hosts)
     except ValueError as exc:
         raise InputError("--ssh", [str(exc)]) from None
     return run([argv], timeout)
 
 
-def running_headscale(target: str) -> str | None:
+def running_headscale(target: str, known_hosts: Path) -> str | None:
     """The Headscale version that last ran on the edge's volume; None when none has yet."""
-    result = run_on_edge(target, (*GUARD, "show"), 60.0)
+    result = run_on_edge(target, (*GUARD, "show"), 60.0, known_hosts)
     lines = result.stdout.strip().splitlines()
     if result.returncode != 0 or len(lines) != 1:
         detail = (result.stderr.strip().splitlines() or ["no answer"])[-1]

@@ -13,12 +13,19 @@ import json
 import subprocess
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from homelab_tunnel.edge.frame import FORMAT
 from homelab_tunnel.errors import InputError
 from homelab_tunnel.render.user_data import LIB
-from homelab_tunnel.tailnet.ssh import check_target, ssh_options, unreachable
+from homelab_tunnel.tailnet.ssh import (
+    check_target,
+    fingerprints,
+    say_first_contact,
+    ssh_options,
+    unreachable,
+)
 
 WATCH = ("env", f"PYTHONPATH={LIB}", "python3", "-m", "homelab_tunnel.edge.watch")
 
@@ -30,12 +37,16 @@ def watch_command(interval: float, count: int) -> str:
 class FrameStream:
     """The ssh session and the frames it brings; `close()` ends both."""
 
-    def __init__(self, target: str, *, interval: float, count: int = 0) -> None:
+    def __init__(self, target: str, *, known_hosts: Path, interval: float, count: int = 0) -> None:
         try:
             self.target = check_target(target)
         except ValueError as exc:
             raise InputError("--ssh", [str(exc)]) from None
-        argv = ["ssh", *ssh_options(), "-o", "ServerAliveInterval=10", "-T", self.target]
+        self.known_hosts = known_hosts
+        self._trusted = fingerprints(known_hosts)
+        self._said_first_contact = False
+        options = [*ssh_options(known_hosts), "-o", "ServerAliveInterval=10", "-T"]
+        argv = ["ssh", *options, self.target]
         try:
             self.process = subprocess.Popen(
                 [*argv, watch_command(interval, count)],
@@ -63,11 +74,14 @@ class FrameStream:
             except ValueError:
                 continue  # a login banner or a shell's chatter: not a frame
             if isinstance(document, dict) and document.get("format") == FORMAT:
+                self._first_contact()
                 yield document
         code = self.process.wait()
         self._reader.join(timeout=5)
+        self._first_contact()
         if code == 255:
-            raise InputError("--ssh", [unreachable(self.target, "".join(self._stderr))])
+            stderr = "".join(self._stderr)
+            raise InputError("--ssh", [unreachable(self.target, stderr, self.known_hosts)])
         if code != 0:
             said = [line.strip() for line in self._stderr if line.strip()]
             detail = said[-1] if said else f"exit code {code}"
@@ -75,6 +89,12 @@ class FrameStream:
                 f"ssh {self.target}",
                 [f"the edge sent no status ({detail}); is its software this version's?"],
             )
+
+    def _first_contact(self) -> None:
+        """Said once, with the first frame (ssh has met the edge by then) or at the end."""
+        if not self._said_first_contact:
+            self._said_first_contact = True
+            say_first_contact(self.target, self.known_hosts, self._trusted)
 
     def close(self) -> None:
         if self.process.stdin is not None and not self.process.stdin.closed:

@@ -38,7 +38,7 @@ MUTATING = {
     "mount": None,
     "gpg": None,
     "apt-get": None,
-    "systemctl": {"enable", "start", "restart", "stop", "daemon-reload"},
+    "systemctl": {"enable", "start", "restart", "stop", "daemon-reload", "try-reload-or-restart"},
     "update-ca-certificates": None,
     "headscale": {"create"},
     "tailscale": {"up"},
@@ -149,7 +149,9 @@ def test_missing_volume_fails_before_touching_anything(
             ["systemctl", "enable", "homelab-tunnel-health.timer"],
             ["systemctl", "start", "homelab-tunnel-health.timer"],
         ]
-        assert sandbox.status().startswith("failed: state volume homelab-edge-state")
+        assert sandbox.status().startswith(
+            "failed at step state-volume: state volume homelab-edge-state"
+        )
 
 
 def test_tampered_headscale_package_is_not_installed(sandbox: Sandbox) -> None:
@@ -535,7 +537,7 @@ def test_a_failed_restore_stops_before_headscale_and_is_retried(
         "FAILED: restore from the backup bucket: homelab-edge/keys/noise_private.key.age is not "
         "the one this edge's manifest names"
     ) in result.stderr
-    assert sandbox.status().startswith("failed: restore from the backup bucket")
+    assert sandbox.status().startswith("failed at step restore: restore from the backup")
     assert "headscale" not in sandbox.machine()["packages"]
     state = sandbox.root / HS
     assert not (state / ".homelab-tunnel-initialized").exists()
@@ -552,7 +554,9 @@ def test_a_skipped_minor_release_is_refused_before_headscale_is_installed(
     failed = result.stderr.strip().splitlines()[-1]
     assert failed.startswith("homelab-tunnel: FAILED: Headscale 0.27.1 -> 0.29.2 skips 1 minor")
     assert "set headscale.version to the newest 0.28.x release" in failed
-    assert sandbox.status().startswith("failed: Headscale 0.27.1 -> 0.29.2 skips 1 minor")
+    assert sandbox.status().startswith(
+        "failed at step upgrade-guard: Headscale 0.27.1 -> 0.29.2 skips 1 minor"
+    )
     calls = sandbox.calls()
     assert not [c for c in calls if _installs_headscale(c) or _starts_headscale(c)]
     assert not [c for c in calls if c[0] == "headscale"]

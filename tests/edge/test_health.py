@@ -433,6 +433,22 @@ def test_failed_bootstrap_is_the_first_problem(edge: dict[str, str], tmp_path: P
     )
 
 
+def test_the_step_bootstrap_failed_at_is_named(edge: dict[str, str], tmp_path: Path) -> None:
+    _status_file(tmp_path, "failed at step packages: cannot download the signing key https://x")
+    done = _health(edge)
+    assert done.returncode == 1
+    assert done.stdout.splitlines()[0] == (
+        "problem: bootstrap: failed at step packages: cannot download the signing key https://x "
+        "(retrying; journalctl -u homelab-tunnel-bootstrap)"
+    )
+
+
+def test_a_status_that_is_no_failure_is_no_problem(edge: dict[str, str], tmp_path: Path) -> None:
+    _status_file(tmp_path, "failedover: not a status bootstrap writes")
+    done = _health(edge)
+    assert "bootstrap" not in done.stdout
+
+
 def test_unfinished_bootstrap_is_a_warning(edge: dict[str, str], tmp_path: Path) -> None:
     (tmp_path / "bootstrap-status").unlink()
     done = _health(edge)

@@ -123,7 +123,7 @@ def _refused(sandbox: Sandbox, device: Path, before: str, why: str) -> None:
     result = sandbox.run(steps=("state-volume",))
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1] == f"homelab-tunnel: FAILED: {why}"
-    assert sandbox.status() == f"failed: {why}\n"
+    assert sandbox.status() == f"failed at step state-volume: {why}\n"
     assert "formatting" not in result.stdout
     assert _first_mebibyte(device) == before
     assert not [call for call in sandbox.calls() if call[0] == "mount"]

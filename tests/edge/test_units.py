@@ -22,6 +22,7 @@ KEYS_TIMER = UNITS / "homelab-tunnel-backup-keys.timer"
 SEAL_SERVICE = UNITS / "homelab-tunnel-seal.service"
 SEAL_TIMER = UNITS / "homelab-tunnel-seal.timer"
 MID_RESTORE = UNITS / "headscale-not-mid-restore.conf"
+STOP_TIMEOUT = UNITS / "headscale-stop-timeout.conf"
 MARKER = "/var/lib/headscale/.homelab-tunnel-initialized"
 RESTORING = "/var/lib/headscale/.homelab-tunnel-restoring"
 
@@ -51,7 +52,7 @@ def test_every_shipped_unit_and_drop_in_passes_systemd_analyzeverify(
     shipped = {name for name in names if name.startswith("homelab-tunnel-")}
     assert {SERVICE.name, TIMER.name, BOOTSTRAP.name, LITESTREAM.name, KEYS_PATH.name} <= shipped
     assert {SEAL_SERVICE.name, SEAL_TIMER.name} <= shipped
-    assert len(list(root.glob("*.service.d/*.conf"))) == 5
+    assert len(list(root.glob("*.service.d/*.conf"))) == 6
     assert verify(root, names) == "exit 0\n"
 
 
@@ -93,7 +94,8 @@ def test_service_runs_doctor_health_from_the_edge_library() -> None:
     # configparser keeps the last of a repeated key: the webhook, optional ("-").
     assert service["EnvironmentFile"] == "-/etc/homelab-tunnel/health-webhook.env"
     text = SERVICE.read_text()
-    assert "EnvironmentFile=/etc/homelab-tunnel/health.env\n" in text
+    # Optional too: before the edge-config step wrote it, a failed step is still reported.
+    assert "EnvironmentFile=-/etc/homelab-tunnel/health.env\n" in text
 
 
 def test_service_starts_after_tailscale_and_headscale() -> None:
@@ -166,6 +168,12 @@ def test_litestream_runs_as_root_with_only_the_file_capabilities() -> None:
 
 def test_headscale_never_starts_on_a_volume_a_restore_left_half_done() -> None:
     assert _unit(MID_RESTORE)["Unit"]["AssertPathExists"] == f"!{RESTORING}"
+
+
+def test_headscale_is_killed_soon_when_its_graceful_stop_hangs() -> None:
+    """With nodes online Headscale 0.29 never finishes a graceful stop (the lab's restore
+    waited systemd's default 90 s): every restart would."""
+    assert _unit(STOP_TIMEOUT)["Service"]["TimeoutStopSec"] == "10s"
 
 
 def test_the_database_is_sealed_every_30_seconds_and_after_the_key_backup() -> None:

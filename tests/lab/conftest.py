@@ -24,6 +24,7 @@ from support.lab.requirements import LabUnavailable, check_machine, find_program
 
 HERE = Path(__file__).resolve().parent
 ORDER = (
+    "test_first_boot",
     "test_headscale",
     "test_joins",
     "test_sites",
@@ -33,7 +34,9 @@ ORDER = (
     "test_status",
     "test_ports",
     "test_old_client",
+    "test_reboot",
     "test_replacement",
+    "test_boot_failures",
     "test_upgrade",
     "test_backups",
     "test_policy",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
-from support.lab.addresses import FIRST_DROPLET, RESERVED_IP
+from support.lab.addresses import RESERVED_IP
 from support.lab.lab import Lab
 from support.lab.probes import probe
 
@@ -51,6 +51,19 @@ def test_headscale_listens_on_loopback_only(lab: Lab) -> None:
 
 
 def test_nothing_of_headscale_grpc_or_metrics_is_reachable_from_the_visitor(lab: Lab) -> None:
-    for address in (RESERVED_IP, FIRST_DROPLET.own):
+    """The cloud firewall drops them (no answer, as on DigitalOcean) before the droplet's
+    loopback-only listeners would refuse them."""
+    for address in (RESERVED_IP, lab.edge.droplet.own):
         seen = probe(lab.visitor, "tcp", address, *PRIVATE_PORTS, "443")
-        assert seen == {**dict.fromkeys(PRIVATE_PORTS, "refused"), "443": "open"}, address
+        kinds = {port: answer.split(" (")[0] for port, answer in seen.items()}
+        assert kinds == {**dict.fromkeys(PRIVATE_PORTS, "no answer"), "443": "open"}, address
+
+
+def test_negative_twin_without_the_cloud_firewall_the_droplet_refuses_them(lab: Lab) -> None:
+    """What stays when the firewall is gone: nothing listens there on a public address."""
+    lab.cloud.remove_firewall()
+    try:
+        seen = probe(lab.visitor, "tcp", lab.edge.droplet.own, *PRIVATE_PORTS)
+    finally:
+        lab.apply_firewall()
+    assert seen == dict.fromkeys(PRIVATE_PORTS, "refused")

@@ -34,7 +34,7 @@ from support.channel import config_metadata
 from support.lab.addresses import RESERVED_IP, STORE
 from support.lab.bootstrap import BootstrapRun
 from support.lab.deploy import ZONE, lab_config_document
-from support.lab.edge import WEBHOOK_URL
+from support.lab.droplet_edge import WEBHOOK_URL
 from support.lab.lab import Lab
 from support.lab.probes import LoadSession, WebsocketSession, curl, probe
 from support.lab.shell import wait_for

@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import json
 
-from support.lab.addresses import FIRST_DROPLET, HOME_ROUTER_WAN, RESERVED_IP
+from support.lab.addresses import HOME_ROUTER_WAN
 from support.lab.lab import Lab
 from support.lab.nodes import TailscaleNode
-from support.lab.shims import calls
-
-from homelab_tunnel.tailnet.join import MINT_KEY
 
 
 def _prefs(node: TailscaleNode) -> dict[str, object]:
@@ -33,14 +30,16 @@ def test_the_homelab_ran_the_printed_script_to_the_end(lab: Lab) -> None:
     assert lab.join.returncode == 0, lab.join.stderr
     assert lab.join_script.startswith("#!/usr/bin/env bash\n")
     assert (
-        f"pong from {lab.config.name} (100.64.0.1) via {FIRST_DROPLET.own}:41641" in lab.join.stdout
+        f"pong from {lab.config.name} (100.64.0.1) via {lab.edge.droplet.own}:41641"
+        in lab.join.stdout
     )
     assert "joined as homelab" in lab.join.stdout
 
 
 def test_the_homelab_key_was_minted_on_the_edge_over_ssh(lab: Lab) -> None:
-    minted = [line for line in calls(lab.directory / "logs") if line.startswith("ssh ")]
-    assert minted[0] == f"ssh -o BatchMode=yes root@{RESERVED_IP} {MINT_KEY} homelab 1h"
+    """Real ssh from the homelab to the droplet's sshd, as root with the operator's key."""
+    accepted = lab.edge.box.log("ssh")
+    assert f"Accepted publickey for root from {HOME_ROUTER_WAN.address} " in accepted
     keys = json.loads(lab.edge.headscale("preauthkeys", "list", "-o", "json").stdout)
     homelab = [key for key in keys if key["user"]["name"] == "homelab"]
     assert len(homelab) == 1 and homelab[0]["used"] is True
@@ -55,3 +54,12 @@ def test_the_homelab_logged_in_through_caddy(lab: Lab) -> None:
         if "path=/machine/register" in line
     ]
     assert any(f"remote={HOME_ROUTER_WAN.address} " in line for line in registrations)
+
+
+def test_the_first_join_learned_the_edges_host_key_and_showed_it(lab: Lab) -> None:
+    """No host-key check was turned off: ssh learned the key (accept-new), and the script
+    printed the fingerprint the edge's "edge ready" line gives."""
+    fingerprint = lab.edge.host_key_fingerprint()
+    assert f"edge host key: {fingerprint} (ED25519)" in lab.join.stdout
+    assert lab.edge.outcome().endswith(f", ssh host key {fingerprint}")
+    assert "StrictHostKeyChecking=no" not in lab.join_script

@@ -1,22 +1,22 @@
 """Scenario 7: the droplet is replaced; the state volume carries the tailnet and the certificates.
 
-Everything on the edge stops, all but the volume's directories is wiped, and
-a new droplet (new own and anchor addresses, same reserved IP) starts from the
-same user_data. Nothing may need a person: no new key, no second edge node,
-no new certificate.
+The droplet is destroyed (its volume detached and kept) and a new one (new
+own and anchor addresses, machine-id, instance-id; same reserved IP) boots
+from the same user_data on the volume. Nothing may need a person: no new key,
+no second edge node, no new certificate, and the operator's ssh, holding the
+host key it learned from the first droplet, reaches the new one unchanged.
 """
 
 from __future__ import annotations
 
 import json
+import subprocess
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from support.lab.addresses import REPLACEMENT_DROPLET
 from support.lab.lab import Lab
 from support.lab.shell import wait_for
-from support.lab.shims import calls
 
 
 def _nodes(lab: Lab) -> list[tuple[Any, ...]]:
@@ -35,7 +35,8 @@ class State:
     noise_key: str
     nodes: list[tuple[Any, ...]]
     preauth_keys: int
-    ssh_calls: int
+    host_key: str
+    instance_id: str
     home_key: str
     issued: int
 
@@ -45,7 +46,8 @@ def _state(lab: Lab) -> State:
         noise_key=lab.edge.noise_key_sha256(),
         nodes=_nodes(lab),
         preauth_keys=_keys(lab),
-        ssh_calls=len(calls(lab.directory / "logs")),
+        host_key=lab.edge.host_key_fingerprint(),
+        instance_id=lab.edge.droplet_box.instance_id,
         home_key=lab.home.node.status()["Self"]["PublicKey"],
         issued=lab.pebble.issued(),
     )
@@ -61,13 +63,17 @@ class Observed:
     home_derp_ipv4: str
     bootstrap_output: str
     caddy_log: str
+    ssh_before: subprocess.CompletedProcess[str]
+    ssh_after: subprocess.CompletedProcess[str]
+    own_address: str
 
 
 @pytest.fixture(scope="module")
 def observed(lab: Lab) -> Observed:
+    ssh_before = lab.ssh("hostname", check=False)  # the first droplet's key is known from now
     before = _state(lab)
-    caddy_logged = len(lab.edge.box.log("caddy"))
-    lab.edge.replace(REPLACEMENT_DROPLET)
+    lab.replace_edge()
+    ssh_after = lab.ssh("cat", "/var/lib/cloud/data/instance-id", check=False)
     first_page = lab.page_once_up("blog.lab.example")
     wait_for(
         "the homelab sees the new edge",
@@ -84,7 +90,10 @@ def observed(lab: Lab) -> Observed:
         home_ping=lab.home.node.ping(lab.config.name),
         home_derp_ipv4=derp_map["Regions"]["999"]["Nodes"][0]["IPv4"],
         bootstrap_output=lab.edge.bootstrap.output,
-        caddy_log=lab.edge.box.log("caddy")[caddy_logged:],
+        caddy_log=lab.edge.box.log("caddy"),  # the new droplet's journal: its Caddy only
+        ssh_before=ssh_before,
+        ssh_after=ssh_after,
+        own_address=lab.edge.droplet.own,
     )
 
 
@@ -95,18 +104,15 @@ def test_headscale_keeps_its_noise_key(observed: Observed) -> None:
 def test_the_node_list_is_unchanged_and_the_edge_not_registered_twice(observed: Observed) -> None:
     assert observed.after.nodes == observed.before.nodes
     assert observed.after.preauth_keys == observed.before.preauth_keys  # join-edge.sh minted none
-    # bootstrap.sh printed its step lines and its own probes' curl errors (no IPv6 in the
-    # metadata, /health before Headscale answers), nothing else: join-edge.sh had nothing to do.
     lines = observed.bootstrap_output.splitlines()
-    assert [line for line in lines if not line.startswith(("homelab-tunnel: ", "curl: "))] == []
     assert any(line.startswith("homelab-tunnel: headscale: headscale running") for line in lines)
+    assert not any("tailscale up" in line or "hskey-auth-" in line for line in lines)
 
 
 def test_the_homelab_reconnects_with_no_new_key(observed: Observed, lab: Lab) -> None:
     assert observed.after.home_key == observed.before.home_key
-    assert observed.after.ssh_calls == observed.before.ssh_calls  # nobody minted a key for it
     assert observed.home_backend == "Running"
-    new = REPLACEMENT_DROPLET.own
+    new = observed.own_address
     assert f"pong from {lab.config.name} (100.64.0.1) via {new}:41641" in observed.home_ping
     assert observed.home_derp_ipv4 == new  # DERP follows the new droplet's own address
 
@@ -119,3 +125,20 @@ def test_caddy_reuses_its_certificates(observed: Observed) -> None:
 
 def test_the_sites_come_back(observed: Observed) -> None:
     assert observed.first_page.startswith("blog app on homelab")
+
+
+def test_the_replacement_is_a_new_droplet(observed: Observed) -> None:
+    assert observed.after.instance_id != observed.before.instance_id
+    assert observed.ssh_after.stdout.strip() == observed.after.instance_id
+
+
+def test_the_operators_ssh_reaches_the_replacement_with_the_key_it_learned(
+    observed: Observed, lab: Lab
+) -> None:
+    """The host key lives on the volume: the new droplet answers with the first one's, and
+    ssh checks it against the tool's known_hosts (never turned off)."""
+    assert observed.ssh_before.returncode == 0, observed.ssh_before.stderr
+    assert observed.ssh_after.returncode == 0, observed.ssh_after.stderr
+    assert observed.after.host_key == observed.before.host_key
+    assert "REMOTE HOST IDENTIFICATION HAS CHANGED" not in observed.ssh_after.stderr
+    assert lab.known_hosts.read_text().count("ssh-ed25519") == 1

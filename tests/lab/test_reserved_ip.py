@@ -22,12 +22,13 @@ from typing import Any
 import pytest
 from support.lab.addresses import FIRST_DROPLET, HOME_ROUTER_WAN, RESERVED_IP, VISITOR
 from support.lab.boxes import Box
-from support.lab.edge import SERVICES
+from support.lab.droplet_edge import PROBE_DIR, PROBES
 from support.lab.lab import Lab
 from support.lab.probes import curl, probe
 from support.lab.shell import wait_for
 
 OWN = FIRST_DROPLET.own
+SERVICES = PROBES["box_services.py"]
 PORTS = {"stun": 3478, "echo": 41641}
 
 
@@ -70,23 +71,23 @@ class Observed:
 @pytest.fixture(scope="module")
 def observed(lab: Lab) -> Observed:
     edge = lab.edge
-    metadata = {"HOMELAB_TUNNEL_METADATA": edge.start_metadata()}
     lab.visitor.spawn("whoami", [sys.executable, SERVICES, "whoami", "8000"])
-    edge.box.stop("tailscaled")  # the stand-in takes its port
-    edge.box.spawn("wireguard-socket", [edge.python, SERVICES, "udp-echo", "41641"])
+    edge.systemctl("stop", "tailscaled")  # the stand-in takes its port
+    socket = ["python3", f"{PROBE_DIR}/box_services.py", "udp-echo", "41641"]
+    edge.box.spawn("wireguard-socket", socket)
     try:
         wait_for("the stand-in on 41641", lambda: _local_echo(edge.box), 10)
         off = _matrix(lab)
-        egress = edge.run_unit("homelab-tunnel-egress.service", metadata)
+        egress = edge.run_unit("homelab-tunnel-egress.service")
         rules = edge.box.run(["ip", "rule"]).stdout
         on = _matrix(lab)
         for priority in ("900", "901"):
             edge.box.run(["ip", "rule", "del", "priority", priority])
         on_without_port_rules = _matrix(lab)
-        rerun = edge.run_unit("homelab-tunnel-egress.service", metadata)
+        rerun = edge.run_unit("homelab-tunnel-egress.service")
         rules_after_rerun = edge.box.run(["ip", "rule"]).stdout
         edge.box.stop("wireguard-socket")
-        edge.node.start()
+        edge.systemctl("start", "tailscaled")
         seen = Observed(
             off=off,
             egress=egress,

@@ -6,9 +6,11 @@ put its p50 and p95 in the histogram bucket that holds the true value (the
 latencies are estimates from Caddy's buckets, 5, 10, 25, 50, 100, 250, 500 ms,
 1, 2.5 s, ...: that bucket is the tolerance). The metrics endpoint answers
 the homelab on the edge's tailnet address and nobody else: not the public
-addresses, not a tailnet machine the ACL does not name, not the edge itself.
-Then the live view runs in tmux while UDP is blocked: the path turns to the
-edge's DERP within seconds, highlighted, over one ssh session.
+addresses (the cloud firewall drops them; without it, nothing listens there),
+not a tailnet machine the ACL does not name, not the edge itself. Then the
+live view runs in tmux while UDP is blocked: the path turns to the edge's DERP
+within seconds, highlighted, over one real ssh session from the operator's
+machine (the homelab), which sshd counts.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import shlex
 import subprocess
 import time
 from collections.abc import Iterator
@@ -28,8 +31,7 @@ from rich.console import Console
 from rich.text import Text
 from support.lab.addresses import HOME_ROUTER_WAN, LAPTOP, RESERVED_IP
 from support.lab.lab import Lab
-from support.lab.shell import LabError, wait_for
-from support.lab.shims import calls
+from support.lab.shell import BASE_ENV, LabError, wait_for
 
 from homelab_tunnel.edge.exposition import parse
 
@@ -56,7 +58,7 @@ class Load:
     sizes: list[int]
     seconds: list[float]
     document: dict[str, Any]
-    ssh_calls: list[str]
+    sessions: list[str]  # sshd's "Accepted ..." lines while status ran
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +73,7 @@ def load(lab: Lab) -> Load:
     )
     done = lab.visitor.run(["sh", "-c", script], timeout=120)
     rows = [line.split() for line in done.stdout.splitlines()]
-    before = len(calls(lab.directory / "logs"))
+    mark = lab.edge.mark()
     status = lab.cli(
         "status", "--config", str(lab.config_path), "--ssh", f"root@{RESERVED_IP}", "--json",
         check=False,
@@ -83,8 +85,13 @@ def load(lab: Lab) -> Load:
         # From the request leaving to the last byte: what Caddy times, plus the wire.
         seconds=[float(row[3]) - float(row[2]) for row in rows],
         document=json.loads(status.stdout),
-        ssh_calls=calls(lab.directory / "logs")[before:],
+        sessions=_sessions(lab, mark),
     )
+
+
+def _sessions(lab: Lab, mark: str) -> list[str]:
+    """The ssh logins the droplet's sshd accepted since `mark`."""
+    return [line for line in lab.edge.since(mark, "ssh").splitlines() if "Accepted " in line]
 
 
 def _blog(load: Load) -> dict[str, Any]:
@@ -116,8 +123,8 @@ def test_status_latency_lies_in_the_bucket_of_the_true_value(load: Load, q: floa
 
 
 def test_status_came_over_one_ssh_session(load: Load) -> None:
-    (call,) = load.ssh_calls
-    assert call.endswith("homelab_tunnel.edge.watch --interval 2 --count 1")
+    (session,) = load.sessions
+    assert f"Accepted publickey for root from {HOME_ROUTER_WAN.address} " in session
     edge = load.document["edge"]
     assert edge["sources"] == {"caddy": True, "headscale": True, "tailscale": True}
     (homelab,) = load.document["upstreams"]
@@ -141,6 +148,7 @@ class Scrapes:
     listening: str
     homelab: subprocess.CompletedProcess[str]
     public: list[subprocess.CompletedProcess[str]]
+    public_without_firewall: subprocess.CompletedProcess[str]
     laptop: subprocess.CompletedProcess[str]
     laptop_state: str
     laptop_node: dict[str, Any]
@@ -170,6 +178,7 @@ def scrapes(lab: Lab, load: Load) -> Iterator[Scrapes]:
                 _get(lab.visitor, f"http://{where}:{PORT}/metrics", 5)
                 for where in (RESERVED_IP, lab.edge.droplet.own)
             ],
+            public_without_firewall=_unfirewalled(lab, f"http://{lab.edge.droplet.own}:{PORT}"),
             laptop=_get(laptop.box, url, 5),
             laptop_state=str(laptop.status().get("BackendState")),
             laptop_node=next(n for n in lab.edge.nodes() if n.get("name") == "laptop"),
@@ -184,6 +193,14 @@ def scrapes(lab: Lab, load: Load) -> Iterator[Scrapes]:
             lab.edge.headscale("nodes", "delete", "--identifier", str(node["id"]), "--force")
         laptop.box.destroy()
         lab.internet.detach("laptop0")
+
+
+def _unfirewalled(lab: Lab, url: str) -> subprocess.CompletedProcess[str]:
+    lab.cloud.remove_firewall()
+    try:
+        return _get(lab.visitor, f"{url}/metrics", 5)
+    finally:
+        lab.apply_firewall()
 
 
 def test_the_endpoint_listens_on_the_tailnet_address_only(scrapes: Scrapes) -> None:
@@ -207,10 +224,17 @@ def test_the_homelab_gets_every_source_and_the_same_counts(scrapes: Scrapes) -> 
     assert {s.label("path") for s in path if s.value} == {"direct"}
 
 
-def test_the_public_addresses_are_refused(scrapes: Scrapes) -> None:
+def test_the_public_addresses_get_no_answer(scrapes: Scrapes) -> None:
+    """The cloud firewall opens no such port: the request times out, as on DigitalOcean."""
     for done in scrapes.public:
-        assert done.returncode == 7, done.stderr  # connection refused: nothing listens there
+        assert done.returncode == 28, done.stderr  # curl: operation timed out
         assert done.stdout.endswith("000")
+
+
+def test_negative_twin_without_the_cloud_firewall_nothing_listens_there(scrapes: Scrapes) -> None:
+    done = scrapes.public_without_firewall
+    assert done.returncode == 7, done.stderr  # connection refused
+    assert done.stdout.endswith("000")
 
 
 def test_a_tailnet_machine_the_acl_does_not_name_gets_nothing(scrapes: Scrapes) -> None:
@@ -245,7 +269,8 @@ class Live:
     ansi: str
     seconds_to_derp: float
     exited: bool  # with exit code 0
-    ssh_calls: list[str]
+    watches: list[str]  # the watch agents running in the droplet during the view
+    sessions: list[str]  # sshd's "Accepted ..." lines from the view's start to its end
 
 
 def _tmux(socket: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -271,12 +296,14 @@ def live(lab: Lab, scrapes: Scrapes) -> Iterator[Live]:
         pytest.skip("tmux is not installed (`make test-tools` installs it)")
     visit = f"curl -sS -o /dev/null --max-time 15 --cacert {lab.roots} https://{BLOG}"
     socket = f"{lab.state.prefix}-status"
-    path = f"{lab.shims}:/usr/local/bin:/usr/bin:/bin"
-    command = (
-        f"env -u COLUMNS -u LINES PATH={path} TERM=xterm-256color {lab.programs.cli} status "
-        f"--config {lab.config_path} --ssh root@{RESERVED_IP}"
-    )
-    before_calls = len(calls(lab.directory / "logs"))
+    # On the operator's machine (the homelab), whose address the edge lets in on port 22.
+    status = [lab.programs.cli, "status", "--config", lab.config_path, "--ssh",
+              f"root@{RESERVED_IP}"]  # fmt: skip
+    command = shlex.join(
+        ["env", "-u", "COLUMNS", "-u", "LINES", f"PATH={BASE_ENV['PATH']}", "LANG=C.UTF-8",
+         "TERM=xterm-256color", *lab.home.box.command(status)]
+    )  # fmt: skip
+    mark = lab.edge.mark()
     # The command's last words stay on the screen if it fails (remain-on-exit).
     started = _tmux(socket, "new-session", "-d", "-s", "status", "-x", "150", "-y", "48",
                     f"{command}; echo exit $?; sleep 30")  # fmt: skip
@@ -295,12 +322,11 @@ def live(lab: Lab, scrapes: Scrapes) -> Iterator[Live]:
             seconds = time.monotonic() - blocked
             time.sleep(2.5)  # one more frame: the view as it stays
             after, ansi = _screen(socket), _screen(socket, "-e")
+            watches = _in_namespace(lab.edge.box.netns, "homelab_tunnel.edge.watch")
             _tmux(socket, "send-keys", "-t", "status", "q")
             _until_shown(socket, "exit ", 15)  # the shell's line after status returned
         exited = "exit 0" in _screen(socket)
-        yield Live(
-            before, after, ansi, seconds, exited, calls(lab.directory / "logs")[before_calls:]
-        )
+        yield Live(before, after, ansi, seconds, exited, watches, _sessions(lab, mark))
     finally:
         lab.visitor.stop("visits")
         _tmux(socket, "kill-server")
@@ -342,9 +368,10 @@ def _styles_before(ansi: str, text: str) -> set[str]:
 
 
 def test_the_whole_view_was_one_ssh_session_and_q_ended_it(live: Live, lab: Lab) -> None:
-    watches = [call for call in live.ssh_calls if "homelab_tunnel.edge.watch" in call]
-    assert len(watches) == 1
-    assert watches[0].endswith("--interval 2 --count 0")
+    (session,) = live.sessions
+    assert f"Accepted publickey for root from {HOME_ROUTER_WAN.address} " in session
+    (watch,) = live.watches
+    assert watch.rstrip().endswith("--interval 2 --count 0")
     assert live.exited
     assert not _in_namespace(lab.edge.box.netns, "homelab_tunnel.edge.watch")  # ended with it
 

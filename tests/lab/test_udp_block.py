@@ -42,6 +42,11 @@ def _health(lab: Lab, observed: Observed) -> None:
 
 @pytest.fixture(scope="module")
 def observed(lab: Lab) -> Observed:
+    with lab.edge.timer_held():  # the agent runs when the scenario says, and only then
+        return _observe(lab)
+
+
+def _observe(lab: Lab) -> Observed:
     lab.edge.start_webhook()
     lab.edge.node.wait_direct("homelab")
     before = len(lab.edge.posts())

@@ -97,6 +97,18 @@ def _write_edge_files(root: Path, config: TunnelConfig) -> None:
     (root / EDGE_SECRET_PATH.lstrip("/")).write_text(EDGE_SECRET + "\n")
 
 
+def _host_keys(root: Path) -> None:
+    """The droplet's ssh host key, as cloud-init's ssh module makes it at first boot."""
+    key = root / "etc/ssh/ssh_host_ed25519_key"
+    key.parent.mkdir(parents=True)
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "root@droplet", "-f", str(key)],
+        check=True,
+        capture_output=True,
+        timeout=30,
+    )
+
+
 def _point_channel_at(root: Path, config: TunnelConfig, s3: S3Server) -> None:
     """channel.env pointed at a fresh bucket on the loopback S3, the config published there."""
     bucket = s3.new_bucket()
@@ -150,6 +162,7 @@ def make_sandbox(
         else:
             device.write_bytes(bytes(65536))  # readable: bootstrap reads its first 64 KiB
     _write_edge_files(root, config)
+    _host_keys(root)
     backup: dict[str, str] = {}
     if s3 is not None:
         _point_channel_at(root, config, s3)

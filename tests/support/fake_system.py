@@ -118,23 +118,31 @@ def systemctl(args: list[str], state: dict[str, Any]) -> int:
     return 0
 
 
-def apt_get(args: list[str], state: dict[str, Any]) -> int:
+def apt_get(args: list[str], state: dict[str, Any], root: Path) -> int:
+    """Installs; each package's postinst starts its service (through deb-systemd-invoke)
+    unless policy-rc.d says no, as Debian's does."""
     if "install" not in args:
         return 0
+    policy = root / "usr/sbin/policy-rc.d"
+    starts = not policy.exists() or "exit 101" not in policy.read_text()
+    state.setdefault("started_by_packages", [])
     rest = args[args.index("install") + 1 :]
     for index, arg in enumerate(rest):
         if arg.startswith("-") or (index and rest[index - 1] == "-o"):
             continue
+        service = ""
         if Path(arg).name.startswith("litestream-"):
             state["packages"]["litestream"] = Path(arg).name.split("-")[1]
         elif arg.endswith(".deb"):
             version = Path(arg).name.split("_")[1]
             state["packages"]["headscale"] = version
-            state["active"].append("headscale")
+            service = "headscale"
         else:
             state["packages"][arg] = {"tailscale": "1.90.2", "caddy": "2.11.7"}.get(arg, "1.0")
-            if arg in ("caddy", "tailscale"):
-                state["active"].append(arg if arg == "caddy" else "tailscaled")
+            service = {"caddy": "caddy", "tailscale": "tailscaled"}.get(arg, "")
+        if service and starts and service not in state["active"]:
+            state["active"].append(service)
+            state["started_by_packages"].append(service)
     return 0
 
 
@@ -316,7 +324,7 @@ class FakeSystem:
         if name == "systemctl":
             return systemctl(args, state)
         if name == "apt-get":
-            return apt_get(args, state)
+            return apt_get(args, state, self.root)
         if name == "dpkg-query":
             return dpkg_query(args, state)
         if name == "dpkg":

@@ -252,7 +252,12 @@ def test_ssh_warms_each_upstream_then_reads_status_whois_and_journal(fake_ssh: P
         "cat /etc/homelab-tunnel/ports.json /run/homelab-tunnel/ports-status.json",
     ]
     for call in calls:
-        assert call[:-1] == ["-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "root@203.0.113.10"]
+        assert call[:-1] == [
+            *("-o", "BatchMode=yes", "-o", "ConnectTimeout=10"),
+            *("-o", "StrictHostKeyChecking=accept-new"),
+            *("-o", f"UserKnownHostsFile={EXAMPLE.with_suffix('.known_hosts')}"),
+            "root@203.0.113.10",
+        ]
     assert "1.90.2" in result.stdout  # the version came back through whois
 
 

@@ -127,7 +127,10 @@ def test_a_current_client_joins_with_a_key_minted_on_the_edge(tmp_path: Path) ->
     done, calls = _run(tmp_path, _join(), EDGE="203.0.113.10")
     assert done.returncode == 0, done.stderr
     assert not any(call.startswith(("apt-get", "curl")) for call in calls)
-    assert f"ssh -o BatchMode=yes root@203.0.113.10 {MINT_KEY} homelab 1h" in calls
+    assert (
+        "ssh -o BatchMode=yes -o StrictHostKeyChecking=accept-new "
+        f"root@203.0.113.10 {MINT_KEY} homelab 1h"
+    ) in calls
     assert (
         "tailscale up --login-server https://headscale.example.com "
         "--auth-key hskey-auth-minted-on-the-edge --hostname homelab --accept-dns=false "
@@ -171,7 +174,10 @@ def test_each_upstream_machine_joins_as_itself(tmp_path: Path) -> None:
     script = join_steps(config_with(sites=raw["sites"]))
     done, calls = _run(tmp_path, script, EDGE="203.0.113.10", MACHINE="nas")
     assert done.returncode == 0, done.stderr
-    assert f"ssh -o BatchMode=yes root@203.0.113.10 {MINT_KEY} nas 1h" in calls
+    assert (
+        "ssh -o BatchMode=yes -o StrictHostKeyChecking=accept-new "
+        f"root@203.0.113.10 {MINT_KEY} nas 1h" in calls
+    )
     assert any("--hostname nas" in call for call in calls)
 
 

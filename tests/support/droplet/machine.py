@@ -27,6 +27,8 @@ from support.lab.shell import LabError, wait_for
 from support.nspawn import ENV, ContainerFailed, enter, leader, stop
 
 BOOT_TIMEOUT = 30.0
+# systemd gives a unit 90 s to stop (DefaultTimeoutStopSec) before it kills it.
+SHUTDOWN_TIMEOUT = 100.0
 # nspawn's exit code when the container's systemd rebooted (systemd-nspawn(1)).
 REBOOTED = 133
 
@@ -94,6 +96,9 @@ class Machine:
             f"--machine={self.name}",
             f"--uuid={self.machine_id}",  # the first boot's machine-id
             "--setenv=SYSTEMD_SYSFS_CHECK=0",
+            # Root on a droplet may change its network (nftables, tailscaled's TUN and
+            # routes); nspawn keeps CAP_NET_ADMIN out of the bounding set by default.
+            "--capability=CAP_NET_ADMIN",
             "--bind=/dev/net/tun",
             *(f"--bind={host}:{inside}" for host, inside in self.binds),
             "--boot",
@@ -108,7 +113,9 @@ class Machine:
                 stdin=subprocess.DEVNULL,
                 stdout=console,
                 stderr=subprocess.STDOUT,
-                env=ENV,
+                # A droplet's /proc/sys/net is its own to write (the forwarded ports turn on
+                # ip_forward): nspawn mounts /proc/sys read-only but for this.
+                env={**ENV, "SYSTEMD_NSPAWN_API_VFS_WRITABLE": "network"},
                 start_new_session=True,
             )
         self.state.add_pid(self.nspawn.pid)
@@ -137,10 +144,11 @@ class Machine:
         nspawn = self._process()
         self.run(["systemctl", "--no-block", verb])
         try:
-            return nspawn.wait(timeout=BOOT_TIMEOUT)
+            return nspawn.wait(timeout=SHUTDOWN_TIMEOUT)
         except subprocess.TimeoutExpired:
+            tail = self.console_tail()
             self.kill()
-            raise LabError(f"{self.name}: no {verb} within {BOOT_TIMEOUT:g}s") from None
+            raise LabError(f"{self.name}: no {verb} within {SHUTDOWN_TIMEOUT:g}s\n{tail}") from None
         finally:
             self.leader = None
 

@@ -18,15 +18,15 @@ from support.lab.requirements import LabUnavailable
 
 
 def _print_lab(lab: Lab) -> None:
-    holder = lab.edge.box.holder.pid if lab.edge.box.holder else "?"
+    leader = lab.edge.box.machine.leader
     print(f"lab {lab.state.prefix} up in {lab.timings['total']:.1f} s ({lab.directory})")
     for step, seconds in lab.timings.items():
         print(f"  {step}: {seconds:.1f} s")
     print(
         "look inside:\n"
         f"  ip netns list | grep {lab.state.prefix}\n"
-        f"  nsenter -t {holder} -m -n -- tailscale status    # the edge, with its own mounts\n"
-        f"  nsenter -t {holder} -m -n -- headscale nodes list\n"
+        f"  nsenter -t {leader} -a -- tailscale status    # the droplet (its PID 1)\n"
+        f"  nsenter -t {leader} -a -- journalctl -u homelab-tunnel-bootstrap\n"
         f"  ip netns exec {lab.internet.router.netns} nft list ruleset   # the router\n"
         f"  logs: {lab.directory / 'logs'}"
     )

@@ -1,21 +1,17 @@
 """Small services the lab runs inside boxes: `python3 box_services.py <service> ARGS`. Stdlib only.
 
-Stand-ins for what a real droplet has around it: DigitalOcean's metadata
-service, a webhook receiver, journald (for reading Headscale's log), systemd's
-path units and timers (they `systemctl start` their service, see units.py),
-a UDP socket shaped exactly like WireGuard's to probe reply addresses with,
-and the homelab's raw TCP and UDP services behind forwarded ports.
+What the scenarios put beside the edge: a webhook receiver (in the droplet,
+where the health agent posts), a page that tells a client its address, a UDP
+socket shaped exactly like WireGuard's to probe reply addresses with, and the
+homelab's raw TCP and UDP services behind forwarded ports.
 """
 
 from __future__ import annotations
 
 import json
 import socket
-import subprocess
 import sys
 import threading
-import time
-from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
@@ -65,28 +61,6 @@ def _echo_stream(connection: socket.socket, peer: str) -> None:
             connection.sendall(f"{peer} ".encode() + data)
 
 
-def metadata(address: str, port: str, document: str) -> None:
-    """DigitalOcean's metadata service: GET /metadata/v1/<key> -> the value in the JSON file."""
-    values = json.loads(Path(document).read_text())
-
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *_args: object) -> None:
-            pass
-
-        def do_GET(self) -> None:
-            value = values.get(self.path.removeprefix("/metadata/v1/"))
-            if value is None:
-                self.send_error(404)
-                return
-            body = str(value).encode()
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-    HTTPServer((address, int(port)), Handler).serve_forever()
-
-
 def webhook(port: str, record: str) -> None:
     """Accept POSTs; append each JSON body as one line to `record`."""
 
@@ -121,74 +95,11 @@ def whoami(port: str) -> None:
     HTTPServer(("0.0.0.0", int(port)), Handler).serve_forever()
 
 
-def journalctl(logs: str, *args: str) -> None:
-    """`journalctl -u UNIT [--since -Nmin|-Nh] ...` over the lab's daemon log of UNIT.
-
-    Lines carry the daemon's own RFC 3339 time stamp (Headscale's text log
-    does); a line without one belongs to the line before it.
-    """
-    unit = args[args.index("-u") + 1]
-    since = args[args.index("--since") + 1] if "--since" in args else None
-    cutoff = None
-    if since:
-        amount = since.lstrip("-")
-        number = int(amount.rstrip("minh"))
-        unit_of = timedelta(hours=1) if amount.endswith("h") else timedelta(minutes=1)
-        cutoff = datetime.now(UTC) - number * unit_of
-    path = Path(logs) / f"edge-{unit}.log"
-    if not path.exists():
-        sys.exit(f"-- No entries for unit {unit} --")
-    keep = cutoff is None
-    for line in path.read_text(errors="replace").splitlines():
-        stamp = line.split(" ", 1)[0]
-        try:
-            when = datetime.fromisoformat(stamp)
-        except ValueError:
-            when = None
-        if when is not None and cutoff is not None:
-            keep = (when if when.tzinfo else when.replace(tzinfo=UTC)) >= cutoff
-        if keep:
-            print(line)
-
-
-def _signature(path: str) -> tuple[int, ...] | None:
-    try:
-        found = Path(path).stat()
-    except OSError:
-        return None
-    return (found.st_ino, found.st_size, found.st_mtime_ns, found.st_ctime_ns)
-
-
-def path_trigger(unit: str, *paths: str) -> None:
-    """A path unit's PathChanged=: start `unit` whenever one of `paths` changes (polled)."""
-    seen = {path: _signature(path) for path in paths}
-    while True:
-        time.sleep(0.1)
-        now = {path: _signature(path) for path in paths}
-        if now != seen:
-            seen = now
-            print(f"{datetime.now(UTC).isoformat()} changed: starting {unit}", flush=True)
-            subprocess.run(["systemctl", "start", unit], check=False)
-
-
-def timer_trigger(unit: str, first: str, every: str) -> None:
-    """A timer's OnActiveSec= then OnUnitActiveSec=: start `unit` then, and every `every` s."""
-    time.sleep(float(first))
-    while True:
-        print(f"{datetime.now(UTC).isoformat()} elapsed: starting {unit}", flush=True)
-        subprocess.run(["systemctl", "start", unit], check=False)
-        time.sleep(float(every))
-
-
 SERVICES = {
     "udp-echo": udp_echo,
     "peer-echo": peer_echo,
-    "metadata": metadata,
     "webhook": webhook,
     "whoami": whoami,
-    "journalctl": journalctl,
-    "path-trigger": path_trigger,
-    "timer-trigger": timer_trigger,
 }
 
 if __name__ == "__main__":

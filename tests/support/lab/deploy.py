@@ -2,24 +2,19 @@
 
 The lab config is a TOML file written at run time (Pebble's directory and
 roots only exist once Pebble runs) and rendered by the project's own code into
-user_data and the config object. The edge box receives user_data's write_files
-entries byte for byte and runs its unpack command; the loader then fetches the
-software from the lab's store, as on a droplet. The only substitutions are
-Terraform's own: the keys it makes (the lab store's IAM users) and the edge
-secret. Units are read from the files deployed (units.py), so the lab runs
-what systemd would.
+user_data and the config object. The droplet gets user_data through
+cloud-init byte for byte; the loader then fetches the software from the lab's
+store, as on a droplet. The only substitutions are Terraform's own: the keys
+it makes (the lab store's IAM users) and the edge secret.
 """
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import tomli_w
-import yaml
 
 from homelab_tunnel.config import TunnelConfig, load_config
 from homelab_tunnel.payload import user_data
@@ -111,13 +106,6 @@ def write_lab_config(path: Path, document: dict[str, Any]) -> TunnelConfig:
     return load_config(path)
 
 
-@dataclass(frozen=True)
-class DeployedFile:
-    path: str
-    content: bytes
-    mode: int
-
-
 def droplet_user_data(
     config: TunnelConfig, keys: dict[str, tuple[str, str]], edge_secret: str
 ) -> str:
@@ -134,24 +122,6 @@ def droplet_user_data(
     if "backup" in keys:
         values |= {BACKUP_ACCESS_KEY: keys["backup"][0], BACKUP_SECRET_KEY: keys["backup"][1]}
     return fill(user_data(config), values)
-
-
-def write_files(document_text: str) -> list[DeployedFile]:
-    """Every write_files entry of a #cloud-config document, decoded as cloud-init does."""
-    document = yaml.safe_load(document_text)
-    files = []
-    for entry in document["write_files"]:
-        content = entry["content"]
-        data = base64.b64decode(content) if entry.get("encoding") == "b64" else content.encode()
-        files.append(DeployedFile(entry["path"], data, int(entry["permissions"], 8)))
-    return files
-
-
-def unpack_command(document_text: str) -> list[str]:
-    """runcmd's one step that is not systemd's: unpacking the bundle."""
-    commands = [cmd for cmd in yaml.safe_load(document_text)["runcmd"] if cmd[0] == "python3"]
-    assert len(commands) == 1, f"expected one python3 step in runcmd, got {commands}"
-    return [str(word) for word in commands[0]]
 
 
 def volume_directories() -> dict[str, str]:

@@ -25,11 +25,18 @@ class Home:
         self.box = Box(state, "home")
         self.node = TailscaleNode(self.box, str(roots))
 
-    def create(self, internet: Internet, *, hosts: str, tools: dict[str, Path]) -> None:
+    def create(
+        self,
+        internet: Internet,
+        *,
+        hosts: str,
+        tools: dict[str, Path],
+        binds: dict[str, Path] | None = None,
+    ) -> None:
         self.router.create()
         self.box.create()
         home_network(internet, self.router, self.box, HOME_ROUTER_WAN, HOME_LAN)
-        self.box.private_mounts(hosts=hosts, tools=tools)
+        self.box.private_mounts(hosts=hosts, tools=tools, binds=binds)
 
     def start_app(self, sites: dict[int, str], *, daemon: str = "app") -> None:
         """The sites' services: one port per site, as the config names them; `daemon`: the

@@ -9,14 +9,23 @@
     homert   203.0.113.18, masquerading 198.51.100.64/26
       home   198.51.100.66: the app (one port per site) and tailscaled
 
-The edge runs user_data rendered from a lab config by the project's own code,
-and bootstrap.sh itself (bootstrap.py); the homelab joins with the script
-`join-command` prints. With `backups=True` the config turns backups on and a
-store box (store.py) answers as the bucket's Spaces endpoint. Every name a box
-knows is in its private /etc/hosts. `Lab().up()` returns a lab with the
-homelab joined and the sites served over a direct path; `down()` (also run
-at exit, on SIGTERM, and by the next run if this process is killed) removes
-every namespace and process it made.
+    mirror   192.0.2.98     the package mirror: Tailscale's, Caddy's and Debian's
+                            repositories, GitHub's release downloads
+    store    192.0.2.82     Spaces (the config bucket; the backup bucket)
+
+The edge is a booted Debian droplet (droplet_edge.py, on tests/support/droplet/)
+that gets user_data rendered from a lab config by the project's own code,
+byte for byte, through cloud-init; bootstrap.sh runs every step under its
+systemd, installing from the mirror; DigitalOcean's metadata service and the
+cloud firewall synthesized from the same config sit on the router. The
+homelab is also the operator's machine (its address is the one in
+`ssh_allowed_cidrs`): it joins with the script `join-command` prints, and
+`lab.cli` runs the tool there, over real ssh. With `backups=True` the config
+turns backups on. Every name a box knows is in its private /etc/hosts.
+`Lab().up()` returns a lab with the homelab joined and the sites served over
+a direct path; `down()` (also run at exit, on SIGTERM, and by the next run if
+this process is killed) removes every namespace, droplet, loop device and
+process it made.
 """
 
 from __future__ import annotations
@@ -26,8 +35,9 @@ import contextlib
 import dataclasses
 import json
 import secrets
+import shlex
+import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -39,7 +49,11 @@ from homelab_tunnel.edge.config_status import STATUS_PATH as CONFIG_STATUS
 from homelab_tunnel.edge.versions import HEADSCALE_VERSION
 from homelab_tunnel.payload import edge_config_object, software_object
 from homelab_tunnel.tailnet.join import MINT_KEY
+from homelab_tunnel.tailnet.ssh import known_hosts_file
 from support.channel import config_metadata
+from support.droplet.cloud import Cloud
+from support.droplet.firewall import from_stack
+from support.droplet.rootfs import DropletUnavailable
 from support.lab.addresses import (
     ACME,
     ACME_NAME,
@@ -50,7 +64,6 @@ from support.lab.addresses import (
     STORE,
     VISITOR,
     Host,
-    droplet,
 )
 from support.lab.bootstrap import BootstrapRun
 from support.lab.boxes import Box
@@ -66,7 +79,7 @@ from support.lab.deploy import (
     lab_config_document,
     write_lab_config,
 )
-from support.lab.edge import HOLDER_FILE, WEBHOOK_URL, Edge
+from support.lab.droplet_edge import WEBHOOK_URL, DropletEdge, image_files
 from support.lab.gates import AuthServer
 from support.lab.home import Home
 from support.lab.network import Internet
@@ -78,22 +91,29 @@ from support.lab.processes import (
     down_at_exit,
     forget_at_exit,
     reap_orphans,
-    teardown,
 )
 from support.lab.requirements import (
+    LabUnavailable,
     auth_server_program,
     backup_programs,
     check_machine,
     find_programs,
     headscale_release,
 )
-from support.lab.shell import LabError, run, wait_for
+from support.lab.shell import BASE_ENV, LabError, run, wait_for
 from support.lab.shims import write_shims
 from support.lab.store import Store, age_identity, spaces_host
+from support.mirror.box import MirrorBox
+from support.mirror.build import contents
+from support.mirror.cache import MirrorUnavailable
 
 
 class Lab:
     """One run of the lab; `up()` builds it, `down()` removes every trace but its logs."""
+
+    # Facts a scenario names, as attributes (the config's are on `lab.config`).
+    reserved_ip = RESERVED_IP
+    zone = ZONE
 
     def __init__(
         self,
@@ -117,9 +137,15 @@ class Lab:
         self.backup_tools = backup_programs() if backups else {}
         self.policy = policy
         auth_binary = auth_server_program() if policy else None
-        self.state = RunState(prefix or f"hl{secrets.token_hex(2)}")
+        try:
+            self.cloud = Cloud(prefix or f"hl{secrets.token_hex(2)}")
+            mirrored = contents()
+        except (DropletUnavailable, MirrorUnavailable) as exc:
+            raise LabUnavailable(str(exc)) from exc
+        self.state: RunState = self.cloud.state
         self.directory = self.state.directory
-        self.internet = Internet(self.state)
+        self.internet: Internet = self.cloud.internet
+        self.mirror = MirrorBox(self.state, mirrored)
         self.acme = Box(self.state, "acme")
         self.visitor = Box(self.state, "visitor")
         self.roots = self.directory / "ca-roots.pem"
@@ -143,12 +169,13 @@ class Lab:
         # What DigitalOcean generates for the edge secret's Spaces key: no bucket credential.
         self.edge_secret = secrets.token_urlsafe(32)
         self.owner_recipient: str | None = None
-        self.droplets = 1  # droplets booted so far: the next one gets droplet(n + 1)
         self.shims = self.directory / "shims"
         self.timings: dict[str, float] = {}
         self.config_path = self.directory / "lab.toml"
         self.config: TunnelConfig
-        self.edge: Edge
+        self.edge: DropletEdge
+        self.operator_ssh = self.directory / "operator-ssh"  # the homelab's ~/.ssh
+        self.stack: dict[str, Any] = {}
         self.join_script = ""
         self.join: subprocess.CompletedProcess[str]
 
@@ -160,9 +187,12 @@ class Lab:
         started = time.monotonic()
         try:
             self._network()
-            self._step("pebble, visitor, home app, store", self._parallel(
-                self.pebble.start, self._visitor, self._home_app, self.store.start))  # fmt: skip
-            self._step("edge up, home tailscaled", self._parallel(self._edge, self.home.node.start))
+            self._step("pebble, visitor, home app, store, mirror", self._parallel(
+                self.pebble.start, self._visitor, self._home_app, self.store.start,
+                self.mirror.start))  # fmt: skip
+            self._step("config, firewall", self._config)
+            self._step("droplet ready, home tailscaled", self._parallel(
+                self._edge, self.home.node.start))  # fmt: skip
             self._step("certificate for Headscale's name", self._await_certificate)
             self._step("homelab joined", self._join_home)
             if self.auth_server:
@@ -190,16 +220,19 @@ class Lab:
 
     def _network(self) -> None:
         started = time.monotonic()
-        self.internet.create()
+        self.cloud.up()  # the router, the metadata service, the operator's ssh key
         for box, host, link in ((self.acme, ACME, "acme0"), (self.visitor, VISITOR, "visitor0")):
             box.create()
             self.internet.attach(box, host, link)
         self.acme.private_mounts(hosts=self.hosts, tools={})
         self.store.create(self.internet, self.hosts)
-        holder = self.directory / HOLDER_FILE
-        shims = write_shims(self.shims, edge_holder=holder, logs=self.directory / "logs")
+        self.mirror.create(self.internet)
+        shims = write_shims(self.shims, logs=self.directory / "logs")
         tools = {"tailscale": self.programs.tailscale, "tailscaled": self.programs.tailscaled}
-        self.home.create(self.internet, hosts=self.hosts, tools={**tools, **shims})
+        self.operator_ssh.mkdir(mode=0o700)
+        shutil.copy(self.cloud.ssh_key, self.operator_ssh / "id_ed25519")
+        binds = {"/root/.ssh": self.operator_ssh}
+        self.home.create(self.internet, hosts=self.hosts, tools={**tools, **shims}, binds=binds)
         self.timings["network"] = time.monotonic() - started
 
     def _visitor(self) -> None:
@@ -260,15 +293,13 @@ class Lab:
         the apply's records are seen: names added resolve, names removed no longer do."""
         self.hosts = hosts_file(self.config.domains, self.names)
         if hasattr(self, "edge"):
-            self.edge.hosts = self.hosts  # a droplet booted later gets the same
+            self.edge.publish_hosts(self.hosts)  # this droplet, and any booted later
         for box in self.boxes():
             box.write("/etc/hosts", self.hosts)
 
     def boxes(self) -> list[Box]:
-        """Every box with a resolver of its own (all but the routers)."""
+        """Every box with a resolver of its own but the routers and the droplet."""
         boxes = [self.acme, self.visitor, self.store.box, self.home.box, *self.more_boxes]
-        if hasattr(self, "edge"):
-            boxes.append(self.edge.box)
         return [box for box in boxes if box.holder is not None]
 
     def apply_in_place(self, document: dict[str, Any], timeout: float = 45) -> str:
@@ -285,7 +316,9 @@ class Lab:
         wait_for(f"the edge applying config {version} in place", applied, timeout, 0.2)
         return version
 
-    def _edge(self) -> None:
+    def _config(self) -> None:
+        """The lab config, `terraform apply`'s objects in the bucket, and the cloud firewall
+        synthesized from the same config."""
         self.roots.write_text(self.pebble.roots())
         if self.backups:
             self.owner_recipient = age_identity(self.owner_key)
@@ -293,27 +326,29 @@ class Lab:
         assert self.config.channel_bucket == self.store.config_bucket
         assert self.config.backup.enabled is self.backups
         self.apply()
-        tools = {
-            "headscale": self.programs.headscale,
-            "tailscale": self.programs.tailscale,
-            "tailscaled": self.programs.tailscaled,
-            "caddy": self.programs.caddy,
-            "journalctl": self.shims / "journalctl",
-            # Ubuntu 24.04's python3 is 3.12; user_data's unpack needs tarfile's filter=
-            # (3.11.4+), which this machine's /usr/bin/python3 may lack.
-            "python3": Path(sys.base_prefix) / "bin" / "python3",
-            **self.backup_tools,
-        }
-        self.edge = Edge(
-            state=self.state,
-            internet=self.internet,
-            droplet=droplet(1),
-            user_data=self._user_data(),
+        out = self.directory / "cdktf.out"
+        self.tool("synth", "--config", str(self.config_path), "--out", str(out))
+        self.stack = json.loads((out / "stacks" / self.config.name / "cdk.tf.json").read_text())
+        self.apply_firewall()
+
+    def apply_firewall(self) -> None:
+        """DigitalOcean's cloud firewall as the synthesized stack declares it."""
+        self.cloud.apply_firewall(from_stack(self.stack))
+
+    def _edge(self) -> None:
+        image = image_files(
             hosts=self.hosts,
-            tools=tools,
-            python=str(self.programs.cli.parent / "python"),
-            headscale_version=self.release,
-            extra_roots=self.store.ca.read_text(),
+            name=self.config.name,
+            mirror=self.mirror,
+            roots={"mirror": self.mirror.ca.read_text(), "spaces": self.store.ca.read_text()},
+            lower=self.cloud.lower,
+        )
+        self.edge = DropletEdge(
+            cloud=self.cloud,
+            user_data=self._user_data(),
+            volume=self.cloud.volume(self.config.volume_name),
+            image=image,
+            name=self.config.name,
         )
         self.edge.start()
 
@@ -354,13 +389,11 @@ class Lab:
         new droplet (the next addresses) boots on the same volume. Its bootstrap run."""
         self.apply(self._document(release))
         self.edge.user_data = self._user_data()
-        self.edge.use_headscale(headscale_release(release), release)
         return self.replace_edge(check=check)
 
     def replace_edge(self, *, blank_volume: bool = False, check: bool = True) -> BootstrapRun:
-        """The next droplet, on the volume (or a blank one); its bootstrap run."""
-        self.droplets += 1
-        return self.edge.replace(droplet(self.droplets), blank_volume=blank_volume, check=check)
+        """The next droplet, on the volume (or a blank one); its first boot's bootstrap."""
+        return self.edge.replace(blank_volume=blank_volume, check=check)
 
     def join_machine(self, name: str, host: Host) -> TailscaleNode:
         """A machine on the internet joins as Headscale user `name`, its key minted on the edge."""
@@ -372,7 +405,7 @@ class Lab:
 
     def log_in(self, node: TailscaleNode, name: str) -> None:
         """`tailscale up` on `node` as Headscale user `name`, with a key minted on the edge."""
-        key = self.edge.box.run([MINT_KEY, name, "10m"]).stdout.strip()
+        key = self.ssh(MINT_KEY, name, "10m").stdout.strip()
         node.cli(
             *("up", "--login-server", self.config.headscale_url, "--auth-key", key),
             *("--hostname", name, "--accept-dns=false", "--timeout", "60s"),
@@ -390,41 +423,60 @@ class Lab:
         self.log_in(node, name)
 
     def default_routing(self) -> None:
-        """DigitalOcean's default routing back after the egress script, the real tailscaled
+        """DigitalOcean's default routing back after the egress script, the edge's tailscaled
         running, a direct path both ways."""
         edge = self.edge
         logged = len(edge.box.log("tailscaled"))
+        running = edge.systemctl("is-active", "tailscaled", check=False).stdout.strip() == "active"
         edge.undo_egress()
-        if "tailscaled" in edge.box.daemons:
+        if running:
             # A route change tailscaled calls major resets its paths: let it happen before
             # waiting for one. (One it started under, it does; one it saw made, not always.)
             changed = lambda: "LinkChange: major" in edge.box.log("tailscaled")[logged:]  # noqa: E731
             with contextlib.suppress(LabError):
-                wait_for("tailscaled to see the route change", changed, 3)
+                wait_for("tailscaled to see the route change", changed, 5)
         else:
-            edge.node.start()
+            edge.systemctl("start", "tailscaled")
         edge.node.wait_direct("homelab", timeout=60)
         self.home.node.wait_direct(self.config.name, timeout=60)
 
     def cli(
         self, *args: str, env: dict[str, str] | None = None, check: bool = True
     ) -> subprocess.CompletedProcess[str]:
-        """`homelab-tunnel ARGS` on the operator's side (this machine); its ssh reaches the edge."""
-        path = f"{self.shims}:/usr/local/bin:/usr/bin:/bin"
-        return run(
+        """`homelab-tunnel ARGS` on the operator's machine (the homelab), its ssh the real one."""
+        return self.home.box.run(
             [self.programs.cli, *args],
-            env={"PATH": path, "COLUMNS": "200", "NO_COLOR": "1", **(env or {})},
+            env={"COLUMNS": "200", "NO_COLOR": "1", **(env or {})},
             check=check,
-            timeout=120,
+            timeout=180,
         )
+
+    def tool(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """`homelab-tunnel ARGS` on this machine, for what needs no network (synth)."""
+        env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "COLUMNS": "200", "NO_COLOR": "1"}
+        return run([self.programs.cli, *args], env=env, timeout=180)
+
+    def ssh(self, *command: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """`ssh root@<reserved IP> COMMAND` from the operator's machine, checking the host key
+        against the tool's known_hosts beside the config."""
+        argv = [
+            *("ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10"),
+            *("-o", "StrictHostKeyChecking=accept-new"),
+            *("-o", f"UserKnownHostsFile={self.known_hosts}", f"root@{RESERVED_IP}"),
+            shlex.join(command),
+        ]
+        return self.home.box.run(argv, check=check, timeout=180)
+
+    @property
+    def known_hosts(self) -> Path:
+        return known_hosts_file(self.config_path)
 
     def cli_session(self, *args: str) -> subprocess.Popen[str]:
         """`homelab-tunnel ARGS` started in a session of its own, to be killed like a dropped
         connection kills ssh (`os.killpg`)."""
-        path = f"{self.shims}:/usr/local/bin:/usr/bin:/bin"
         return subprocess.Popen(
-            [self.programs.cli, *args],
-            env={"PATH": path, "COLUMNS": "200", "NO_COLOR": "1"},
+            self.home.box.command([self.programs.cli, *args]),
+            env={**BASE_ENV, "COLUMNS": "200", "NO_COLOR": "1"},
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -474,8 +526,7 @@ class Lab:
     # -- teardown ------------------------------------------------------------
 
     def down(self) -> None:
-        teardown(self.state.prefix)
-        forget_at_exit(self.state.prefix)
+        self.cloud.down()
 
     def keep(self) -> None:
         """Leave it running after this process exits (tear down with `down PREFIX`)."""

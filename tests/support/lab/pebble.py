@@ -28,8 +28,11 @@ def make_ca(
     """A lab CA, by default the listener CA: it signs Pebble's listener (and bench's relay)."""
     directory.mkdir(parents=True, exist_ok=True)
     ca, key = directory / f"{stem}.pem", directory / f"{stem}.key"
+    # The extensions a real CA has: Python 3.13's default (VERIFY_X509_STRICT, on the
+    # droplet's python3) refuses a CA without keyUsage.
     run(["openssl", "req", "-x509", *_EC_KEY, "-keyout", key, "-out", ca, "-days", "7",
-         "-subj", f"/CN={name}"])  # fmt: skip
+         "-subj", f"/CN={name}", "-addext", "basicConstraints=critical,CA:TRUE",
+         "-addext", "keyUsage=critical,keyCertSign,cRLSign"])  # fmt: skip
     return ca, key
 
 
@@ -41,6 +44,7 @@ def server_certificate(ca: Path, ca_key: Path, name: str, ip: str, out: Path) ->
     extensions.write_text(
         f"subjectAltName=DNS:{name},IP:{ip}\nbasicConstraints=CA:FALSE\n"
         "keyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n"
+        "subjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n"
     )
     run(["openssl", "x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial",
          "-out", cert, "-days", "7", "-extfile", extensions])  # fmt: skip

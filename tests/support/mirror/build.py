@@ -17,10 +17,11 @@ from support.mirror.cache import MirrorUnavailable
 from support.mirror.site import Contents
 
 # What the edge installs from Debian itself: bootstrap's `apt-get install` of
-# unattended-upgrades (and age when backups are on), and what Tailscale's
-# package Depends on (iptables) and Recommends (iproute2) from Debian. apt adds
-# whatever they pull in that the root filesystem lacks.
-DEBIAN_PACKAGES = ("unattended-upgrades", "age", "iptables", "iproute2")
+# unattended-upgrades, nftables and conntrack (the forwarded ports), age when
+# backups are on, and what Tailscale's package Depends on (iptables) and
+# Recommends (iproute2) from Debian. apt adds whatever they pull in that the
+# root filesystem lacks.
+DEBIAN_PACKAGES = ("unattended-upgrades", "nftables", "conntrack", "age", "iptables", "iproute2")
 
 
 @functools.cache

@@ -5,16 +5,16 @@ box whose /etc/hosts names every mirrored host at the mirror and whose trust
 store holds only the mirror's CA (in place of the public roots); it always
 tears them down, and the router's leak guard must have dropped nothing.
 
-`bootstrap_shell()` is bootstrap.sh's own download-and-verify code, taken
-from the shipped script (its helper functions and APT_OPTS), so what the tests
-run against the mirror is what the edge runs, not a copy that could drift.
+`bootstrap_shell()` is bootstrap.sh's own download-and-verify code: helpers.sh,
+the file it sources, so what the tests run against the mirror is what the edge
+runs, not a copy that could drift.
 """
 
 from __future__ import annotations
 
 import contextlib
-import re
 import secrets
+import shlex
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -26,7 +26,7 @@ from support.lab.processes import RunState, reap_orphans, teardown
 from support.mirror.box import MirrorBox
 from support.mirror.site import Contents
 
-BOOTSTRAP = ROOT / "homelab_tunnel/edge/files/bootstrap.sh"
+HELPERS = ROOT / "homelab_tunnel/edge/files/helpers.sh"
 # Where the trust store lives for curl (OpenSSL) and apt (GnuTLS) alike.
 TRUST_STORE = "/etc/ssl/certs/ca-certificates.crt"
 
@@ -67,22 +67,7 @@ def mirror_run(contents: Contents) -> Iterator[MirrorRun]:
     assert leaked == 0, f"{leaked} packet(s) tried to leave the lab's addresses"
 
 
-def _function(text: str, name: str) -> str:
-    # One line (`log() { ...; }`) or up to the first line that is only "}".
-    pattern = rf"^{name}\(\) \{{( [^\n]*\}}|\n.*?\n\}})$"
-    found = re.search(pattern, text, re.MULTILINE | re.DOTALL)
-    if found is None:
-        raise AssertionError(f"{BOOTSTRAP} defines no function {name}")
-    return found.group(0)
-
-
 def bootstrap_shell(status: str) -> str:
     """bash defining bootstrap.sh's APT_OPTS, log/fail, fetch_keyring and install_release_deb
-    (its status line goes to `status`), under `set -euo pipefail` as in the script."""
-    text = BOOTSTRAP.read_text()
-    options = re.search(r"^APT_OPTS=\(.*\)$", text, re.MULTILINE)
-    if options is None:
-        raise AssertionError(f"{BOOTSTRAP} sets no APT_OPTS")
-    functions = [_function(text, name) for name in
-                 ("log", "set_status", "fail", "fetch_keyring", "install_release_deb")]  # fmt: skip
-    return "\n".join(["set -euo pipefail", f"STATUS={status}", options.group(0), *functions])
+    (its status line goes to `status`): helpers.sh, the file bootstrap.sh sources."""
+    return f"{HELPERS.read_text()}\nSTATUS={shlex.quote(status)}\n"

@@ -26,6 +26,10 @@ curl -fsS --max-time 2 -o /dev/null http://127.0.0.1:8080/health ||
   fail "headscale is not answering on 127.0.0.1:8080 (journalctl -u headscale)"
 guard stamp "$HEADSCALE_VERSION" >/dev/null
 
+# tailscaled now, not when its package was installed: Go reads the system's CA
+# roots once, and they hold tls.ca_roots only since the packages step ended.
+enable_unit tailscaled
+start_unit tailscaled 0
 EDGE_NAME="$EDGE_NAME" "$here/join-edge.sh" ||
   fail "the edge could not join its own Headscale (tailscale status; journalctl -u tailscaled)"
 step_done "headscale running (version stamped on the volume); edge joined the tailnet as $EDGE_NAME"

@@ -28,9 +28,9 @@ if [ "${#missing[@]}" -gt 0 ]; then
   if [ "$sources_changed" = 1 ] || [ ! -d "$ROOT/var/lib/apt/lists/partial" ]; then
     apt-get update -q -o DPkg::Lock::Timeout=600
   fi
-  DEBIAN_FRONTEND=noninteractive apt-get install "${APT_OPTS[@]}" "${missing[@]}"
-  # The package starts Caddy on its example config; ours starts in the caddy step.
-  systemctl stop caddy
+  # No package starts its service here: Caddy starts in the caddy step on our
+  # Caddyfile, tailscaled in the headscale step once the CA roots below are trusted.
+  install_quietly "${missing[@]}"
 fi
 # A private ACME CA (tls.acme_ca): trust its roots system-wide, so tailscaled
 # reaches the embedded DERP through the certificate Caddy got from it.
